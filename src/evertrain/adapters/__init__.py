@@ -1,0 +1,1 @@
+"""evertrain.adapters"""

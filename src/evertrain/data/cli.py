@@ -1,0 +1,16 @@
+"""Sub-commands of `evertrain` for the data area.
+
+Import heavy libraries (torch, tokenizers, matplotlib) inside command functions, never at
+module level: `evertrain.cli` imports every area's CLI at start-up.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="data commands", no_args_is_help=True)
+
+
+@app.callback()
+def _callback() -> None:
+    """data commands."""
