@@ -1,0 +1,108 @@
+"""The piecewise engine behind most schedules: a list of phases evaluated by ``math`` or numpy.
+
+A :class:`Phase` spans ``[start, end)`` and moves from ``v0`` to ``v1`` with a named shape
+(see :mod:`evertrain.schedules.shapes`). Progress before the first phase evaluates to the first
+phase's ``v0`` (negative progress is clamped to the start); progress at or past the last phase's
+end evaluates to its ``v1`` (schedules hold their final value). Phase boundaries are exact:
+``s(start) == v0`` for every phase, so ``s(warmup) == peak`` bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from evertrain.schedules.base import Schedule
+from evertrain.schedules.shapes import (
+    falling_weight,
+    falling_weight_np,
+    rising_weight,
+    rising_weight_np,
+)
+
+
+class Phase(NamedTuple):
+    start: float
+    end: float  # may be math.inf for an open-ended constant phase
+    v0: float
+    v1: float
+    shape: str = "linear"
+    power: float = 1.0
+
+
+def evaluate_phase(phase: Phase, t: float) -> float:
+    """Value of ``phase`` at ``start <= t < end`` (scalar path)."""
+    start, end, v0, v1, shape, power = phase
+    if t == start or v0 == v1:
+        return v0
+    length = end - start
+    x = (t - start) / length
+    u = (end - t) / length
+    if shape == "exponential":
+        return v0**u * v1**x
+    if v1 < v0:
+        return v1 + (v0 - v1) * falling_weight(shape, x, u, power)
+    return v0 + (v1 - v0) * rising_weight(shape, x, u, power)
+
+
+def evaluate_phase_np(phase: Phase, t: np.ndarray) -> np.ndarray:
+    """Value of ``phase`` at an array of ``start <= t < end`` (vector path)."""
+    start, end, v0, v1, shape, power = phase
+    if v0 == v1:
+        return np.full(t.shape, v0)
+    length = end - start
+    x = (t - start) / length
+    u = (end - t) / length
+    if shape == "exponential":
+        out = v0**u * v1**x
+    elif v1 < v0:
+        out = v1 + (v0 - v1) * falling_weight_np(shape, x, u, power)
+    else:
+        out = v0 + (v1 - v0) * rising_weight_np(shape, x, u, power)
+    out[t == start] = v0
+    return out
+
+
+def drop_empty(phases: list[Phase]) -> list[Phase]:
+    """Remove zero-length phases (``warmup=0``, ``decay=0``) so they never own a point."""
+    kept = [phase for phase in phases if phase.end > phase.start]
+    return kept or phases[-1:]
+
+
+class PhasedSchedule(Schedule):
+    """A schedule made of consecutive phases; subclasses fill ``self.phases`` in ``__init__``."""
+
+    phases: list[Phase]
+
+    def _scalar(self, t: float) -> float:
+        phases = self.phases
+        if t <= phases[0].start:
+            return phases[0].v0
+        for phase in phases:
+            if t < phase.end:
+                return evaluate_phase(phase, t)
+        return phases[-1].v1
+
+    def _vector(self, t: np.ndarray) -> np.ndarray:
+        phases = self.phases
+        out = np.full(t.shape, phases[-1].v1, dtype=np.float64)
+        first = phases[0]
+        out[t <= first.start] = first.v0
+        # One boolean mask per phase: the loop is over a handful of phases, never over points.
+        for phase in phases:
+            lower = t > phase.start if phase is first else t >= phase.start
+            mask = lower & (t < phase.end)
+            if mask.any():
+                out[mask] = evaluate_phase_np(phase, t[mask])
+        return out
+
+    @property
+    def key_points(self) -> list[tuple[str, float]]:
+        """Phase boundaries with names, for ``evertrain schedule show``."""
+        points = [("start", self.phases[0].start)]
+        for index, phase in enumerate(self.phases):
+            if math.isfinite(phase.end):
+                points.append((f"end of phase {index + 1} ({phase.shape})", phase.end))
+        return points

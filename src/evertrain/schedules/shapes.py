@@ -1,0 +1,98 @@
+"""Phase shapes: how a phase moves from its start value ``v0`` to its end value ``v1``.
+
+A phase spans progress ``[start, end)`` with length ``L = end - start``. With the elapsed fraction
+``x = (t - start) / L`` and remaining fraction ``u = (end - t) / L``:
+
+Decaying phases (``v1 < v0``) compute ``v = v1 + (v0 - v1) * w`` where ``w`` falls from 1 to 0:
+
+==============  =========================================  ======================================
+shape           w                                          reference
+==============  =========================================  ======================================
+linear          ``u``                                      Goyal et al. 2017; HF ``get_linear``
+cosine          ``(1 + cos(pi x)) / 2``                    Loshchilov & Hutter 2017 (SGDR)
+1-sqrt          ``1 - sqrt(x)``                            Hägele et al. 2024 ("Scaling Laws and
+                                                           Compute-Optimal Training Beyond Fixed
+                                                           Training Durations")
+power           ``u ** power``                             polynomial decay (TF PolynomialDecay)
+exponential     geometric: ``v = v0**u * v1**x``           Hu et al. 2024 (MiniCPM) exp decay
+exp2            ``2 * 0.5**x - 1``                         megatron-core WSD ``exponential``
+==============  =========================================  ======================================
+
+Rising phases (warmups, ``v1 > v0``) compute ``v = v0 + (v1 - v0) * p`` with ``p`` rising 0 -> 1,
+the time-reversed decay shape, as Hugging Face ``get_wsd_schedule`` does: linear ``x``,
+cosine ``(1 - cos(pi x)) / 2``, 1-sqrt ``1 - sqrt(1 - x)``, power ``x ** power``, exponential
+geometric ``v0**u * v1**x`` (needs ``v0 > 0``), exp2 ``2 - 2 * 0.5**x``... reversed:
+``1 - (2 * 0.5**(1-x) - 1)``.
+
+Each formula is written the way the reference implementation writes it, so the parity tests hold
+to the last bit that floating point allows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+DECAY_SHAPES = ("linear", "cosine", "1-sqrt", "exponential", "power", "exp2")
+WARMUP_SHAPES = ("linear", "cosine", "exponential", "1-sqrt", "power")
+# Shapes that interpolate geometrically: both ends must be > 0.
+GEOMETRIC_SHAPES = ("exponential",)
+
+
+def falling_weight(shape: str, x: float, u: float, power: float) -> float:
+    """Weight ``w`` of the start value in a decaying phase (1 at the start, 0 at the end)."""
+    if shape == "linear":
+        return u
+    if shape == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * x))
+    if shape == "1-sqrt":
+        return 1.0 - math.sqrt(x)
+    if shape == "power":
+        return u**power
+    if shape == "exp2":
+        return 2.0 * math.pow(0.5, x) - 1.0
+    raise ValueError(shape)
+
+
+def rising_weight(shape: str, x: float, u: float, power: float) -> float:
+    """Weight ``p`` of the end value in a rising phase (0 at the start, 1 at the end)."""
+    if shape == "linear":
+        return x
+    if shape == "cosine":
+        return 0.5 * (1.0 - math.cos(math.pi * x))
+    if shape == "1-sqrt":
+        return 1.0 - math.sqrt(1.0 - x)
+    if shape == "power":
+        return x**power
+    if shape == "exp2":
+        return 2.0 - 2.0 * math.pow(0.5, 1.0 - x)
+    raise ValueError(shape)
+
+
+def falling_weight_np(shape: str, x: np.ndarray, u: np.ndarray, power: float) -> np.ndarray:
+    if shape == "linear":
+        return u
+    if shape == "cosine":
+        return 0.5 * (1.0 + np.cos(np.pi * x))
+    if shape == "1-sqrt":
+        return 1.0 - np.sqrt(x)
+    if shape == "power":
+        return u**power
+    if shape == "exp2":
+        return 2.0 * np.power(0.5, x) - 1.0
+    raise ValueError(shape)
+
+
+def rising_weight_np(shape: str, x: np.ndarray, u: np.ndarray, power: float) -> np.ndarray:
+    if shape == "linear":
+        return x
+    if shape == "cosine":
+        return 0.5 * (1.0 - np.cos(np.pi * x))
+    if shape == "1-sqrt":
+        return 1.0 - np.sqrt(1.0 - x)
+    if shape == "power":
+        return x**power
+    if shape == "exp2":
+        return 2.0 - 2.0 * np.power(0.5, 1.0 - x)
+    raise ValueError(shape)
