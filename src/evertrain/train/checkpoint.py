@@ -1,0 +1,273 @@
+"""Atomic, verifiable checkpoints and the run manifest.
+
+A checkpoint is a directory ``checkpoints/<name>/`` holding
+
+- ``model.safetensors``  the weights (tied output projection stored once, as the embedding),
+- ``state.pt``           optimizer, progress (step, tokens), sampler and RNG states, config,
+- ``meta.json``          step, tokens, eval losses and the sha256 of the two files above.
+
+It is written into ``checkpoints/.tmp-<name>-<pid>/``, every file fsync'ed, ``meta.json`` last,
+then the directory is renamed into place and the parent fsync'ed. A reader therefore sees a
+checkpoint completely or not at all; a disk that later corrupts or truncates a file is caught by
+the checksums in :func:`verify_checkpoint`, and :func:`latest_valid_checkpoint` falls back to the
+previous complete one with a warning.
+
+``manifest.json`` (atomic) lists every kept checkpoint; it is derived data and is rebuilt from the
+``meta.json`` files on resume, so a crash between a rename and the manifest update loses nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from evertrain._atomic import _fsync_dir, atomic_write_json
+
+META = "meta.json"
+WEIGHTS = "model.safetensors"
+STATE = "state.pt"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, incomplete or corrupted."""
+
+
+def _test_kill_hook(point: str, step: int) -> None:
+    """Test-only: ``EVERTRAIN_TEST_KILL_AT=checkpoint:<step>:<point>`` SIGKILLs this process here.
+
+    Lets the resume tests crash deterministically in the middle of a checkpoint write.
+    """
+    spec = os.environ.get("EVERTRAIN_TEST_KILL_AT")
+    if spec and spec == f"checkpoint:{step}:{point}":
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_synced(path: Path, data: bytes) -> str:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return hashlib.sha256(data).hexdigest()
+
+
+def model_state_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict with each shared tensor stored once (safetensors refuses aliases)."""
+    seen: dict[int, str] = {}
+    state = {}
+    for key, tensor in model.state_dict(keep_vars=False).items():
+        pointer = tensor.untyped_storage().data_ptr()
+        if pointer in seen and tensor.numel() > 0:
+            continue  # tied weight (lm_head.weight is wte.weight): restored by the tie itself
+        seen[pointer] = key
+        state[key] = tensor.detach().to("cpu").contiguous()
+    return state
+
+
+def save_checkpoint(
+    checkpoints_dir: Path,
+    name: str,
+    *,
+    model: nn.Module,
+    state: dict[str, Any],
+    meta: dict[str, Any],
+) -> Path:
+    """Write ``checkpoints_dir/name`` atomically; return its path.
+
+    ``state`` goes into ``state.pt`` (torch.save); ``meta`` (JSON-able: step, tokens, eval, ...)
+    into ``meta.json`` together with the checksums.
+    """
+    from safetensors.torch import save as safetensors_save
+
+    checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    step = int(meta.get("step", -1))
+    final = checkpoints_dir / name
+    tmp = checkpoints_dir / f".tmp-{name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    checksums = {
+        WEIGHTS: _write_synced(tmp / WEIGHTS, safetensors_save(model_state_for_saving(model)))
+    }
+    _test_kill_hook("after_weights", step)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    checksums[STATE] = _write_synced(tmp / STATE, buffer.getvalue())
+    _test_kill_hook("after_state", step)
+    full_meta = {"format": FORMAT_VERSION, "name": name, **meta, "sha256": checksums}
+    _write_synced(tmp / META, (json.dumps(full_meta, indent=2) + "\n").encode())
+    _fsync_dir(tmp)
+    _test_kill_hook("before_rename", step)
+    if final.exists():
+        # Re-reaching a step after a resume: the old directory holds the same step; replace it.
+        trash = checkpoints_dir / f".trash-{name}-{os.getpid()}"
+        os.replace(final, trash)
+        os.replace(tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    _fsync_dir(checkpoints_dir)
+    _test_kill_hook("after_rename", step)
+    return final
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads((path / META).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path}: unreadable {META} ({error})") from None
+    if not isinstance(meta, dict) or "sha256" not in meta:
+        raise CheckpointError(f"{path}: {META} has no checksums; not an evertrain checkpoint")
+    return meta
+
+
+def verify_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Check that every file of the checkpoint matches its sha256; return the meta dict.
+
+    Raises :class:`CheckpointError` naming the bad file.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    meta = read_meta(path)
+    for filename, expected in meta["sha256"].items():
+        file = path / filename
+        if not file.is_file():
+            raise CheckpointError(f"{path}: {filename} is missing")
+        if sha256_file(file) != expected:
+            raise CheckpointError(f"{path}: {filename} is corrupted or truncated (sha256 mismatch)")
+    return meta
+
+
+def list_checkpoints(checkpoints_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Complete-looking checkpoints (a readable meta.json) sorted by (step, name); no hashing."""
+    found = []
+    if not checkpoints_dir.is_dir():
+        return found
+    for child in checkpoints_dir.iterdir():
+        if child.name.startswith(".") or not child.is_dir():
+            continue
+        try:
+            found.append((child, read_meta(child)))
+        except CheckpointError:
+            continue
+    found.sort(key=lambda item: (int(item[1].get("step", 0)), item[0].name))
+    return found
+
+
+def latest_valid_checkpoint(checkpoints_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """Newest checkpoint whose files verify; warn about (and skip) each corrupted newer one."""
+    for path, _ in reversed(list_checkpoints(checkpoints_dir)):
+        try:
+            return path, verify_checkpoint(path)
+        except CheckpointError as error:
+            warnings.warn(f"{error}; falling back to the previous checkpoint", stacklevel=2)
+    return None
+
+
+def load_checkpoint(path: str | os.PathLike[str], model: nn.Module | None = None) -> dict[str, Any]:
+    """Verify and load a checkpoint: weights into ``model`` (if given), return the ``state.pt`` dict.
+
+    The returned dict also carries ``"meta"`` (the meta.json contents).
+    """
+    from safetensors.torch import load as safetensors_load
+
+    path = Path(path)
+    meta = verify_checkpoint(path)
+    if model is not None:
+        weights = safetensors_load((path / WEIGHTS).read_bytes())
+        try:
+            missing, unexpected = model.load_state_dict(weights, strict=False)
+        except RuntimeError as error:  # shape mismatch
+            raise CheckpointError(
+                f"{path}: weights do not fit this model ({str(error).splitlines()[-1].strip()}); "
+                "the model config must match the checkpoint's"
+            ) from None
+        tied = {key for key in missing if _is_tied(model, key)}
+        if set(missing) - tied or unexpected:
+            raise CheckpointError(
+                f"{path}: weights do not fit this model (missing {sorted(set(missing) - tied)}, "
+                f"unexpected {sorted(unexpected)}); the model config must match the checkpoint's"
+            )
+    state = torch.load(
+        io.BytesIO((path / STATE).read_bytes()), map_location="cpu", weights_only=False
+    )
+    state["meta"] = meta
+    return state
+
+
+def _is_tied(model: nn.Module, key: str) -> bool:
+    # A key missing from the file is fine when its tensor aliases one that was loaded.
+    state = model.state_dict()
+    pointer = state[key].untyped_storage().data_ptr()
+    return any(k != key and v.untyped_storage().data_ptr() == pointer for k, v in state.items())
+
+
+def write_manifest(run_dir: Path, parent: dict[str, Any] | None) -> dict[str, Any]:
+    """Rebuild ``run_dir/manifest.json`` from the checkpoints on disk (atomic write)."""
+    entries = []
+    for path, meta in list_checkpoints(run_dir / "checkpoints"):
+        entries.append(
+            {
+                "name": path.name,
+                "path": str(path.resolve()),
+                "step": meta.get("step"),
+                "tokens": meta.get("tokens"),
+                "eval": meta.get("eval", {}),
+                "pinned": bool(meta.get("pinned", False)),
+            }
+        )
+    manifest = {"checkpoints": entries, "parent": parent}
+    atomic_write_json(run_dir / "manifest.json", manifest)
+    return manifest
+
+
+def prune_checkpoints(checkpoints_dir: Path, keep_last: int) -> list[Path]:
+    """Delete all but the newest ``keep_last`` unpinned checkpoints; pinned ones always stay."""
+    unpinned = [path for path, meta in list_checkpoints(checkpoints_dir) if not meta.get("pinned")]
+    removed = []
+    for path in unpinned[: max(0, len(unpinned) - keep_last)]:
+        # Rename first so a crash mid-delete never leaves a half-deleted directory that looks valid.
+        doomed = checkpoints_dir / f".del-{path.name}-{os.getpid()}"
+        os.replace(path, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+        removed.append(path)
+    # Leftovers of writes or deletes interrupted by a crash.
+    for child in checkpoints_dir.iterdir():
+        if child.name.startswith((".tmp-", ".del-", ".trash-")) and child.is_dir():
+            shutil.rmtree(child, ignore_errors=True)
+    return removed
+
+
+def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """Accept a checkpoint directory or a run directory (-> its newest valid checkpoint)."""
+    path = Path(path)
+    if (path / META).is_file():
+        return path
+    if (path / "checkpoints").is_dir():
+        found = latest_valid_checkpoint(path / "checkpoints")
+        if found is None:
+            raise CheckpointError(f"run {path} has no valid checkpoint to start from")
+        return found[0]
+    raise CheckpointError(
+        f"init_from: {path} is neither a checkpoint directory (with {META}) nor a run directory"
+    )

@@ -1,0 +1,258 @@
+"""The validated training configuration (pydantic v2).
+
+Every bad field becomes a :class:`ConfigError` whose message names the field path and the fix,
+e.g. ``model.n_head: 3 does not divide d_model=128; choose n_head dividing d_model``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """An invalid training configuration; the message names the field and how to fix it."""
+
+
+class _Strict(BaseModel):
+    # Unknown keys are typos far more often than intent: reject them.
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+
+class ModelConfig(_Strict):
+    """GPT shape. ``vocab_size=None`` takes the vocabulary size from the prepared data."""
+
+    n_layer: int = Field(gt=0)
+    n_head: int = Field(gt=0)
+    d_model: int = Field(gt=0)
+    seq_len: int = Field(gt=0)
+    vocab_size: int | None = Field(default=None, gt=0)
+    positional: Literal["rope", "learned"] = "rope"
+    tie_embeddings: bool = True
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> ModelConfig:
+        if self.d_model % self.n_head:
+            raise ValueError(
+                f"n_head: {self.n_head} does not divide d_model={self.d_model}; choose n_head dividing d_model"
+            )
+        if self.positional == "rope" and (self.d_model // self.n_head) % 2:
+            raise ValueError(
+                f"n_head: RoPE needs an even head dimension, d_model/n_head={self.d_model // self.n_head}; "
+                "choose another n_head or positional: learned"
+            )
+        return self
+
+
+class DataConfig(_Strict):
+    """Prepared datasets (directories written by ``evertrain.data.prepare``).
+
+    ``mixture`` maps each train name to a weight: a number, or an ``evertrain.schedules`` spec
+    evaluated at tokens drawn so far (None = equal weights). ``eval`` maps names to prepared
+    directories whose validation split is evaluated (None = the train sets' validation splits).
+    """
+
+    train: dict[str, str]
+    mixture: dict[str, float | dict[str, Any] | str] | None = None
+    eval: dict[str, str] | None = None
+    eval_tokens: int = Field(default=65536, gt=0)
+
+    @field_validator("train")
+    @classmethod
+    def _non_empty(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("at least one dataset is needed, e.g. train: {web: data/web}")
+        return value
+
+    @model_validator(mode="after")
+    def _mixture_names(self) -> DataConfig:
+        if self.mixture is not None:
+            unknown = sorted(set(self.mixture) - set(self.train))
+            missing = sorted(set(self.train) - set(self.mixture))
+            if unknown:
+                raise ValueError(
+                    f"mixture: {unknown} are not train datasets {sorted(self.train)}; use the names under data.train"
+                )
+            if missing:
+                raise ValueError(
+                    f"mixture: no weight for {missing}; give every data.train name a weight (0 to leave it out)"
+                )
+            for name, weight in self.mixture.items():
+                if isinstance(weight, (int, float)) and weight < 0:
+                    raise ValueError(
+                        f"mixture.{name}: weight {weight} is negative; use a weight >= 0"
+                    )
+        return self
+
+
+class OptimizerConfig(_Strict):
+    """AdamW hyper-parameters; ``grad_clip`` is the global L2 norm limit (None or 0 = no clipping)."""
+
+    weight_decay: float = Field(default=0.1, ge=0.0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = Field(default=1e-8, gt=0.0)
+    grad_clip: float | None = Field(default=1.0, ge=0.0)
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        for beta in value:
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"{list(value)} has a value outside [0, 1); use e.g. [0.9, 0.95]")
+        return value
+
+
+class TrainConfig(_Strict):
+    """Everything one training run needs. See docs/train.md for every field.
+
+    Batch accounting: ``batch_size`` is the number of sequences per micro-step summed over all
+    processes (split evenly across ranks under torchrun), so one optimizer step consumes
+    ``batch_size * grad_accum * model.seq_len`` tokens whatever the world size.
+    """
+
+    out_dir: str
+    seed: int = 0
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    compile: bool = False
+    deterministic: bool = False
+    model: ModelConfig
+    data: DataConfig
+    schedule: dict[str, Any] | str
+    optimizer: OptimizerConfig = OptimizerConfig()
+    batch_size: int = Field(gt=0)
+    grad_accum: int = Field(default=1, gt=0)
+    budget_tokens: int = Field(gt=0)
+    eval_interval_tokens: int = Field(gt=0)
+    checkpoint_interval_tokens: int = Field(gt=0)
+    keep_last: int = Field(default=2, ge=1)
+    checkpoint_at_tokens: list[int] = []
+    init_from: str | None = None
+    init_optimizer: bool = True
+    nonfinite: Literal["stop", "skip"] = "stop"
+    log_interval: int = Field(default=1, gt=0)
+    tensorboard: bool = False
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens consumed by one optimizer step (all ranks, all micro-steps)."""
+        return self.batch_size * self.grad_accum * self.model.seq_len
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps in the run: enough to reach ``budget_tokens`` (ceil division)."""
+        return -(-self.budget_tokens // self.tokens_per_step)
+
+    @field_validator("checkpoint_at_tokens")
+    @classmethod
+    def _positive_sorted(cls, value: list[int]) -> list[int]:
+        for tokens in value:
+            if tokens <= 0:
+                raise ValueError(f"{tokens} is not positive; list token counts > 0")
+        return sorted(set(value))
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_parses(cls, value: dict[str, Any] | str) -> dict[str, Any] | str:
+        from evertrain.schedules import from_spec
+
+        try:
+            from_spec(value)
+        except ValueError as error:  # ScheduleError names the schedule field itself
+            raise ValueError(f"{error}") from error
+        return value
+
+    @model_validator(mode="after")
+    def _budget_holds_a_step(self) -> TrainConfig:
+        if self.budget_tokens < self.tokens_per_step:
+            raise ValueError(
+                f"budget_tokens: {self.budget_tokens} is less than one optimizer step "
+                f"(batch_size*grad_accum*seq_len = {self.tokens_per_step}); raise budget_tokens or shrink the batch"
+            )
+        return self
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> TrainConfig:  # type: ignore[override]
+        """Validate ``obj``; raise :class:`ConfigError` (a ValueError) naming each bad field."""
+        try:
+            return super().model_validate(obj, *args, **kwargs)
+        except ValidationError as error:
+            raise ConfigError(_format_validation_error(error)) from None
+
+    @classmethod
+    def from_yaml(
+        cls, path: str | os.PathLike[str], overrides: list[str] | None = None
+    ) -> TrainConfig:
+        """Load a YAML config; ``overrides`` are ``dotted.key=value`` strings (values parsed as YAML)."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist; pass the path of a YAML config")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML ({error})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(
+                f"{path}: the top level must be a mapping of fields, got {type(raw).__name__}"
+            )
+        return cls.model_validate(apply_overrides(raw, overrides or []))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON/YAML-able dict that :meth:`model_validate` turns back into an equal config."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with ``key.sub=value`` overrides applied (value parsed as YAML)."""
+    import copy
+
+    result = copy.deepcopy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set batch_size=32")
+        key, text = item.split("=", 1)
+        parts = [part for part in key.strip().split(".") if part]
+        if not parts:
+            raise ConfigError(f"--set {item!r}: empty key; expected key=value")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        node = result
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def _format_validation_error(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"])
+        message = item["msg"]
+        # pydantic prefixes custom messages with "Value error, "; the field path says enough.
+        message = message.removeprefix("Value error, ")
+        if item["type"] == "missing":
+            message = "required field is missing; add it to the config"
+        elif item["type"] == "extra_forbidden":
+            message = "unknown field; check the spelling against docs/train.md"
+        # Our model validators put the field name first ("n_head: ..."): merge it into the path.
+        head, sep, rest = message.partition(": ")
+        if sep and head.isidentifier() and item["type"] == "value_error":
+            location = f"{location}.{head}" if location else head
+            message = rest
+        lines.append(f"{location}: {message}" if location else message)
+    return "invalid training config:\n  " + "\n  ".join(lines)

@@ -1,0 +1,527 @@
+"""The training loop: :func:`run` a :class:`~evertrain.train.config.TrainConfig`.
+
+Read top to bottom, nanoGPT style::
+
+    for step in range(start_step, total_steps):
+        lr = schedule(tokens if unit == "tokens" else step)   # progress *before* this update
+        for micro_step in range(grad_accum):                  # x, y from the mixture sampler
+            loss = model(x, y) / grad_accum; loss.backward()
+        clip; optimizer.step()                                # or skip / stop on a non-finite loss
+        log; eval every eval_interval_tokens; checkpoint every checkpoint_interval_tokens
+
+State that makes a resume exact lives in the checkpoint: weights, optimizer moments, step, tokens,
+sampler state and RNG states. The schedule is a pure function of progress, so it needs no state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import signal
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from evertrain._atomic import atomic_write_text
+from evertrain.train import checkpoint as ckpt
+from evertrain.train import distributed
+from evertrain.train.config import ConfigError, TrainConfig
+from evertrain.train.logging import RunLogger, read_log, truncate_log
+from evertrain.train.model import GPT, GPTConfig
+from evertrain.train.optim import build_optimizer
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN/inf and the config says ``nonfinite: stop``."""
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` returns. ``tokens`` / ``steps`` count the whole run (resumes included)."""
+
+    out_dir: Path
+    tokens: int
+    steps: int
+    wall_seconds: float
+    final_eval: dict[str, float]
+    last_checkpoint: Path | None
+    skipped_steps: int = 0
+    params: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "device: 'cuda' requested but no CUDA device is available; use device: cpu or auto"
+        )
+    return torch.device(name)
+
+
+def _crossed(before: int, after: int, interval: int) -> bool:
+    """True when a multiple of ``interval`` lies in (before, after]."""
+    return after // interval > before // interval
+
+
+def _nan_hook_steps() -> set[int]:
+    # Test-only: EVERTRAIN_TEST_NAN_AT_STEPS="3,5" poisons the loss of those (1-based) steps.
+    text = os.environ.get("EVERTRAIN_TEST_NAN_AT_STEPS", "")
+    return {int(part) for part in text.split(",") if part.strip()}
+
+
+def _kill_hook(step: int) -> None:
+    # Test-only: EVERTRAIN_TEST_KILL_AT=step:<n> SIGKILLs the process right after step n.
+    if os.environ.get("EVERTRAIN_TEST_KILL_AT") == f"step:{step}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _load_datasets(cfg: TrainConfig) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """Open the train and eval prepared datasets; return (train, eval, vocab_size)."""
+    from evertrain.data import PreparedDataset
+
+    def open_dataset(field_path: str, directory: str) -> Any:
+        try:
+            return PreparedDataset(directory)
+        except (OSError, ValueError) as error:
+            raise ConfigError(
+                f"{field_path}: cannot open prepared dataset {directory!r} ({error}); "
+                "run `evertrain data prepare` first"
+            ) from None
+
+    train = {name: open_dataset(f"data.train.{name}", d) for name, d in cfg.data.train.items()}
+    if cfg.data.eval is None:
+        evals = dict(train)
+    else:
+        evals = {name: open_dataset(f"data.eval.{name}", d) for name, d in cfg.data.eval.items()}
+    data_vocab = max(int(ds.vocab_size) for ds in [*train.values(), *evals.values()])
+    vocab_size = cfg.model.vocab_size or data_vocab
+    if vocab_size < data_vocab:
+        raise ConfigError(
+            f"model.vocab_size: {vocab_size} is smaller than the data's vocabulary ({data_vocab}); "
+            "raise it or leave it null to take it from the data"
+        )
+    for name, ds in evals.items():
+        if len(ds.val_tokens) < cfg.model.seq_len + 1:
+            raise ConfigError(
+                f"data.eval.{name}: validation split has {len(ds.val_tokens)} tokens, fewer than "
+                f"seq_len+1={cfg.model.seq_len + 1}; prepare more data or raise val_fraction"
+            )
+    return train, evals, vocab_size
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    datasets: dict[str, Any],
+    *,
+    seq_len: int,
+    batch_size: int,
+    eval_tokens: int,
+    device: torch.device,
+    autocast: Any,
+) -> dict[str, float]:
+    """Mean next-token loss (nats) on the first ``eval_tokens`` of each validation split.
+
+    ``iter_eval_batches`` walks the split deterministically, so every evaluation sees the same
+    tokens and the numbers are comparable across the run (and across runs).
+    """
+    from evertrain.data import iter_eval_batches
+
+    was_training = model.training
+    model.eval()
+    results = {}
+    for name, dataset in datasets.items():
+        loss_sum, token_count = 0.0, 0
+        for x, y in iter_eval_batches(
+            dataset.val_tokens, seq_len, batch_size, max_tokens=eval_tokens
+        ):
+            with autocast():
+                _, loss = model(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device))
+            loss_sum += float(loss) * y.size
+            token_count += y.size
+        results[name] = loss_sum / max(token_count, 1)
+    model.train(was_training)
+    return results
+
+
+def run(
+    cfg: TrainConfig | dict[str, Any], resume: bool = False, progress: bool = True
+) -> RunResult:
+    """Train ``cfg`` to ``budget_tokens``; with ``resume=True`` continue from the newest valid checkpoint.
+
+    Works unchanged under ``torchrun`` (DDP: gloo on CPU, NCCL on GPU; rank 0 writes files).
+    Raises :class:`ConfigError` for bad input and :class:`NonFiniteLossError` when the loss goes
+    non-finite under ``nonfinite: stop`` (the last good checkpoint is kept).
+    """
+    if not isinstance(cfg, TrainConfig):
+        cfg = TrainConfig.model_validate(cfg)
+    device = resolve_device(cfg.device)
+    info = distributed.setup(device.type)
+    if info.enabled and device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+    previous_determinism = torch.are_deterministic_algorithms_enabled()
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    try:
+        return _Trainer(cfg, info, device, progress).train(resume)
+    finally:
+        torch.use_deterministic_algorithms(previous_determinism)
+
+
+class _Trainer:
+    def __init__(
+        self, cfg: TrainConfig, info: distributed.DistInfo, device: torch.device, progress: bool
+    ) -> None:
+        self.cfg, self.info, self.device, self.progress = cfg, info, device, progress
+        self.out_dir = Path(cfg.out_dir)
+        self.checkpoints_dir = self.out_dir / "checkpoints"
+        if cfg.batch_size % info.world_size:
+            raise ConfigError(
+                f"batch_size: {cfg.batch_size} is not divisible by the world size {info.world_size}; "
+                "batch_size counts sequences over all ranks"
+            )
+        self.rank_batch = cfg.batch_size // info.world_size
+
+    # ------------------------------------------------------------------ setup
+    def _build(self) -> None:
+        from evertrain.data import MixtureSampler
+        from evertrain.schedules import from_spec
+
+        cfg = self.cfg
+        self.schedule = from_spec(cfg.schedule)
+        self.unit = getattr(self.schedule, "unit", "steps")
+        self.train_sets, self.eval_sets, vocab_size = _load_datasets(cfg)
+        mixture = cfg.data.mixture or {name: 1.0 for name in cfg.data.train}
+        try:
+            self.sampler = MixtureSampler(
+                self.train_sets,
+                weights=mixture,
+                seq_len=cfg.model.seq_len,
+                batch_size=self.rank_batch,
+                seed=cfg.seed,
+                rank=self.info.rank,
+                world_size=self.info.world_size,
+            )
+        except ValueError as error:
+            raise ConfigError(f"data.mixture: {error}") from None
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        self.model_config = GPTConfig(
+            vocab_size=vocab_size,
+            n_layer=cfg.model.n_layer,
+            n_head=cfg.model.n_head,
+            d_model=cfg.model.d_model,
+            seq_len=cfg.model.seq_len,
+            positional=cfg.model.positional,
+            tie_embeddings=cfg.model.tie_embeddings,
+            dropout=cfg.model.dropout,
+        )
+        self.model = GPT(self.model_config).to(self.device)
+        self.optimizer = build_optimizer(
+            self.model,
+            weight_decay=cfg.optimizer.weight_decay,
+            betas=tuple(cfg.optimizer.betas),
+            eps=cfg.optimizer.eps,
+            device_type=self.device.type,
+        )
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.dtype == "float16")
+        if cfg.dtype == "float32":
+            self.autocast = contextlib.nullcontext
+        else:
+            dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float16
+            self.autocast = lambda: torch.autocast(self.device.type, dtype=dtype)
+
+    def _restore(self, resume: bool) -> None:
+        """Set step/tokens/weights from a checkpoint of this run (resume) or a parent (init_from)."""
+        cfg, info = self.cfg, self.info
+        self.step, self.tokens, self.skipped, self.parent = 0, 0, 0, None
+        source: str | None = None
+        if info.is_main:
+            existing = ckpt.list_checkpoints(self.checkpoints_dir)
+            log_path = self.out_dir / "log.jsonl"
+            if not resume and (existing or (log_path.exists() and log_path.stat().st_size > 0)):
+                source = "error"
+            elif resume:
+                found = ckpt.latest_valid_checkpoint(self.checkpoints_dir)
+                source = str(found[0]) if found else None
+        source = distributed.broadcast_object(source, info)
+        if source == "error":
+            raise ConfigError(
+                f"out_dir: {self.out_dir} already holds a run; pass resume=True (--resume) to continue it "
+                "or choose a new out_dir"
+            )
+        if source is not None:
+            state = ckpt.load_checkpoint(source, self.model)
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scaler.load_state_dict(state["scaler"])
+            self.sampler.load_state_dict(state["sampler"])
+            _set_rng_state(state["rng"])
+            self.step, self.tokens = int(state["step"]), int(state["tokens"])
+            self.skipped, self.parent = int(state.get("skipped", 0)), state.get("parent")
+            self.resumed_from = Path(source)
+        else:
+            self.resumed_from = None
+            if cfg.init_from:
+                self._fork(cfg.init_from)
+        if info.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.out_dir / "config.yaml", cfg.to_yaml())
+            # Cut the log back to the checkpoint: the resumed run rewrites what came after it.
+            truncate_log(self.out_dir / "log.jsonl", self.step)
+            ckpt.write_manifest(self.out_dir, self.parent)
+
+    def _fork(self, init_from: str) -> None:
+        try:
+            path = ckpt.resolve_checkpoint(init_from)
+            state = ckpt.load_checkpoint(path, self.model)
+        except ckpt.CheckpointError as error:
+            raise ConfigError(f"init_from: {error}") from None
+        if self.cfg.init_optimizer:
+            self.optimizer.load_state_dict(state["optimizer"])
+        meta = state["meta"]
+        self.parent = {
+            "checkpoint": str(path.resolve()),
+            "run": str(path.resolve().parent.parent),
+            "step": meta.get("step"),
+            "tokens": meta.get("tokens"),
+        }
+
+    # ------------------------------------------------------------------ pieces of a step
+    def _save(self, name: str, pinned: bool, eval_losses: dict[str, float]) -> Path | None:
+        path = None
+        if self.info.is_main:
+            state = {
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "sampler": self.sampler.state_dict(),
+                "rng": _rng_state(),
+                "step": self.step,
+                "tokens": self.tokens,
+                "skipped": self.skipped,
+                "parent": self.parent,
+                "config": self.cfg.to_dict(),
+                "schedule": self.schedule.to_spec(),
+                "model_config": self.model_config.__dict__,
+            }
+            meta = {"step": self.step, "tokens": self.tokens, "eval": eval_losses, "pinned": pinned}
+            path = ckpt.save_checkpoint(
+                self.checkpoints_dir, name, model=self.model, state=state, meta=meta
+            )
+            ckpt.prune_checkpoints(self.checkpoints_dir, self.cfg.keep_last)
+            ckpt.write_manifest(self.out_dir, self.parent)
+        distributed.barrier(self.info)
+        return path
+
+    def _evaluate(self) -> dict[str, float]:
+        losses: dict[str, float] = {}
+        if self.info.is_main:
+            losses = evaluate(
+                self.model,
+                self.eval_sets,
+                seq_len=self.cfg.model.seq_len,
+                batch_size=self.cfg.batch_size,
+                eval_tokens=self.cfg.data.eval_tokens,
+                device=self.device,
+                autocast=self.autocast,
+            )
+        return distributed.broadcast_object(losses, self.info)
+
+    # ------------------------------------------------------------------ the loop
+    def train(self, resume: bool) -> RunResult:
+        cfg, info = self.cfg, self.info
+        self._build()
+        self._restore(resume)
+        started = time.perf_counter()
+        total_steps = cfg.total_steps
+        tokens_per_step = cfg.tokens_per_step
+        model: torch.nn.Module = self.model
+        if cfg.compile:
+            model = torch.compile(model)
+        if info.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            model = DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        logger = RunLogger(self.out_dir, tensorboard=cfg.tensorboard, enabled=info.is_main)
+        nan_steps = _nan_hook_steps()
+        clip = cfg.optimizer.grad_clip or math.inf
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        final_eval: dict[str, float] = {}
+        last_checkpoint = self.resumed_from
+        if self.step >= total_steps and info.is_main:
+            # Already finished (e.g. resumed after the final checkpoint): report the recorded eval.
+            evals = [r for r in read_log(self.out_dir / "log.jsonl") if r.get("kind") == "eval"]
+            final_eval = evals[-1]["eval"] if evals else self._evaluate()
+        bar = None
+        if progress_enabled := (self.progress and info.is_main):
+            from tqdm.auto import tqdm
+
+            bar = tqdm(
+                total=total_steps,
+                initial=self.step,
+                unit="step",
+                dynamic_ncols=True,
+                disable=not progress_enabled,
+            )
+        try:
+            while self.step < total_steps:
+                step_start = time.perf_counter()
+                tokens_before = self.tokens
+                progress_value = self.tokens if self.unit == "tokens" else self.step
+                lr = float(self.schedule(progress_value))
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                loss_sum = torch.zeros((), device=self.device)
+                for micro_step in range(cfg.grad_accum):
+                    x, y = self.sampler.next_batch()
+                    x = torch.from_numpy(x).to(self.device, non_blocking=True)
+                    y = torch.from_numpy(y).to(self.device, non_blocking=True)
+                    # DDP: all-reduce gradients only on the last micro-step.
+                    sync = (
+                        model.no_sync()
+                        if info.enabled and micro_step < cfg.grad_accum - 1
+                        else contextlib.nullcontext()
+                    )
+                    with sync:
+                        with self.autocast():
+                            _, loss = model(x, y)
+                        if self.step + 1 in nan_steps:
+                            loss = loss * float("nan")
+                        loss = loss / cfg.grad_accum
+                        self.scaler.scale(loss).backward()
+                    loss_sum += loss.detach()
+                loss_value = float(distributed.all_reduce_mean(loss_sum, info))
+                finite = math.isfinite(loss_value)
+                if finite:
+                    self.scaler.unscale_(self.optimizer)
+                    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                else:
+                    grad_norm = math.nan
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step += 1
+                self.tokens += tokens_per_step
+                if not finite:
+                    if cfg.nonfinite == "stop":
+                        logger.log(
+                            {
+                                "kind": "nonfinite",
+                                "step": self.step,
+                                "tokens": self.tokens,
+                                "lr": lr,
+                                "loss": loss_value,
+                            }
+                        )
+                        where = (
+                            f"last good checkpoint: {last_checkpoint}"
+                            if last_checkpoint
+                            else "no checkpoint was written yet"
+                        )
+                        raise NonFiniteLossError(
+                            f"non-finite loss ({loss_value}) at step {self.step} (tokens {self.tokens}); "
+                            f"stopped, {where}. Lower the peak LR, keep grad_clip on, or set nonfinite: skip"
+                        )
+                    self.skipped += 1
+                elapsed = time.perf_counter() - step_start
+                last = self.step == total_steps
+                if self.step % cfg.log_interval == 0 or last or not finite:
+                    logger.log(
+                        {
+                            "kind": "train",
+                            "step": self.step,
+                            "tokens": self.tokens,
+                            "lr": lr,
+                            "loss": loss_value,
+                            "grad_norm": grad_norm,
+                            "tokens_per_s": tokens_per_step / elapsed if elapsed > 0 else None,
+                            "tokens_per_source": dict(self.sampler.tokens_per_source),
+                            "skipped": self.skipped,
+                        }
+                    )
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(
+                        loss=f"{loss_value:.4f}",
+                        lr=f"{lr:.2e}",
+                        tok_s=f"{tokens_per_step / elapsed:,.0f}",
+                    )
+                named = [t for t in cfg.checkpoint_at_tokens if tokens_before < t <= self.tokens]
+                save_due = (
+                    last
+                    or named
+                    or _crossed(tokens_before, self.tokens, cfg.checkpoint_interval_tokens)
+                )
+                if save_due or _crossed(tokens_before, self.tokens, cfg.eval_interval_tokens):
+                    final_eval = self._evaluate()
+                    logger.log(
+                        {
+                            "kind": "eval",
+                            "step": self.step,
+                            "tokens": self.tokens,
+                            "eval": final_eval,
+                        }
+                    )
+                if save_due:
+                    name = f"tokens_{named[0]}" if named else f"step_{self.step:08d}"
+                    last_checkpoint = (
+                        self._save(name, pinned=bool(named), eval_losses=final_eval)
+                        or last_checkpoint
+                    )
+                _kill_hook(self.step)
+        finally:
+            logger.close()
+            if bar is not None:
+                bar.close()
+        if last_checkpoint is None and info.is_main:
+            found = ckpt.latest_valid_checkpoint(self.checkpoints_dir)
+            last_checkpoint = found[0] if found else None
+        return RunResult(
+            out_dir=self.out_dir,
+            tokens=self.tokens,
+            steps=self.step,
+            wall_seconds=time.perf_counter() - started,
+            final_eval=final_eval,
+            last_checkpoint=last_checkpoint,
+            skipped_steps=self.skipped,
+            params=self.model.num_params(),
+        )
+
+
+def history(out_dir: str | Path, kind: str = "train") -> list[dict[str, Any]]:
+    """The ``kind`` records of a run's ``log.jsonl`` (handy in notebooks and tests)."""
+    return [
+        record for record in read_log(Path(out_dir) / "log.jsonl") if record.get("kind") == kind
+    ]
+
+
+__all__ = ["RunResult", "NonFiniteLossError", "evaluate", "history", "run", "resolve_device"]
+_ = warnings  # imported for callers that filter checkpoint fallback warnings
