@@ -1,0 +1,106 @@
+"""Forgetting and adaptation of a continual stage, from its evaluation records.
+
+For a stage that continues a parent checkpoint, with validation losses L on every dataset:
+
+- forgetting  = mean over old datasets  of  L_after(old) − L_before(old)   (> 0: forgot)
+- adaptation  = mean over new datasets  of  L_before(new) − L_after(new)   (> 0: learned)
+- average     = mean over old and new   of  L_after                          (the headline number)
+
+"before" is the parent checkpoint's evaluation (from the parent's manifest, or the stage's own
+eval at token 0); "after" is the stage's last evaluation. This follows the protocol of Ibrahim
+et al. (2024, arXiv:2403.08763): final validation loss on the previous and the new
+distribution, and their average, at a given compute.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from evertrain.continual.runs import Run, checkpoint_eval, eval_at_tokens, load_run, mean
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    """Losses of one run on old and new data, before and after, with its compute."""
+
+    run: str
+    recipe: str
+    old: tuple[str, ...]
+    new: tuple[str, ...]
+    before: dict[str, float]
+    after: dict[str, float]
+    tokens: int
+    wall_seconds: float | None
+
+    @property
+    def loss_old(self) -> float:
+        return mean([self.after[n] for n in self.old if n in self.after])
+
+    @property
+    def loss_new(self) -> float:
+        return mean([self.after[n] for n in self.new if n in self.after])
+
+    @property
+    def loss_avg(self) -> float:
+        """Mean of the old and new losses (each side weighted equally, as in Ibrahim et al.)."""
+        sides = [x for x in (self.loss_old, self.loss_new) if not math.isnan(x)]
+        return mean(sides)
+
+    @property
+    def forgetting(self) -> float:
+        pairs = [
+            self.after[n] - self.before[n] for n in self.old if n in self.after and n in self.before
+        ]
+        return mean(pairs)
+
+    @property
+    def adaptation(self) -> float:
+        pairs = [
+            self.before[n] - self.after[n] for n in self.new if n in self.after and n in self.before
+        ]
+        return mean(pairs)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["old"], out["new"] = list(self.old), list(self.new)
+        for key in ("loss_old", "loss_new", "loss_avg", "forgetting", "adaptation"):
+            value = getattr(self, key)
+            out[key] = None if math.isnan(value) else value
+        return out
+
+
+def stage_outcome(
+    run: Run | str | Path, old: list[str] | None = None, new: list[str] | None = None
+) -> StageOutcome:
+    """Forgetting/adaptation of ``run``; ``old``/``new`` default to the roles recorded in the
+    run's ``continual.json`` (written by the continual runner)."""
+    if not isinstance(run, Run):
+        run = load_run(run)
+    old = list(old if old is not None else run.meta.get("old", []))
+    new = list(new if new is not None else run.meta.get("new", []))
+    return StageOutcome(
+        run=run.name,
+        recipe=run.recipe,
+        old=tuple(old),
+        new=tuple(new),
+        before=before_eval(run),
+        after=run.final_eval,
+        tokens=run.tokens,
+        wall_seconds=run.wall_seconds,
+    )
+
+
+def before_eval(run: Run) -> dict[str, float]:
+    """Losses of the model this run started from: the parent checkpoint's eval, else the run's
+    own eval at token 0, else {} (a run from scratch has no "before")."""
+    parent = run.parent
+    if parent and parent.get("checkpoint"):
+        parent_run_dir = parent.get("run")
+        if parent_run_dir and Path(parent_run_dir).is_dir():
+            found = checkpoint_eval(load_run(parent_run_dir), parent["checkpoint"])
+            if found:
+                return found
+    return eval_at_tokens(run, 0)

@@ -1,0 +1,258 @@
+"""A continual pre-training plan: an ordered list of stages, validated like every config.
+
+Stage 0 pre-trains from scratch; every later stage continues the previous one (its final or its
+pre-anneal checkpoint) on new data, with replay of every earlier stage's data and a schedule:
+
+- ``rewarm``: linear warmup over ``warmup_fraction`` of the stage to ``peak``, then cosine (or
+  linear) decay to ``floor_fraction * peak`` (Gupta et al., 2023; Ibrahim et al., 2024);
+- ``continue``: the previous stage used an ``infinite`` schedule; stay at its constant LR and
+  anneal over the last ``anneal_fraction`` only for a release (Singh et al., 2025);
+- ``finetune``: constant LR at the previous stage's final LR (no re-warming);
+- ``cosine`` / ``infinite``: for stage 0 (a cosine run, or an infinite one that later stages can
+  ``continue``);
+- any explicit ``evertrain.schedules`` spec (dict or string), progress in the stage's own units.
+
+Example (YAML)::
+
+    out_dir: runs/english-then-code
+    peak: 3.0e-3
+    model: {n_layer: 2, n_head: 4, d_model: 128, seq_len: 128}
+    train: {batch_size: 16, device: cpu, eval_tokens: 32768}
+    stages:
+      - {name: base, datasets: {english: data/english}, tokens: 400000, schedule: infinite}
+      - {name: code, datasets: {code: data/code}, tokens: 400000, schedule: continue, replay: 0.25}
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from evertrain.continual import recipes as R
+
+NAMED_SCHEDULES = ("rewarm", "continue", "finetune", "cosine", "infinite")
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+
+class PlanError(ValueError):
+    """The plan is invalid; the message names the field (``stages.1.replay``) and the fix."""
+
+
+class Stage(BaseModel):
+    """One stage of a plan: its new datasets, token budget, schedule and mixture."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    datasets: dict[str, str] = Field(description="new datasets of this stage: name -> prepared dir")
+    tokens: int = Field(gt=0, description="tokens trained in this stage")
+    schedule: str | dict[str, Any] = "rewarm"
+    replay: float = Field(
+        0.0, ge=0.0, lt=1.0, description="share of each batch from earlier stages' data"
+    )
+    mixture: dict[str, float | str | dict[str, Any]] | None = Field(
+        None, description="explicit mixture (overrides replay): dataset -> weight or schedule spec"
+    )
+    peak: float | None = Field(
+        None, gt=0, description="peak LR of a rewarm (default: the plan's peak)"
+    )
+    warmup_fraction: float = Field(0.01, ge=0.0, lt=1.0)
+    floor_fraction: float = Field(0.1, ge=0.0, le=1.0)
+    decay_shape: Literal["cosine", "linear"] = "cosine"
+    anneal_fraction: float = Field(0.1, ge=0.0, le=1.0)
+    init: str = Field("previous", description="'previous' (default), 'scratch' or a checkpoint dir")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_directory_name(cls, value: str) -> str:
+        if not _NAME_PATTERN.match(value):
+            raise ValueError(f"name={value!r} must use only letters, digits and _ . + -")
+        return value
+
+    @field_validator("datasets")
+    @classmethod
+    def _datasets_not_empty(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("datasets is empty: give at least one {name: prepared_dir}")
+        for name in value:
+            if not _NAME_PATTERN.match(name):
+                raise ValueError(f"dataset name {name!r} must use only letters, digits and _ . + -")
+        return value
+
+
+class Plan(BaseModel):
+    """An ordered list of stages sharing a model, an output folder and trainer settings.
+
+    ``train`` holds any other ``evertrain.train.TrainConfig`` fields (``batch_size``, ``device``,
+    ``eval_tokens``, ``seed``, ``optimizer`` ...) applied to every stage.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    out_dir: str
+    peak: float = Field(3e-3, gt=0, description="peak LR of stage 0 and of re-warms")
+    model: dict[str, Any] = Field(default_factory=dict)
+    train: dict[str, Any] = Field(default_factory=dict)
+    stages: list[Stage] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _stages_are_consistent(self) -> Plan:
+        seen_stages: set[str] = set()
+        seen_datasets: dict[str, str] = {}
+        for index, stage in enumerate(self.stages):
+            where = f"stages.{index}"
+            if stage.name in seen_stages:
+                raise ValueError(
+                    f"{where}.name={stage.name!r} is used twice: stage names must be unique"
+                )
+            seen_stages.add(stage.name)
+            for dataset in stage.datasets:
+                if dataset in seen_datasets:
+                    raise ValueError(
+                        f"{where}.datasets: {dataset!r} already belongs to stage {seen_datasets[dataset]!r}: "
+                        "rename it (each dataset is new in exactly one stage)"
+                    )
+            old = list(seen_datasets)
+            for dataset in stage.datasets:
+                seen_datasets[dataset] = stage.name
+            if index == 0:
+                if stage.replay > 0:
+                    raise ValueError(
+                        f"{where}.replay={stage.replay}: stage 0 has nothing to replay; set 0"
+                    )
+                if stage.init == "previous":
+                    stage.init = "scratch"
+                if isinstance(stage.schedule, str) and stage.schedule in ("continue", "finetune"):
+                    raise ValueError(
+                        f"{where}.schedule={stage.schedule!r} needs a previous stage: use 'cosine' or 'infinite'"
+                    )
+            if stage.mixture is not None:
+                unknown = set(stage.mixture) - set(seen_datasets)
+                if unknown:
+                    raise ValueError(
+                        f"{where}.mixture names {sorted(unknown)}, not datasets of this or an earlier stage "
+                        f"(known: {sorted(seen_datasets)})"
+                    )
+                if stage.replay:
+                    raise ValueError(f"{where}: set either replay or mixture, not both")
+            if stage.replay > 0 and not old:
+                raise ValueError(f"{where}.replay={stage.replay} but no earlier dataset exists")
+            if stage.schedule == "continue":
+                previous = self.stages[index - 1].schedule
+                if previous not in ("infinite", "continue"):
+                    raise ValueError(
+                        f"{where}.schedule='continue' needs the previous stage on an 'infinite' (or "
+                        f"'continue') schedule, not {previous!r}: use 'rewarm' or change stage {index - 1}"
+                    )
+        return self
+
+    @property
+    def datasets(self) -> dict[str, str]:
+        """Every dataset of the plan, in stage order."""
+        merged: dict[str, str] = {}
+        for stage in self.stages:
+            merged.update(stage.datasets)
+        return merged
+
+    def old_datasets(self, index: int) -> list[str]:
+        """Names of the datasets of stages before ``index``."""
+        return [name for stage in self.stages[:index] for name in stage.datasets]
+
+    def stage_mixture(self, index: int) -> dict[str, Any]:
+        """The mixture of stage ``index``: explicit, or ``replay`` split over earlier data."""
+        stage = self.stages[index]
+        if stage.mixture is not None:
+            return dict(stage.mixture)
+        try:
+            return R.replay_mixture(self.old_datasets(index), list(stage.datasets), stage.replay)
+        except R.RecipeError as error:
+            raise PlanError(f"stages.{index}: {error}") from None
+
+    def stage_schedule(
+        self, index: int, previous: R.BaseModelInfo | None = None
+    ) -> dict[str, Any] | str:
+        """The schedule spec of stage ``index`` (token units from the stage's first token).
+
+        ``previous`` describes the LR state of stage ``index - 1`` (needed by ``finetune``).
+        """
+        stage = self.stages[index]
+        schedule = stage.schedule
+        try:
+            if isinstance(schedule, dict):
+                return dict(schedule)
+            if schedule not in NAMED_SCHEDULES:
+                return schedule  # an explicit string spec, resolved by evertrain.schedules
+            peak = stage.peak or self.peak
+            if schedule in ("rewarm", "cosine"):
+                return R.rewarm_schedule(
+                    peak=peak,
+                    tokens=stage.tokens,
+                    warmup_fraction=stage.warmup_fraction,
+                    floor_fraction=stage.floor_fraction,
+                    decay_shape=stage.decay_shape,
+                )
+            if schedule == "infinite":
+                return R.infinite_schedule(
+                    peak=peak,
+                    tokens=stage.tokens,
+                    anneal_fraction=stage.anneal_fraction,
+                    floor_fraction=stage.floor_fraction,
+                )
+            if previous is None:
+                raise PlanError(
+                    f"stages.{index}.schedule={schedule!r} needs the previous stage's LR state"
+                )
+            if schedule == "finetune":
+                return {"name": "constant", "value": float(previous.final_lr), "unit": "tokens"}
+            # continue
+            return R.constant_then_anneal_schedule(
+                constant_lr=previous.constant_lr,
+                tokens=stage.tokens,
+                anneal_fraction=stage.anneal_fraction,
+                floor=previous.floor,
+            )
+        except R.RecipeError as error:
+            raise PlanError(f"stages.{index}: {error}") from None
+
+    def init_checkpoint_kind(self, index: int) -> str:
+        """``scratch``, ``final`` or ``pre-anneal`` (``continue`` picks up before the anneal)."""
+        stage = self.stages[index]
+        if stage.init == "scratch" or index == 0:
+            return "scratch"
+        if stage.init != "previous":
+            return "path"
+        return "pre-anneal" if stage.schedule == "continue" else "final"
+
+
+def load_plan(source: str | Path | dict[str, Any]) -> Plan:
+    """Validate a plan from a dict or a YAML/JSON file; errors become :class:`PlanError`
+    naming the field, e.g. ``stages.1.replay: Input should be less than 1``."""
+    if isinstance(source, dict):
+        raw = source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise PlanError(f"plan file {path} does not exist: pass the path of a YAML plan")
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as error:
+            raise PlanError(f"plan file {path} is not valid YAML: {error}") from None
+        if not isinstance(raw, dict):
+            raise PlanError(f"plan file {path} must hold a mapping with out_dir, model, stages")
+    try:
+        return Plan.model_validate(raw)
+    except ValidationError as error:
+        raise PlanError(_format_validation_error(error)) from None
+
+
+def _format_validation_error(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "plan"
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{location}: {message}")
+    return "invalid plan: " + "; ".join(lines)
