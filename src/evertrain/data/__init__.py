@@ -1,1 +1,35 @@
-"""evertrain.data"""
+"""evertrain.data: corpora -> tokenizer -> token shards, and a mixture sampler for replay and curricula.
+
+>>> from evertrain.data import train_tokenizer, prepare, MixtureSampler
+>>> tok = train_tokenizer(["stdlib-english", "stdlib-code"], "tok.json", vocab_size=4096)  # doctest: +SKIP
+>>> english = prepare(["stdlib-english"], "data/english", tokenizer=tok)                    # doctest: +SKIP
+>>> code = prepare(["stdlib-code"], "data/code", tokenizer=tok)                             # doctest: +SKIP
+>>> sampler = MixtureSampler({"old": english, "new": code}, weights={"old": 0.25, "new": 0.75},
+...                          seq_len=128, batch_size=16, seed=0)                            # doctest: +SKIP
+>>> x, y = sampler.next_batch()                                                             # doctest: +SKIP
+
+No torch here: everything is numpy (``torch.from_numpy(x)`` is zero-copy).
+"""
+
+from evertrain.data.corpora import BUILTIN_CORPORA, SourceStats, builtin_documents, iter_documents
+from evertrain.data.errors import DataError
+from evertrain.data.prepare import PreparedDataset, prepare, token_dtype
+from evertrain.data.sampler import MixtureSampler, PowerLawRehearsal, iter_eval_batches
+from evertrain.data.tokenizer import EOS_TOKEN, load_tokenizer, train_tokenizer
+
+__all__ = [
+    "BUILTIN_CORPORA",
+    "EOS_TOKEN",
+    "DataError",
+    "MixtureSampler",
+    "PowerLawRehearsal",
+    "PreparedDataset",
+    "SourceStats",
+    "builtin_documents",
+    "iter_documents",
+    "iter_eval_batches",
+    "load_tokenizer",
+    "prepare",
+    "token_dtype",
+    "train_tokenizer",
+]

@@ -1,0 +1,525 @@
+"""Corpora -> token shards: ``prepare`` writes them, ``PreparedDataset`` reads them.
+
+A prepared directory holds::
+
+    tokenizer.json   the tokenizer the shards were made with
+    train.bin        training tokens, a flat numpy array (uint16 if the vocabulary fits, else uint32)
+    val.bin          held-out tokens, whole documents chosen by seed (never in train.bin)
+    manifest.json    sources, document/token counts, tokenizer sha256, shard sha256, dtype, version
+
+Each document is followed by the EOS token, so documents are separated in the stream. The
+manifest is written last, atomically: a directory without one is an unfinished run and is
+rebuilt on the next ``prepare``; a directory with one whose inputs match is left alone (no-op).
+
+The validation split is by document: document i (0-based, over all sources in order) goes to
+val when ``u_i < val_fraction``, where ``u_i`` is the i-th uniform of a counter-based generator
+keyed by ``seed`` (so the split does not depend on batching or threads). If that puts no document
+in val, the last document goes there, so a non-zero ``val_fraction`` always yields a val split.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from evertrain._atomic import _fsync_dir, atomic_write_bytes, atomic_write_json
+from evertrain.data._rng import random_uniform, stream_key
+from evertrain.data.corpora import (
+    SourceStats,
+    check_not_empty,
+    iter_documents,
+    source_fingerprint,
+    source_kind,
+)
+from evertrain.data.errors import DataError
+from evertrain.data.tokenizer import (
+    check_vocab_size,
+    eos_token_id,
+    file_sha256,
+    load_tokenizer,
+    train_tokenizer,
+)
+
+FORMAT = "evertrain.prepared/1"
+MANIFEST = "manifest.json"
+TOKENIZER_FILE = "tokenizer.json"
+SHARD_FILES = {"train": "train.bin", "val": "val.bin"}
+_OWN_FILES = frozenset({MANIFEST, TOKENIZER_FILE, *SHARD_FILES.values()})
+_VAL_STREAM = 0x5A1  # stream id of the validation-split uniforms
+# Documents per encode_batch call: enough to keep every tokenizers thread busy, bounded memory.
+_BATCH_DOCUMENTS = 512
+_BATCH_BYTES = 8 << 20
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """uint16 when every id (0 .. vocab_size - 1) fits in 16 bits, else uint32."""
+    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
+
+
+def _version() -> str:
+    from evertrain import __version__
+
+    return f"evertrain {__version__}"
+
+
+class _ShardWriter:
+    """Appends token arrays to ``<final>.<pid>.tmp``, hashing as it goes; ``commit`` renames."""
+
+    def __init__(self, final: Path, dtype: np.dtype) -> None:
+        self.final = final
+        self.tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        self.dtype = dtype
+        self.tokens = 0
+        self.documents = 0
+        self._sha = hashlib.sha256()
+        self._handle: IO[bytes] = open(self.tmp, "wb")  # noqa: SIM115 - closed in commit/abort
+
+    def write(self, tokens: np.ndarray, documents: int) -> None:
+        data = np.ascontiguousarray(tokens, dtype=self.dtype).tobytes()
+        self._handle.write(data)
+        self._sha.update(data)
+        self.tokens += len(tokens)
+        self.documents += documents
+
+    def truncate_last(self, n_tokens: int) -> None:
+        """Remove the last ``n_tokens`` tokens (used to move the last document to val)."""
+        self._handle.flush()
+        self.tokens -= n_tokens
+        self.documents -= 1
+        self._handle.truncate(self.tokens * self.dtype.itemsize)
+        self._handle.seek(0, os.SEEK_END)
+        # The running hash covered the removed bytes: rehash the file (rare: tiny corpora only).
+        self._handle.flush()
+        self._sha = hashlib.sha256(self.tmp.read_bytes())
+
+    def commit(self) -> dict[str, Any]:
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+        os.replace(self.tmp, self.final)
+        return {
+            "file": self.final.name,
+            "tokens": self.tokens,
+            "documents": self.documents,
+            "sha256": self._sha.hexdigest(),
+        }
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._handle.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.tmp.unlink()
+
+
+def _batched_documents(
+    documents: Iterator[str],
+) -> Iterator[list[str]]:
+    batch: list[str] = []
+    size = 0
+    for text in documents:
+        batch.append(text)
+        size += len(text)
+        if len(batch) >= _BATCH_DOCUMENTS or size >= _BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def _inputs_record(
+    sources: Sequence[Any],
+    tokenizer: str | Path | None,
+    vocab_size: int,
+    val_fraction: float,
+    seed: int,
+    max_bytes: int | None,
+    text_field: str,
+    text_column: str,
+) -> dict[str, Any]:
+    """What the output depends on; a finished directory with the same record is not rebuilt."""
+    return {
+        "sources": [source_fingerprint(s) for s in sources],
+        "tokenizer": {"trained_vocab_size": vocab_size}
+        if tokenizer is None
+        else {"sha256": file_sha256(_tokenizer_file(tokenizer))},
+        "val_fraction": val_fraction,
+        "seed": seed,
+        "max_bytes": max_bytes,
+        "text_field": text_field,
+        "text_column": text_column,
+    }
+
+
+def _tokenizer_file(tokenizer: str | Path) -> Path:
+    path = Path(tokenizer)
+    if path.is_dir():
+        path = path / TOKENIZER_FILE
+    if not path.is_file():
+        raise DataError(
+            f"tokenizer {str(tokenizer)!r} does not exist: pass a tokenizer.json file, or tokenizer=None to train one"
+        )
+    return path
+
+
+def _check_arguments(
+    sources: Any, val_fraction: Any, seed: Any, vocab_size: Any, tokenizer: Any
+) -> list[Any]:
+    if isinstance(sources, str | Path):
+        sources = [sources]
+    sources = list(sources)
+    if not sources:
+        raise DataError("sources is empty: pass at least one file, folder or builtin corpus name")
+    if (
+        isinstance(val_fraction, bool)
+        or not isinstance(val_fraction, int | float)
+        or not 0 <= val_fraction < 1
+    ):
+        raise DataError(
+            f"val_fraction={val_fraction!r} must be in [0, 1): e.g. 0.05 for 5% of documents"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise DataError(f"seed={seed!r} must be a non-negative integer")
+    if tokenizer is None:
+        check_vocab_size(vocab_size)
+    for source in sources:
+        source_kind(source)  # raises a clear error for a missing or unsupported source
+    return sources
+
+
+def _clear_unfinished(out_dir: Path, reason: str, progress: bool) -> None:
+    """Remove what an earlier, unfinished prepare left; refuse to touch files it did not write."""
+    foreign = [
+        p.name
+        for p in out_dir.iterdir()
+        if p.name not in _OWN_FILES and not p.name.endswith(".tmp")
+    ]
+    if foreign:
+        raise DataError(
+            f"out_dir {str(out_dir)!r} holds files prepare did not write ({sorted(foreign)[:5]}): "
+            "choose an empty or new directory"
+        )
+    if progress:
+        print(f"evertrain data: {out_dir} {reason}: rebuilding it")
+    for path in out_dir.iterdir():
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def _finished(out_dir: Path, inputs: dict[str, Any]) -> tuple[bool, str]:
+    """(True, "") if out_dir holds a finished prepare of these inputs; else (False, why not)."""
+    manifest_path = out_dir / MANIFEST
+    if not manifest_path.exists():
+        return False, "has no manifest.json (an unfinished or killed prepare)"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False, "has an unreadable manifest.json"
+    if manifest.get("format") != FORMAT:
+        return False, f"has a manifest of format {manifest.get('format')!r}, not {FORMAT!r}"
+    if manifest.get("inputs") != json.loads(json.dumps(inputs)):
+        raise DataError(
+            f"out_dir {str(out_dir)!r} already holds a prepared dataset made from different inputs "
+            "(sources, tokenizer, val_fraction, seed or caps differ): choose another out_dir, or pass overwrite=True"
+        )
+    for split, shard in manifest["shards"].items():
+        path = out_dir / shard["file"]
+        expected = shard["tokens"] * np.dtype(manifest["dtype"]).itemsize
+        if not path.exists() or path.stat().st_size != expected:
+            return False, f"has a missing or truncated {split} shard"
+    if [p for p in out_dir.iterdir() if p.name.endswith(".tmp")]:
+        return False, "has stale temporary files"
+    return True, ""
+
+
+def prepare(
+    sources: Sequence[str | Path | Any] | str | Path,
+    out_dir: str | Path,
+    *,
+    tokenizer: str | Path | None = None,
+    vocab_size: int = 4096,
+    val_fraction: float = 0.05,
+    seed: int = 0,
+    max_bytes: int | None = None,
+    text_field: str = "text",
+    text_column: str = "text",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> PreparedDataset:
+    """Tokenise ``sources`` into ``out_dir`` (train/val shards + manifest) and open the result.
+
+    Args:
+        sources: files/folders (.txt, .jsonl, .parquet), local HF ``save_to_disk`` folders,
+            ``datasets.Dataset`` objects, or builtin names ``"stdlib-english"``/``"stdlib-code"``.
+        out_dir: the directory to write (created if missing).
+        tokenizer: a ``tokenizer.json`` (or a directory holding one); None trains a byte-level
+            BPE of ``vocab_size`` on these sources. Either way it is copied into ``out_dir``.
+        vocab_size: only used when ``tokenizer`` is None.
+        val_fraction: fraction of *documents* held out (0 <= val_fraction < 1).
+        seed: decides which documents are held out.
+        max_bytes: cap on UTF-8 bytes read from each source (None: all).
+        text_field / text_column: the text field of .jsonl records / column of parquet and HF data.
+        overwrite: rebuild even if ``out_dir`` holds a finished dataset of other inputs.
+        progress: tqdm bar over bytes tokenised, and a summary line.
+
+    A re-run with the same inputs on a finished directory returns at once without writing.
+    """
+    from tqdm.auto import tqdm
+
+    sources = _check_arguments(sources, val_fraction, seed, vocab_size, tokenizer)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"out_dir {str(out_dir)!r} is a file: pass a directory path")
+    inputs = _inputs_record(
+        sources, tokenizer, vocab_size, val_fraction, seed, max_bytes, text_field, text_column
+    )
+    if out_dir.exists() and any(out_dir.iterdir()):
+        try:
+            done, why = _finished(out_dir, inputs)
+        except DataError:
+            if not overwrite:
+                raise
+            done, why = False, "holds a dataset of other inputs (overwrite=True)"
+        if done:
+            return PreparedDataset(out_dir)
+        _clear_unfinished(out_dir, why, progress)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    if tokenizer is None:
+        tokenizer_path = train_tokenizer(
+            sources,
+            out_dir / TOKENIZER_FILE,
+            vocab_size,
+            max_bytes=max_bytes,
+            text_field=text_field,
+            text_column=text_column,
+        )
+    else:
+        source_path = _tokenizer_file(tokenizer)
+        tokenizer_path = out_dir / TOKENIZER_FILE
+        if source_path.resolve() != tokenizer_path.resolve():
+            atomic_write_bytes(tokenizer_path, source_path.read_bytes())
+    tok = load_tokenizer(tokenizer_path)
+    eos_token, eos_id = eos_token_id(tok, str(tokenizer_path))
+    vocab = tok.get_vocab_size()
+    dtype = token_dtype(vocab)
+
+    writers = {split: _ShardWriter(out_dir / name, dtype) for split, name in SHARD_FILES.items()}
+    val_key = stream_key(seed, _VAL_STREAM)
+    per_source: list[dict[str, Any]] = []
+    document_index = 0
+    last_train_document: np.ndarray | None = None
+    bar = tqdm(total=None, unit="B", unit_scale=True, desc="tokenising", disable=not progress)
+    try:
+        for source in sources:
+            stats = SourceStats(source=str(source), kind=source_kind(source))
+            counts = {"train_documents": 0, "val_documents": 0, "train_tokens": 0, "val_tokens": 0}
+            documents = iter_documents(
+                source,
+                text_field=text_field,
+                text_column=text_column,
+                max_bytes=max_bytes,
+                stats=stats,
+            )
+            for batch in _batched_documents(documents):
+                encodings = tok.encode_batch_fast(batch, add_special_tokens=False)
+                to_val = (
+                    random_uniform(val_key, np.arange(document_index, document_index + len(batch)))
+                    < val_fraction
+                )
+                document_index += len(batch)
+                for split, chosen in (("train", ~to_val), ("val", to_val)):
+                    ids: list[int] = []
+                    for encoding, take in zip(encodings, chosen, strict=True):
+                        if take:
+                            ids.extend(encoding.ids)
+                            ids.append(eos_id)
+                    if ids:
+                        array = np.array(ids, dtype=dtype)
+                        writers[split].write(array, int(chosen.sum()))
+                        counts[f"{split}_documents"] += int(chosen.sum())
+                        counts[f"{split}_tokens"] += len(array)
+                train_positions = np.flatnonzero(~to_val)
+                if len(train_positions):
+                    last = encodings[train_positions[-1]].ids
+                    last_train_document = np.array([*last, eos_id], dtype=dtype)
+                    last_train_source = counts
+                bar.update(sum(len(text) for text in batch))
+            check_not_empty(stats)
+            per_source.append(
+                {
+                    **stats.to_dict(),
+                    **counts,
+                    "tokens": counts["train_tokens"] + counts["val_tokens"],
+                }
+            )
+        bar.close()
+        if val_fraction > 0 and writers["val"].documents == 0:
+            if writers["train"].documents < 2 or last_train_document is None:
+                raise DataError(
+                    f"the corpus has {writers['train'].documents} document(s): a validation split by document "
+                    "needs at least 2, so add documents or set val_fraction=0"
+                )
+            # No document drew u < val_fraction (a tiny corpus): hold out the last one instead.
+            writers["train"].truncate_last(len(last_train_document))
+            writers["val"].write(last_train_document, 1)
+            last_train_source["train_documents"] -= 1
+            last_train_source["val_documents"] += 1
+            last_train_source["train_tokens"] -= len(last_train_document)
+            last_train_source["val_tokens"] += len(last_train_document)
+        if writers["train"].tokens == 0:
+            raise DataError(
+                f"every document went to the validation split: lower val_fraction={val_fraction} or add documents"
+            )
+        shards = {split: writer.commit() for split, writer in writers.items()}
+    except BaseException:
+        bar.close()
+        for writer in writers.values():
+            writer.abort()
+        raise
+    _fsync_dir(out_dir)
+
+    undecodable = sum(s["undecodable_bytes"] for s in per_source)
+    manifest = {
+        "format": FORMAT,
+        "name": out_dir.resolve().name,
+        "created_by": _version(),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "inputs": inputs,
+        "sources": per_source,
+        "tokenizer": {
+            "file": TOKENIZER_FILE,
+            "sha256": file_sha256(tokenizer_path),
+            "vocab_size": vocab,
+            "eos_token": eos_token,
+            "eos_id": eos_id,
+            "trained": tokenizer is None,
+        },
+        "dtype": dtype.name,
+        "documents": {split: shard["documents"] for split, shard in shards.items()},
+        "tokens": {split: shard["tokens"] for split, shard in shards.items()},
+        "bytes": sum(s["bytes"] for s in per_source),
+        "undecodable_bytes": undecodable,
+        "shards": shards,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    atomic_write_json(out_dir / MANIFEST, manifest)
+    if progress:
+        print(
+            f"evertrain data: {out_dir}: {manifest['bytes']:,} bytes, {sum(manifest['documents'].values()):,} documents -> "
+            f"{manifest['tokens']['train']:,} train + {manifest['tokens']['val']:,} val tokens ({dtype.name}) "
+            f"in {manifest['seconds']:.1f} s"
+        )
+        if undecodable:
+            print(
+                f"evertrain data: replaced {undecodable:,} undecodable bytes with U+FFFD (counted in manifest.json)"
+            )
+    return PreparedDataset(out_dir)
+
+
+class PreparedDataset:
+    """A directory written by :func:`prepare`, opened read-only.
+
+    Attributes:
+        train_tokens, val_tokens: 1-D read-only ``np.memmap`` (uint16 or uint32); an empty split
+            is a zero-length array.
+        vocab_size: the tokenizer's vocabulary size (a model needs at least this many embeddings).
+        eos_id: the id written after every document.
+        tokenizer_path: ``out_dir/tokenizer.json``.
+        manifest: the parsed ``manifest.json``.
+        name: the directory name (what logs call this dataset by default).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        manifest_path = self.path / MANIFEST
+        if not manifest_path.is_file():
+            raise DataError(
+                f"{str(self.path)!r} is not a prepared dataset (no {MANIFEST}): run "
+                f"`evertrain data prepare SOURCE... -o {self.path}` first"
+            )
+        try:
+            self.manifest: dict[str, Any] = json.loads(manifest_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise DataError(
+                f"{manifest_path} is not valid JSON ({error}): re-run prepare on this directory"
+            ) from None
+        if self.manifest.get("format") != FORMAT:
+            raise DataError(
+                f"{manifest_path} has format {self.manifest.get('format')!r}, expected {FORMAT!r}: re-run prepare"
+            )
+        self.dtype = np.dtype(self.manifest["dtype"])
+        self.name: str = self.manifest.get("name") or self.path.resolve().name
+        self.vocab_size: int = int(self.manifest["tokenizer"]["vocab_size"])
+        self.eos_id: int = int(self.manifest["tokenizer"]["eos_id"])
+        self.tokenizer_path = self.path / self.manifest["tokenizer"]["file"]
+        self.train_tokens = self._open("train")
+        self.val_tokens = self._open("val")
+
+    def _open(self, split: str) -> np.ndarray:
+        shard = self.manifest["shards"][split]
+        path = self.path / shard["file"]
+        expected = shard["tokens"] * self.dtype.itemsize
+        if not path.is_file() or path.stat().st_size != expected:
+            found = path.stat().st_size if path.is_file() else "missing"
+            raise DataError(
+                f"{path} should hold {expected} bytes ({shard['tokens']} tokens) but is {found}: "
+                "the directory is damaged, re-run prepare (it rebuilds it)"
+            )
+        if shard["tokens"] == 0:
+            return np.zeros(0, dtype=self.dtype)  # np.memmap cannot map an empty file
+        return np.memmap(path, dtype=self.dtype, mode="r", shape=(shard["tokens"],))
+
+    def verify(self) -> None:
+        """Recompute the shard and tokenizer sha256 checksums; raise DataError on a mismatch."""
+        for split, shard in self.manifest["shards"].items():
+            if file_sha256(self.path / shard["file"]) != shard["sha256"]:
+                raise DataError(
+                    f"{split} shard {shard['file']} fails its sha256 check: re-run prepare with overwrite=True"
+                )
+        if file_sha256(self.tokenizer_path) != self.manifest["tokenizer"]["sha256"]:
+            raise DataError(
+                f"{self.tokenizer_path} fails its sha256 check: re-run prepare with overwrite=True"
+            )
+
+    def tokenizer(self) -> Any:
+        """The ``tokenizers.Tokenizer`` the shards were made with."""
+        return load_tokenizer(self.tokenizer_path)
+
+    def summary(self) -> dict[str, Any]:
+        """Sizes and provenance in one flat dict (what ``evertrain data info`` prints)."""
+        m = self.manifest
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "sources": [s["source"] for s in m["sources"]],
+            "documents_train": m["documents"]["train"],
+            "documents_val": m["documents"]["val"],
+            "tokens_train": m["tokens"]["train"],
+            "tokens_val": m["tokens"]["val"],
+            "bytes": m["bytes"],
+            "bytes_per_token": round(m["bytes"] / max(1, sum(m["tokens"].values())), 3),
+            "undecodable_bytes": m["undecodable_bytes"],
+            "vocab_size": self.vocab_size,
+            "dtype": m["dtype"],
+            "tokenizer_sha256": m["tokenizer"]["sha256"],
+            "created_by": m["created_by"],
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"PreparedDataset({str(self.path)!r}, train_tokens={len(self.train_tokens)}, "
+            f"val_tokens={len(self.val_tokens)}, vocab_size={self.vocab_size})"
+        )

@@ -1,0 +1,142 @@
+"""Byte-level BPE tokenizers (Hugging Face ``tokenizers``): train one, load one, hash one.
+
+A byte-level BPE (Radford et al., 2019, GPT-2) starts from the 256 byte values, so every string
+is encodable (no unknown token), and learns merges by pair frequency (Sennrich et al., 2016).
+Our tokenizers carry one special token, ``<|endoftext|>``, which ``prepare`` writes between
+documents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from evertrain._atomic import atomic_write_text
+from evertrain.data.corpora import SourceStats, check_not_empty, iter_documents, source_kind
+from evertrain.data.errors import DataError
+
+EOS_TOKEN = "<|endoftext|>"
+# Special tokens we accept as the document separator in a tokenizer the user brings.
+_EOS_CANDIDATES = (EOS_TOKEN, "</s>", "<eos>", "<|end_of_text|>", "[SEP]", "<|im_end|>")
+_MIN_VOCAB = 257  # 256 byte symbols + the EOS token
+
+
+def file_sha256(path: str | Path, chunk_bytes: int = 1 << 22) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _resolve_tokenizer_path(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "tokenizer.json"
+    if not path.is_file():
+        raise DataError(
+            f"tokenizer {str(path)!r} does not exist: pass a tokenizer.json file (or train one with train_tokenizer)"
+        )
+    return path
+
+
+def load_tokenizer(path: str | Path) -> Any:
+    """Load a ``tokenizers`` JSON file (or the ``tokenizer.json`` inside a directory)."""
+    from tokenizers import Tokenizer
+
+    path = _resolve_tokenizer_path(path)
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as error:  # tokenizers raises a bare Exception on a bad file
+        raise DataError(
+            f"tokenizer {str(path)!r} could not be loaded ({error}): pass a Hugging Face tokenizer.json"
+        ) from None
+
+
+def eos_token_id(tokenizer: Any, where: str = "tokenizer") -> tuple[str, int]:
+    """The (token, id) used between documents: the first of the usual end-of-text tokens found."""
+    for token in _EOS_CANDIDATES:
+        token_id = tokenizer.token_to_id(token)
+        if token_id is not None:
+            return token, int(token_id)
+    raise DataError(
+        f"{where} has none of the end-of-text tokens {list(_EOS_CANDIDATES)}: add one as a special token "
+        "(prepare writes it between documents)"
+    )
+
+
+def _documents(
+    sources: Sequence[Any], max_bytes: int | None, text_field: str, text_column: str
+) -> Iterable[str]:
+    for source in sources:
+        stats = SourceStats(source=str(source), kind=source_kind(source))
+        yield from iter_documents(
+            source, text_field=text_field, text_column=text_column, max_bytes=max_bytes, stats=stats
+        )
+        check_not_empty(stats)
+
+
+def check_vocab_size(vocab_size: Any) -> int:
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < _MIN_VOCAB:
+        raise DataError(
+            f"vocab_size={vocab_size!r} is too small: a byte-level BPE needs 256 byte symbols + 1 EOS token, "
+            f"set vocab_size >= {_MIN_VOCAB}"
+        )
+    if vocab_size > 2**31 - 1:
+        raise DataError(f"vocab_size={vocab_size} is too large: set vocab_size < 2**31")
+    return vocab_size
+
+
+def train_tokenizer(
+    sources: Sequence[Any] | str | Path,
+    out_path: str | Path,
+    vocab_size: int = 4096,
+    *,
+    max_bytes: int | None = None,
+    text_field: str = "text",
+    text_column: str = "text",
+    min_frequency: int = 2,
+    progress: bool = False,
+) -> Path:
+    """Train a byte-level BPE on ``sources`` and save it (atomically) as a ``tokenizer.json``.
+
+    Args:
+        sources: files/folders (.txt/.jsonl/.parquet), local HF dataset dirs, or builtin names
+            (``"stdlib-english"``, ``"stdlib-code"``).
+        out_path: the JSON file to write; an existing directory gets ``tokenizer.json`` inside.
+        vocab_size: final vocabulary size including the 256 bytes and ``<|endoftext|>``.
+        max_bytes: cap on the UTF-8 bytes read from *each* source (None: everything).
+        min_frequency: a pair must occur this often to be merged.
+
+    Returns:
+        The path written. Training is deterministic for the same inputs and version of
+        ``tokenizers``.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    if isinstance(sources, str | Path):
+        sources = [sources]
+    if not sources:
+        raise DataError("sources is empty: pass at least one file, folder or builtin corpus name")
+    check_vocab_size(vocab_size)
+    out_path = Path(out_path)
+    if out_path.is_dir():
+        out_path = out_path / "tokenizer.json"
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=[EOS_TOKEN],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=progress,
+    )
+    tokenizer.train_from_iterator(
+        _documents(list(sources), max_bytes, text_field, text_column), trainer=trainer
+    )
+    atomic_write_text(out_path, tokenizer.to_str())
+    return out_path
