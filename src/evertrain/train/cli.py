@@ -1,4 +1,4 @@
-"""Sub-commands of `evertrain` for the train area.
+"""`evertrain train ...`: run, resume, fork and inspect training runs.
 
 Import heavy libraries (torch, tokenizers, matplotlib) inside command functions, never at
 module level: `evertrain.cli` imports every area's CLI at start-up.
@@ -6,11 +6,120 @@ module level: `evertrain.cli` imports every area's CLI at start-up.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
 
-app = typer.Typer(help="train commands", no_args_is_help=True)
+app = typer.Typer(help="The reference GPT trainer.", no_args_is_help=True)
+
+EXIT_BAD_INPUT = 2
+EXIT_NONFINITE = 3
 
 
 @app.callback()
 def _callback() -> None:
-    """train commands."""
+    """The reference GPT trainer: run, resume, fork, list checkpoints."""
+
+
+def _train(
+    config: Path, overrides: list[str], resume: bool, init_from: str | None, progress: bool
+) -> None:
+    from evertrain.train.checkpoint import CheckpointError
+    from evertrain.train.config import TrainConfig, apply_overrides
+    from evertrain.train.loop import NonFiniteLossError, run
+
+    try:
+        cfg = TrainConfig.from_yaml(config, overrides)
+        if init_from is not None:
+            cfg = TrainConfig.model_validate(
+                apply_overrides(cfg.to_dict(), [f"init_from={init_from}"])
+            )
+        result = run(cfg, resume=resume, progress=progress)
+    except NonFiniteLossError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(EXIT_NONFINITE) from None
+    except (ValueError, CheckpointError) as error:  # ConfigError, ScheduleError, data errors
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    if result.final_eval is not None:
+        losses = ", ".join(f"{name}={loss:.4f}" for name, loss in result.final_eval.items())
+        typer.echo(
+            f"done: {result.steps} steps, {result.tokens:,} tokens in {result.wall_seconds:.1f}s; "
+            f"eval {losses}; last checkpoint {result.last_checkpoint}"
+        )
+
+
+@app.command("run")
+def run_command(
+    config: Path = typer.Argument(..., help="YAML training config (see docs/train.md)."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue from the newest valid checkpoint in out_dir."
+    ),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override a field: --set batch_size=32 --set model.n_layer=4"
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+) -> None:
+    """Train a GPT as the config says; works unchanged under torchrun (DDP)."""
+    _train(config, set_, resume, None, progress)
+
+
+@app.command("fork")
+def fork_command(
+    checkpoint: str = typer.Argument(
+        ..., help="Checkpoint directory (or a run directory: its newest checkpoint)."
+    ),
+    config: Path = typer.Argument(
+        ..., help="YAML config of the new run (new schedule / mixture / out_dir)."
+    ),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override a field, e.g. --set out_dir=runs/branch"
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Start a new run from CHECKPOINT's weights and optimizer state; the manifest records the parent."""
+    _train(config, set_, False, checkpoint, progress)
+
+
+@app.command("checkpoints")
+def checkpoints_command(
+    run_dir: Path = typer.Argument(..., help="A run's out_dir."),
+    as_json: bool = typer.Option(False, "--json", help="Print manifest.json as is."),
+    verify: bool = typer.Option(
+        False, "--verify", help="Check every checkpoint's sha256 checksums."
+    ),
+) -> None:
+    """List a run's checkpoints (manifest.json) with step, tokens and eval losses."""
+    manifest_path = run_dir / "manifest.json"
+    if not manifest_path.is_file():
+        typer.echo(
+            f"error: {manifest_path} not found; pass the out_dir of a training run", err=True
+        )
+        raise typer.Exit(EXIT_BAD_INPUT)
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    if as_json:
+        typer.echo(json.dumps(manifest, indent=2))
+        return
+    parent = manifest.get("parent")
+    if parent:
+        typer.echo(
+            f"parent: {parent.get('checkpoint')} (step {parent.get('step')}, tokens {parent.get('tokens')})"
+        )
+    failures = 0
+    typer.echo(f"{'name':<20} {'step':>8} {'tokens':>14}  {'pinned':<6} eval")
+    for entry in manifest.get("checkpoints", []):
+        losses = " ".join(f"{k}={v:.4f}" for k, v in (entry.get("eval") or {}).items())
+        line = f"{entry['name']:<20} {entry['step']:>8} {entry['tokens']:>14,}  {'yes' if entry.get('pinned') else '':<6} {losses}"
+        if verify:
+            from evertrain.train.checkpoint import CheckpointError, verify_checkpoint
+
+            try:
+                verify_checkpoint(entry["path"])
+                line += "  [ok]"
+            except CheckpointError as error:
+                failures += 1
+                line += f"  [BAD: {error}]"
+        typer.echo(line)
+    if failures:
+        raise typer.Exit(EXIT_BAD_INPUT)

@@ -164,7 +164,7 @@ class TrainConfig(_Strict):
         try:
             from_spec(value)
         except ValueError as error:  # ScheduleError names the schedule field itself
-            raise ValueError(f"{error}") from error
+            raise ValueError(f"{value!r} is not a valid schedule ({error})") from error
         return value
 
     @model_validator(mode="after")

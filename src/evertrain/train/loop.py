@@ -21,7 +21,6 @@ import os
 import random
 import signal
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -524,4 +523,3 @@ def history(out_dir: str | Path, kind: str = "train") -> list[dict[str, Any]]:
 
 
 __all__ = ["RunResult", "NonFiniteLossError", "evaluate", "history", "run", "resolve_device"]
-_ = warnings  # imported for callers that filter checkpoint fallback warnings
