@@ -55,13 +55,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "floor_fraction": 0.1,
         "decay_shape": "cosine",
     },
-    "finetune": {"lr": None, "replay": 0.0},
+    "finetune": {"lr": None},
     "rewarm": {
         "peak": None,
         "warmup_fraction": 0.01,
         "floor_fraction": 0.1,
         "decay_shape": "cosine",
-        "replay": 0.0,
     },
     "rewarm+replay": {
         "peak": None,

@@ -195,8 +195,7 @@ def plot_panels(
             handles, names, loc="upper center", ncol=min(len(names), 6), fontsize=8, frameon=False
         )
     fig.tight_layout(rect=(0, 0, 1, 0.96))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save_png(fig, path)
 
 
 def _label_order(panels: list[dict[str, Any]]):
@@ -236,8 +235,7 @@ def plot_summary(data: dict[str, Any], path: Path) -> None:
         ax.invert_yaxis()
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save_png(fig, path)
 
 
 def comparison_table(outcomes: list[StageOutcome], baseline: str | None) -> list[dict[str, Any]]:
@@ -376,6 +374,18 @@ tokens; the baseline trains from scratch).</p>
 {_img(out / "summary.png", "final average loss and tokens per run")}
 </body></html>
 """
+
+
+def _save_png(fig: Any, path: Path) -> None:
+    """Render ``fig`` to memory and write it atomically (a killed run never leaves half a PNG)."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _none_if_nan(value: float) -> float | None:
