@@ -1,0 +1,78 @@
+"""Tiny prepared datasets and configs for the trainer tests (built once per session, ~0.3 s)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+WORDS = "the quick brown fox jumps over a lazy dog and the cat runs far away from home while birds sing".split()
+CODE = [
+    "def f(x):",
+    "    return x + 1",
+    "for i in range(10):",
+    "    print(i)",
+    "class A:",
+    "    pass",
+    "import os",
+]
+
+
+def _write_jsonl(path: Path, documents: list[str]) -> Path:
+    path.write_text("\n".join(json.dumps({"text": doc}) for doc in documents), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Two prepared datasets sharing one 300-token BPE: 'prose' (~28k tokens) and 'code' (~32k)."""
+    from evertrain.data import prepare
+
+    root = tmp_path_factory.mktemp("data")
+    rng = random.Random(0)
+    prose = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 60))) for _ in range(400)]
+    code = ["\n".join(rng.choice(CODE) for _ in range(rng.randint(2, 12))) for _ in range(400)]
+    first = prepare(
+        [_write_jsonl(root / "prose.jsonl", prose)], root / "prose", vocab_size=300, progress=False
+    )
+    prepare(
+        [_write_jsonl(root / "code.jsonl", code)],
+        root / "code",
+        tokenizer=first.tokenizer_path,
+        progress=False,
+    )
+    return {"prose": str(root / "prose"), "code": str(root / "code")}
+
+
+def make_config(out_dir: Path, data: dict[str, str], **overrides: Any) -> dict[str, Any]:
+    """A tiny run: 2 layers, d_model 64, seq 64, batch 4 -> 256 tokens/step, 12 steps."""
+    cfg: dict[str, Any] = {
+        "out_dir": str(out_dir),
+        "device": "cpu",
+        "seed": 0,
+        "model": {"n_layer": 2, "n_head": 4, "d_model": 64, "seq_len": 64},
+        "data": {"train": dict(data), "eval_tokens": 1024},
+        "schedule": {
+            "name": "cosine",
+            "peak": 3e-3,
+            "total": 12 * 256,
+            "warmup": 3 * 256,
+            "unit": "tokens",
+        },
+        "batch_size": 4,
+        "budget_tokens": 12 * 256,
+        "eval_interval_tokens": 4 * 256,
+        "checkpoint_interval_tokens": 4 * 256,
+        "keep_last": 2,
+    }
+    for key, value in overrides.items():
+        node = cfg
+        *parents, leaf = key.split("__")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = copy.deepcopy(value)
+    return cfg
