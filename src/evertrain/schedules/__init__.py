@@ -9,13 +9,36 @@ numpy only (no torch). See ``docs/schedules.md`` for every schedule with its for
 """
 
 from evertrain.schedules import basic as _basic  # noqa: F401  (registers the families)
-from evertrain.schedules.algebra import Join, join
+from evertrain.schedules import cyclic as _cyclic  # noqa: F401
+from evertrain.schedules import families as _families  # noqa: F401
+from evertrain.schedules import infinite as _infinite  # noqa: F401
+from evertrain.schedules.algebra import (
+    Clip,
+    Join,
+    Scale,
+    Stretch,
+    clip,
+    extend,
+    join,
+    scale,
+    stretch,
+)
 from evertrain.schedules.base import Schedule, ScheduleError
 from evertrain.schedules.basic import WSD, Constant, Cosine, Linear, PiecewiseLinear
 from evertrain.schedules.registry import from_spec, get, names, register
+from evertrain.schedules.rewarm import Rewarm, rewarm
 
 __all__ = [
     "WSD",
+    "Clip",
+    "Rewarm",
+    "Scale",
+    "Stretch",
+    "clip",
+    "extend",
+    "rewarm",
+    "scale",
+    "stretch",
     "Constant",
     "Cosine",
     "Join",

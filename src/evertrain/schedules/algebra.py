@@ -99,3 +99,152 @@ class Join(Schedule):
 def join(schedules: list[Any], boundaries: list[float]) -> Schedule:
     """Sequence ``schedules`` at ``boundaries``; each child sees local time (see :class:`Join`)."""
     return Join(schedules, boundaries)
+
+
+@register
+class Scale(Schedule):
+    """``lr(t) = factor * schedule(t)`` (``factor >= 0``): e.g. per-param-group multipliers."""
+
+    name = "scale"
+
+    def __init__(self, schedule: Any, factor: float) -> None:
+        self.child = _child(self.name, "schedule", schedule)
+        self.factor = check.non_negative(self.name, "factor", factor)
+        self.total, self.unit = self.child.total, self.child.unit
+        self._spec = {"schedule": self.child.to_spec(), "factor": check.clean_number(self.factor)}
+
+    def _scalar(self, t: float) -> float:
+        return self.factor * self.child._scalar(t)
+
+    def _vector(self, t: np.ndarray) -> np.ndarray:
+        return self.factor * self.child._vector(t)
+
+    def with_total(self, total: float) -> Schedule:
+        return Scale(self.child.with_total(total), self.factor)
+
+
+def _warmup_of(schedule: Schedule) -> float:
+    return float(getattr(schedule, "warmup", 0.0) or schedule.to_spec().get("warmup", 0) or 0)
+
+
+@register
+class Stretch(Schedule):
+    """Change the horizon by ``factor`` (Composer's ``scale_schedule_ratio``).
+
+    ``lr(t) = schedule(t / factor)``; with ``keep_warmup=True`` the warmup ``[0, W)`` is kept
+    and only the rest is stretched: ``lr(t) = schedule(W + (t - W) / factor)`` for ``t >= W``.
+    The new ``total`` is ``factor * total`` (``W + factor * (total - W)`` with the warmup kept).
+    """
+
+    name = "stretch"
+
+    def __init__(self, schedule: Any, factor: float, *, keep_warmup: bool = False) -> None:
+        s = self.name
+        self.child = _child(s, "schedule", schedule)
+        self.factor = check.positive(s, "factor", factor)
+        if not isinstance(keep_warmup, bool):
+            raise ScheduleError(f"{s}: keep_warmup={keep_warmup!r} must be true or false")
+        self.keep_warmup = keep_warmup
+        self.warmup = _warmup_of(self.child) if keep_warmup else 0.0
+        total = self.child.total
+        self.total = None if total is None else self.warmup + (total - self.warmup) * self.factor
+        self.unit = self.child.unit
+        self._spec = {
+            "schedule": self.child.to_spec(),
+            "factor": check.clean_number(self.factor),
+            "keep_warmup": keep_warmup,
+        }
+
+    def _scalar(self, t: float) -> float:
+        w = self.warmup
+        return self.child._scalar(t if t < w else w + (t - w) / self.factor)
+
+    def _vector(self, t: np.ndarray) -> np.ndarray:
+        w = self.warmup
+        return self.child._vector(np.where(t < w, t, w + (t - w) / self.factor))
+
+
+@register
+class Clip(Schedule):
+    """``lr(t) = min(high, max(low, schedule(t)))`` with ``0 <= low <= high``."""
+
+    name = "clip"
+
+    def __init__(self, schedule: Any, *, low: float = 0.0, high: float | None = None) -> None:
+        s = self.name
+        self.child = _child(s, "schedule", schedule)
+        self.low = check.learning_rate(s, "low", low)
+        self.high = None if high is None else check.learning_rate(s, "high", high)
+        if self.high is not None and self.high < self.low:
+            raise ScheduleError(f"{s}: high={self.high} is below low={self.low}: set low <= high")
+        self.total, self.unit = self.child.total, self.child.unit
+        self._spec = {"schedule": self.child.to_spec(), "low": check.clean_number(self.low)}
+        if self.high is not None:
+            self._spec["high"] = check.clean_number(self.high)
+        self._high = np.inf if self.high is None else self.high
+
+    def _scalar(self, t: float) -> float:
+        value = self.child._scalar(t)
+        return min(self._high, value if value > self.low else self.low)
+
+    def _vector(self, t: np.ndarray) -> np.ndarray:
+        return np.clip(self.child._vector(t), self.low, self._high)
+
+    def with_total(self, total: float) -> Schedule:
+        return Clip(self.child.with_total(total), low=self.low, high=self.high)
+
+
+def scale(schedule: Any, factor: float) -> Schedule:
+    """``factor * schedule`` (see :class:`Scale`)."""
+    return Scale(schedule, factor)
+
+
+def stretch(schedule: Any, factor: float, *, keep_warmup: bool = False) -> Schedule:
+    """Stretch the horizon by ``factor``, optionally keeping the warmup (see :class:`Stretch`)."""
+    return Stretch(schedule, factor, keep_warmup=keep_warmup)
+
+
+def clip(schedule: Any, *, low: float = 0.0, high: float | None = None) -> Schedule:
+    """Clamp values to ``[low, high]`` (see :class:`Clip`)."""
+    return Clip(schedule, low=low, high=high)
+
+
+def extend(schedule: Any, total: float, *, at: float | None = None) -> Schedule:
+    """Continue ``schedule`` to a new horizon ``total`` without a jump.
+
+    Without ``at``: the same schedule re-planned for ``total`` (``with_total``: WSD keeps its
+    decay length and moves it to the new end; infinite moves its anneal) -- what a resumed run
+    with a new budget wants while the decay has not started.
+
+    With ``at`` (the progress reached so far): if re-planning leaves ``[0, at]`` unchanged it is
+    returned; otherwise (the decay or anneal had already begun, or the schedule has no notion
+    of a horizon) the result is ``schedule`` up to ``at``, then a decay from the value reached,
+    ``schedule(at)``, to the original final value at ``total``, so ``lr`` is continuous at ``at``.
+    """
+    base = from_spec(schedule)
+    total = check.positive("extend", "total", total)
+    if at is None:
+        return base.with_total(total)
+    at = check.non_negative("extend", "at", at)
+    if at >= total:
+        raise ScheduleError(f"extend: at={at} must be before the new total={total}")
+    try:
+        replanned = base.with_total(total)
+    except ScheduleError:
+        replanned = None
+    if replanned is not None:
+        grid = np.linspace(0.0, at, 2049)
+        if np.array_equal(replanned(grid), base(grid)) and replanned(at) == base(at):
+            return replanned
+    current = base(at)
+    final = base(base.total) if base.total is not None else current
+    final = min(final, current)
+    shape = base.to_spec().get("decay_shape", "linear")
+    if shape == "exponential" and final <= 0:
+        shape = "linear"
+    from evertrain.schedules.basic import WSD
+
+    tail = WSD(
+        current, total - at, decay=total - at, decay_shape=shape, floor=final, unit=base.unit
+    )
+    return Join([base, tail], [at])

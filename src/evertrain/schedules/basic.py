@@ -268,7 +268,7 @@ class WSD(PhasedSchedule):
                 floor=floor,
                 warmup_shape=warmup_shape,
                 warmup_start=warmup_start,
-                decay_power=decay_power if decay_shape == "power" else None,
+                decay_power=decay_power if decay_shape in ("power", "cosine_power") else None,
                 unit=self.unit,
             )
         )

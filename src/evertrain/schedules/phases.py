@@ -16,6 +16,7 @@ import numpy as np
 
 from evertrain.schedules.base import Schedule
 from evertrain.schedules.shapes import (
+    LERP,
     falling_weight,
     falling_weight_np,
     rising_weight,
@@ -42,6 +43,8 @@ def evaluate_phase(phase: Phase, t: float) -> float:
     u = (end - t) / length
     if shape == "exponential":
         return v0**u * v1**x
+    if shape == LERP:
+        return (v1 - v0) * x + v0
     if v1 < v0:
         return v1 + (v0 - v1) * falling_weight(shape, x, u, power)
     return v0 + (v1 - v0) * rising_weight(shape, x, u, power)
@@ -57,6 +60,8 @@ def evaluate_phase_np(phase: Phase, t: np.ndarray) -> np.ndarray:
     u = (end - t) / length
     if shape == "exponential":
         out = v0**u * v1**x
+    elif shape == LERP:
+        out = (v1 - v0) * x + v0
     elif v1 < v0:
         out = v1 + (v0 - v1) * falling_weight_np(shape, x, u, power)
     else:

@@ -16,6 +16,13 @@ cosine          ``(1 + cos(pi x)) / 2``                    Loshchilov & Hutter 2
 power           ``u ** power``                             polynomial decay (TF PolynomialDecay)
 exponential     geometric: ``v = v0**u * v1**x``           Hu et al. 2024 (MiniCPM) exp decay
 exp2            ``2 * 0.5**x - 1``                         megatron-core WSD ``exponential``
+rex             ``u / (0.5 + 0.5 u)``                      Chen et al. 2022, "REX: Revisiting
+                                                           Budgeted Training with an Improved
+                                                           Schedule"
+inverse_sqrt    ``(1/sqrt(1 + k x) - r) / (1 - r)``,        Ibrahim et al. 2024 (infinite schedules,
+                ``r = 1/sqrt(1 + k)``, ``k = power``        inverse-sqrt cooldown)
+cosine_power    ``(p**(c + 1) - p) / (p**2 - p)``,         Hundt et al. 2019 (sharpDARTS),
+                ``c = (1 + cos(pi x)) / 2``, ``p=power``   cosine power annealing
 ==============  =========================================  ======================================
 
 Rising phases (warmups, ``v1 > v0``) compute ``v = v0 + (v1 - v0) * p`` with ``p`` rising 0 -> 1,
@@ -34,8 +41,21 @@ import math
 
 import numpy as np
 
-DECAY_SHAPES = ("linear", "cosine", "1-sqrt", "exponential", "power", "exp2")
+DECAY_SHAPES = (
+    "linear",
+    "cosine",
+    "1-sqrt",
+    "exponential",
+    "power",
+    "exp2",
+    "rex",
+    "cosine_power",
+    "inverse_sqrt",
+)
 WARMUP_SHAPES = ("linear", "cosine", "exponential", "1-sqrt", "power")
+# Internal: linear interpolation written as v0 + (v1 - v0) * x in both directions, the way
+# torch.optim.lr_scheduler.OneCycleLR writes it (bit-for-bit parity).
+LERP = "lerp"
 # Shapes that interpolate geometrically: both ends must be > 0.
 GEOMETRIC_SHAPES = ("exponential",)
 
@@ -52,6 +72,16 @@ def falling_weight(shape: str, x: float, u: float, power: float) -> float:
         return u**power
     if shape == "exp2":
         return 2.0 * math.pow(0.5, x) - 1.0
+    if shape == "rex":
+        return u / (0.5 + 0.5 * u)
+    if shape == "cosine_power":
+        c = 0.5 * (1.0 + math.cos(math.pi * x))
+        return (power ** (c + 1.0) - power) / (power * power - power)
+    if shape == "inverse_sqrt":
+        r = 1.0 / (1.0 + power) ** 0.5
+        return (1.0 / (1.0 + power * x) ** 0.5 - r) / (1.0 - r)
+    if shape == LERP:
+        return 1.0 - x
     raise ValueError(shape)
 
 
@@ -67,6 +97,16 @@ def rising_weight(shape: str, x: float, u: float, power: float) -> float:
         return x**power
     if shape == "exp2":
         return 2.0 - 2.0 * math.pow(0.5, 1.0 - x)
+    if shape == "rex":
+        return x / (0.5 + 0.5 * x)
+    if shape == "cosine_power":
+        c = 0.5 * (1.0 + math.cos(math.pi * u))
+        return (power ** (c + 1.0) - power) / (power * power - power)
+    if shape == "inverse_sqrt":
+        r = 1.0 / (1.0 + power) ** 0.5
+        return (1.0 / (1.0 + power * u) ** 0.5 - r) / (1.0 - r)
+    if shape == LERP:
+        return x
     raise ValueError(shape)
 
 
@@ -81,6 +121,16 @@ def falling_weight_np(shape: str, x: np.ndarray, u: np.ndarray, power: float) ->
         return u**power
     if shape == "exp2":
         return 2.0 * np.power(0.5, x) - 1.0
+    if shape == "rex":
+        return u / (0.5 + 0.5 * u)
+    if shape == "cosine_power":
+        c = 0.5 * (1.0 + np.cos(np.pi * x))
+        return (power ** (c + 1.0) - power) / (power * power - power)
+    if shape == "inverse_sqrt":
+        r = 1.0 / (1.0 + power) ** 0.5
+        return (1.0 / (1.0 + power * x) ** 0.5 - r) / (1.0 - r)
+    if shape == LERP:
+        return 1.0 - x
     raise ValueError(shape)
 
 
@@ -95,4 +145,14 @@ def rising_weight_np(shape: str, x: np.ndarray, u: np.ndarray, power: float) -> 
         return x**power
     if shape == "exp2":
         return 2.0 - 2.0 * np.power(0.5, 1.0 - x)
+    if shape == "rex":
+        return x / (0.5 + 0.5 * x)
+    if shape == "cosine_power":
+        c = 0.5 * (1.0 + np.cos(np.pi * u))
+        return (power ** (c + 1.0) - power) / (power * power - power)
+    if shape == "inverse_sqrt":
+        r = 1.0 / (1.0 + power) ** 0.5
+        return (1.0 / (1.0 + power * u) ** 0.5 - r) / (1.0 - r)
+    if shape == LERP:
+        return x
     raise ValueError(shape)
