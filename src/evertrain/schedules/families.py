@@ -494,3 +494,42 @@ class OneCycle(PhasedSchedule):
             warmup=None if warmup is None else rise, anneal=anneal, div_factor=div_factor,
             final_div_factor=final_div_factor, three_phase=three_phase, unit=self.unit,
         ))  # fmt: skip
+
+
+@register
+class InverseSqrt(_Warmed):
+    """Inverse square root (Vaswani et al. 2017, "Attention Is All You Need"), in the form of
+    HF ``get_inverse_sqrt_schedule``::
+
+        lr(t) = max(floor, peak / sqrt((t - warmup + timescale) / timescale))   t >= warmup
+
+    ``timescale`` defaults to ``warmup`` (then ``lr = peak * sqrt(warmup / t)``, megatron-core's
+    ``inverse-square-root``), or 10000 when there is no warmup.
+    """
+
+    name = "inverse_sqrt"
+
+    def __init__(
+        self, peak: float, *, warmup: float = 0, timescale: float | None = None,
+        floor: float = 0.0, total: float | None = None, warmup_shape: str = "linear",
+        warmup_start: float = 0.0, unit: str = "steps",
+    ) -> None:  # fmt: skip
+        self._setup(locals())
+        s = self.name
+        if timescale is None:
+            self.timescale = self.warmup if self.warmup > 0 else 10_000.0
+        else:
+            self.timescale = check.positive(s, "timescale", timescale)
+        self._shift = self.timescale - self.warmup
+        self._spec = spec_of(dict(
+            peak=self.peak, timescale=None if timescale is None else self.timescale,
+            floor=self.floor, total=self.total, **self._warmup_fields, unit=self.unit,
+        ))  # fmt: skip
+
+    def _main(self, t: float) -> float:
+        decay = 1.0 / math.sqrt((t + self._shift) / self.timescale)
+        return max(self.floor, self.peak * decay)
+
+    def _main_np(self, t: np.ndarray) -> np.ndarray:
+        decay = 1.0 / np.sqrt((t + self._shift) / self.timescale)
+        return np.maximum(self.floor, self.peak * decay)
