@@ -1,0 +1,76 @@
+"""to_optax: numpy path always; JAX path (jit, vmap, inside an optax optimizer) where JAX is installed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from evertrain.adapters import AdapterError
+from evertrain.adapters.optax import to_optax
+from evertrain.schedules import from_spec
+
+SPEC = {
+    "name": "wsd",
+    "peak": 1e-3,
+    "total": 200,
+    "warmup": 20,
+    "decay": 50,
+    "decay_shape": "cosine",
+    "floor": 1e-5,
+}
+
+
+def test_numpy_path_equals_the_schedule():
+    schedule = from_spec(SPEC)
+    lr = to_optax(SPEC)
+    assert [lr(k) for k in range(0, 220, 7)] == [schedule(k) for k in range(0, 220, 7)]
+    assert lr(np.int32(20)) == 1e-3 and isinstance(lr(5), float)
+    counts = np.arange(220)
+    np.testing.assert_array_equal(lr(counts), schedule(counts))
+
+
+def test_token_units_scale_counts_and_require_tokens_per_step():
+    token_spec = {
+        **SPEC,
+        "total": 200 * 512,
+        "warmup": 20 * 512,
+        "decay": 50 * 512,
+        "unit": "tokens",
+    }
+    schedule = from_spec(token_spec)
+    lr = to_optax(token_spec, tokens_per_step=512)
+    assert [lr(k) for k in range(210)] == [schedule(k * 512) for k in range(210)]
+    with pytest.raises(AdapterError, match="tokens_per_step"):
+        to_optax(token_spec)
+    with pytest.raises(AdapterError, match="tokens_per_step"):
+        to_optax(token_spec, tokens_per_step=0)
+
+
+def test_jax_jit_vmap_and_optax_optimizer():
+    jax = pytest.importorskip("jax")
+    jnp = pytest.importorskip("jax.numpy")
+    schedule = from_spec(SPEC)
+    lr = to_optax(SPEC)
+    expected = schedule(np.arange(220)).astype(np.float32)
+    jitted = jax.jit(lr)
+    got = np.array([jitted(jnp.int32(k)) for k in range(0, 220, 11)])
+    np.testing.assert_array_equal(got, expected[::11])
+    np.testing.assert_array_equal(np.asarray(jax.vmap(lr)(jnp.arange(220))), expected)
+
+    optax = pytest.importorskip("optax")
+    optimizer = optax.sgd(learning_rate=lr)
+    params = jnp.zeros(())
+    state = optimizer.init(params)
+
+    @jax.jit
+    def update(params, state):
+        # gradient 1.0: each SGD update moves the parameter by exactly -lr(count)
+        updates, state = optimizer.update(jnp.ones(()), state, params)
+        return optax.apply_updates(params, updates), state
+
+    steps = []
+    for _ in range(30):
+        new_params, state = update(params, state)
+        steps.append(float(params - new_params))
+        params = new_params
+    np.testing.assert_allclose(steps, expected[:30], rtol=1e-6, atol=1e-12)
