@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import ast
 import codecs
-import functools
 import json
 import os
 import sys
@@ -155,17 +154,19 @@ def _docstrings_in_source_order(tree: ast.AST) -> list[str]:
     return found
 
 
-@functools.lru_cache(maxsize=2)
-def builtin_documents(name: str) -> tuple[str, ...]:
-    """The documents of a builtin corpus (cached per process; a few seconds the first time)."""
+def iter_builtin_documents(name: str) -> Iterator[str]:
+    """Yield the documents of a builtin corpus lazily (so a ``max_bytes`` cap stops the walk early)."""
     if name not in BUILTIN_CORPORA:
         raise DataError(f"unknown builtin corpus {name!r}: choose one of {sorted(BUILTIN_CORPORA)}")
-    documents: list[str] = []
+    cached = _builtin_cache.get(name)
+    if cached is not None:
+        yield from cached
+        return
     for path in _stdlib_files():
-        data = path.read_bytes()
-        text, _ = decode_utf8_counting(data)
+        text, _ = decode_utf8_counting(path.read_bytes())
         if name == "stdlib-code":
-            documents.append(text)
+            if text.strip():
+                yield text
             continue
         try:
             tree = ast.parse(text, filename=str(path))
@@ -173,13 +174,27 @@ def builtin_documents(name: str) -> tuple[str, ...]:
             continue  # a few stdlib files are deliberately invalid (e.g. lib2to3 fixtures)
         docstrings = _docstrings_in_source_order(tree)
         if docstrings:
-            documents.append("\n\n".join(docstrings))
+            yield "\n\n".join(docstrings)
     if name == "stdlib-english":
         # pydoc_data.topics is a plain dict literal; importing it has no side effects.
         from pydoc_data.topics import topics
 
-        documents.extend(topics[key] for key in sorted(topics))
-    return tuple(doc for doc in documents if doc.strip())
+        yield from (topics[key] for key in sorted(topics) if topics[key].strip())
+
+
+_builtin_cache: dict[str, tuple[str, ...]] = {}
+
+
+def builtin_documents(name: str) -> tuple[str, ...]:
+    """All documents of a builtin corpus (cached per process; a few seconds the first time)."""
+    if name not in _builtin_cache:
+        _builtin_cache[name] = tuple(iter_builtin_documents(name))
+    return _builtin_cache[name]
+
+
+def clear_builtin_cache() -> None:
+    """Forget the cached builtin corpora (the next use walks the standard library again)."""
+    _builtin_cache.clear()
 
 
 # --------------------------------------------------------------------------------------------
@@ -345,7 +360,7 @@ def _iter_raw(
     source: Any, kind: str, text_field: str, text_column: str, stats: SourceStats
 ) -> Iterator[str]:
     if kind == "builtin":
-        yield from builtin_documents(source)
+        yield from iter_builtin_documents(source)
     elif kind == "txt":
         yield from _iter_txt(Path(source), stats)
     elif kind == "jsonl":

@@ -366,12 +366,13 @@ def prepare(
                 }
             )
         bar.close()
-        if val_fraction > 0 and writers["val"].documents == 0:
-            if writers["train"].documents < 2 or last_train_document is None:
-                raise DataError(
-                    f"the corpus has {writers['train'].documents} document(s): a validation split by document "
-                    "needs at least 2, so add documents or set val_fraction=0"
-                )
+        documents_total = writers["train"].documents + writers["val"].documents
+        if val_fraction > 0 and documents_total < 2:
+            raise DataError(
+                f"the corpus has {documents_total} document: a validation split by document "
+                "needs at least 2, so add documents or set val_fraction=0"
+            )
+        if val_fraction > 0 and writers["val"].documents == 0 and last_train_document is not None:
             # No document drew u < val_fraction (a tiny corpus): hold out the last one instead.
             writers["train"].truncate_last(len(last_train_document))
             writers["val"].write(last_train_document, 1)

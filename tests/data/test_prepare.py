@@ -1,0 +1,262 @@
+"""prepare / PreparedDataset: shards, manifest, EOS, val split, no-op, rebuild, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evertrain.data import DataError, PreparedDataset, load_tokenizer, prepare, token_dtype
+from evertrain.data.tokenizer import file_sha256
+
+
+def write_docs(folder: Path, docs: list[str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, doc in enumerate(docs):
+        (folder / f"doc{i:03d}.txt").write_text(doc)
+    return folder
+
+
+DOCS = [f"Document number {i} says hello {'world ' * (i % 7 + 1)}." for i in range(40)]
+
+
+def test_manifest_records_counts_checksums_and_provenance(english, tokenizer_path) -> None:
+    m = english.manifest
+    assert m["format"] == "evertrain.prepared/1" and m["created_by"].startswith("evertrain ")
+    assert m["dtype"] == "uint16" and english.train_tokens.dtype == np.uint16
+    assert (
+        m["tokenizer"]["sha256"]
+        == file_sha256(tokenizer_path)
+        == file_sha256(english.tokenizer_path)
+    )
+    assert m["tokenizer"]["vocab_size"] == english.vocab_size == 512
+    for split, tokens in (("train", english.train_tokens), ("val", english.val_tokens)):
+        shard = m["shards"][split]
+        assert shard["tokens"] == len(tokens) == m["tokens"][split] > 0
+        assert shard["sha256"] == file_sha256(english.path / shard["file"])
+    source = m["sources"][0]
+    assert source["source"] == "stdlib-english" and source["kind"] == "builtin"
+    assert source["tokens"] == len(english.train_tokens) + len(english.val_tokens)
+    assert source["documents"] == m["documents"]["train"] + m["documents"]["val"]
+    assert source["bytes"] == m["bytes"] <= 300_000 and source["truncated_at_max_bytes"]
+    english.verify()
+
+
+def test_every_document_ends_with_eos_and_round_trips(tmp_path, tokenizer_path) -> None:
+    ds = prepare(
+        [write_docs(tmp_path / "docs", DOCS)],
+        tmp_path / "out",
+        tokenizer=tokenizer_path,
+        val_fraction=0.25,
+        progress=False,
+    )
+    tok = load_tokenizer(ds.tokenizer_path)
+    texts = []
+    for tokens in (ds.train_tokens, ds.val_tokens):
+        ids = np.asarray(tokens)
+        assert ids[-1] == ds.eos_id
+        ends = np.flatnonzero(ids == ds.eos_id)
+        starts = np.concatenate([[0], ends[:-1] + 1])
+        texts += [tok.decode(ids[s:e].tolist()) for s, e in zip(starts, ends, strict=True)]
+    # Byte-level BPE is lossless; the split is by whole documents.
+    assert sorted(texts) == sorted(DOCS)
+    assert ds.manifest["documents"] == {
+        "train": len(DOCS) - ds.manifest["documents"]["val"],
+        "val": ds.manifest["documents"]["val"],
+    }
+
+
+def test_val_split_is_by_document_and_decided_by_seed(tmp_path, tokenizer_path) -> None:
+    folder = write_docs(tmp_path / "docs", DOCS)
+    a = prepare(
+        [folder], tmp_path / "a", tokenizer=tokenizer_path, val_fraction=0.3, seed=1, progress=False
+    )
+    b = prepare(
+        [folder], tmp_path / "b", tokenizer=tokenizer_path, val_fraction=0.3, seed=1, progress=False
+    )
+    c = prepare(
+        [folder], tmp_path / "c", tokenizer=tokenizer_path, val_fraction=0.3, seed=2, progress=False
+    )
+    assert np.array_equal(a.val_tokens, b.val_tokens) and np.array_equal(
+        a.train_tokens, b.train_tokens
+    )
+    assert not np.array_equal(a.val_tokens, c.val_tokens)
+    assert 0 < a.manifest["documents"]["val"] < len(DOCS)
+    # A split of 0 writes an empty val shard that still opens.
+    d = prepare([folder], tmp_path / "d", tokenizer=tokenizer_path, val_fraction=0, progress=False)
+    assert len(d.val_tokens) == 0 and d.manifest["documents"]["train"] == len(DOCS)
+
+
+def test_a_tiny_corpus_still_gets_a_val_document(tmp_path, tokenizer_path) -> None:
+    folder = write_docs(tmp_path / "docs", ["first document", "second document"])
+    ds = prepare(
+        [folder], tmp_path / "out", tokenizer=tokenizer_path, val_fraction=0.01, progress=False
+    )
+    assert ds.manifest["documents"] == {"train": 1, "val": 1}
+    assert ds.manifest["shards"]["train"]["sha256"] == file_sha256(ds.path / "train.bin")
+    with pytest.raises(DataError, match="at least 2"):
+        prepare(
+            [write_docs(tmp_path / "one", ["only"])],
+            tmp_path / "o",
+            tokenizer=tokenizer_path,
+            progress=False,
+        )
+
+
+def test_rerun_on_a_finished_directory_is_a_noop(english, tokenizer_path) -> None:
+    files = {p.name: p.stat().st_mtime_ns for p in english.path.iterdir()}
+    again = prepare(
+        ["stdlib-english"],
+        english.path,
+        tokenizer=tokenizer_path,
+        max_bytes=300_000,
+        progress=False,
+    )
+    assert {p.name: p.stat().st_mtime_ns for p in english.path.iterdir()} == files
+    assert again.manifest == english.manifest
+
+
+def test_rerun_with_other_inputs_is_refused_unless_overwrite(tmp_path, tokenizer_path) -> None:
+    folder = write_docs(tmp_path / "docs", DOCS)
+    prepare([folder], tmp_path / "out", tokenizer=tokenizer_path, progress=False)
+    with pytest.raises(DataError, match="different inputs"):
+        prepare([folder], tmp_path / "out", tokenizer=tokenizer_path, seed=5, progress=False)
+    ds = prepare(
+        [folder], tmp_path / "out", tokenizer=tokenizer_path, seed=5, overwrite=True, progress=False
+    )
+    assert ds.manifest["inputs"]["seed"] == 5
+
+
+def test_half_written_directory_is_detected_and_rebuilt(tmp_path, tokenizer_path, capsys) -> None:
+    folder = write_docs(tmp_path / "docs", DOCS)
+    out = tmp_path / "out"
+    reference = prepare([folder], out, tokenizer=tokenizer_path, progress=False)
+    train = np.array(reference.train_tokens)
+    # A run killed before the manifest: shards written, no manifest, a stale temp file.
+    (out / "manifest.json").unlink()
+    (out / ".train.bin.12345.tmp").write_bytes(b"partial")
+    with pytest.raises(DataError, match="not a prepared dataset"):
+        PreparedDataset(out)
+    rebuilt = prepare([folder], out, tokenizer=tokenizer_path, progress=True)
+    assert "rebuilding" in capsys.readouterr().out
+    assert np.array_equal(rebuilt.train_tokens, train)
+    assert not list(out.glob("*.tmp"))
+    # A truncated shard under a manifest is also rebuilt, never served.
+    with open(out / "train.bin", "r+b") as handle:
+        handle.truncate(10)
+    with pytest.raises(DataError, match="damaged"):
+        PreparedDataset(out)
+    assert np.array_equal(
+        prepare([folder], out, tokenizer=tokenizer_path, progress=False).train_tokens, train
+    )
+
+
+def test_unknown_files_in_out_dir_are_never_deleted(tmp_path, tokenizer_path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    with pytest.raises(DataError, match="did not write"):
+        prepare(
+            [write_docs(tmp_path / "docs", DOCS)], out, tokenizer=tokenizer_path, progress=False
+        )
+    assert (out / "precious.txt").read_text() == "keep me"
+
+
+def test_verify_catches_a_flipped_byte(tmp_path, tokenizer_path) -> None:
+    ds = prepare(
+        [write_docs(tmp_path / "docs", DOCS)],
+        tmp_path / "out",
+        tokenizer=tokenizer_path,
+        progress=False,
+    )
+    data = bytearray((ds.path / "train.bin").read_bytes())
+    data[3] ^= 0xFF
+    (ds.path / "train.bin").write_bytes(bytes(data))
+    with pytest.raises(DataError, match="sha256"):
+        PreparedDataset(ds.path).verify()
+
+
+def test_prepare_trains_a_tokenizer_when_none_is_given(tmp_path) -> None:
+    ds = prepare(
+        [write_docs(tmp_path / "docs", DOCS * 3)], tmp_path / "out", vocab_size=300, progress=False
+    )
+    assert ds.vocab_size == 300 and ds.manifest["tokenizer"]["trained"]
+    assert ds.tokenizer_path == tmp_path / "out" / "tokenizer.json"
+    # Same inputs, same trained tokenizer: a no-op, not a mismatch.
+    assert (
+        prepare([tmp_path / "docs"], tmp_path / "out", vocab_size=300, progress=False).manifest
+        == ds.manifest
+    )
+
+
+def test_token_dtype_by_vocabulary_size() -> None:
+    assert token_dtype(512) == np.uint16 and token_dtype(65536) == np.uint16
+    assert token_dtype(65537) == np.uint32 and token_dtype(200_000) == np.uint32
+
+
+def test_undecodable_bytes_are_replaced_counted_and_reported(
+    tmp_path, tokenizer_path, capsys
+) -> None:
+    folder = write_docs(tmp_path / "docs", DOCS[:5])
+    (folder / "bad.txt").write_bytes(b"valid text \xff\xfe then \xc3 more")  # 2 + 1 bad bytes
+    ds = prepare(
+        [folder], tmp_path / "out", tokenizer=tokenizer_path, val_fraction=0, progress=True
+    )
+    assert ds.manifest["undecodable_bytes"] == 3
+    assert ds.manifest["sources"][0]["undecodable_bytes"] == 3
+    assert "replaced 3 undecodable bytes" in capsys.readouterr().out
+    text = load_tokenizer(ds.tokenizer_path).decode(np.asarray(ds.train_tokens).tolist())
+    assert "valid text \ufffd\ufffd then \ufffd more" in text
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda t, tok: prepare([t / "missing.txt"], t / "o", tokenizer=tok), "does not exist"),
+        (lambda t, tok: prepare([], t / "o", tokenizer=tok), "sources is empty"),
+        (lambda t, tok: prepare(["stdlib-klingon"], t / "o", tokenizer=tok), "does not exist"),
+        (lambda t, tok: prepare(["stdlib-code"], t / "o", tokenizer=t / "nope.json"), "tokenizer"),
+        (
+            lambda t, tok: prepare(["stdlib-code"], t / "o", tokenizer=tok, val_fraction=1.0),
+            "val_fraction=1.0",
+        ),
+        (lambda t, tok: prepare(["stdlib-code"], t / "o", tokenizer=tok, seed=-3), "seed=-3"),
+        (lambda t, tok: prepare(["stdlib-code"], t / "o", vocab_size=100), "vocab_size=100"),
+        (
+            lambda t, tok: prepare(["stdlib-code"], t / "o", tokenizer=tok, max_bytes=0),
+            "max_bytes=0",
+        ),
+        (lambda t, tok: prepare([t / "data.csv"], t / "o", tokenizer=tok), "suffix '.csv'"),
+        (lambda t, tok: prepare([t / "empty.txt"], t / "o", tokenizer=tok), "has no text"),
+        (
+            lambda t, tok: prepare([t / "emptydir"], t / "o", tokenizer=tok),
+            "no .txt, .jsonl or .parquet",
+        ),
+        (lambda t, tok: prepare(["stdlib-code"], t / "data.csv", tokenizer=tok), "is a file"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(tmp_path, tokenizer_path, call, message) -> None:
+    (tmp_path / "data.csv").write_text("a,b\n")
+    (tmp_path / "empty.txt").write_text("  \n\n")
+    (tmp_path / "emptydir").mkdir()
+    with pytest.raises(DataError, match=message):
+        call(tmp_path, tokenizer_path)
+    assert not (tmp_path / "o" / "manifest.json").exists()
+
+
+def test_a_failed_prepare_leaves_no_shards_or_temp_files(tmp_path, tokenizer_path) -> None:
+    folder = write_docs(tmp_path / "docs", DOCS)
+    (folder / "zz.jsonl").write_text('{"text": "fine"}\n{"body": "no text field"}\n')
+    with pytest.raises(DataError, match="text_field"):
+        prepare([folder], tmp_path / "out", tokenizer=tokenizer_path, progress=False)
+    left = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert left == ["tokenizer.json"]  # no shard, no temp file, no manifest
+    assert not any(name.endswith(".tmp") for name in os.listdir(tmp_path / "out"))
+
+
+def test_manifest_is_json_with_no_nan(english) -> None:
+    text = (english.path / "manifest.json").read_text()
+    assert "NaN" not in text and json.loads(text)["name"] == "english"
