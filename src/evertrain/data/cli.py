@@ -1,4 +1,4 @@
-"""Sub-commands of `evertrain` for the data area.
+"""Sub-commands of `evertrain` for the data area: prepare, info, corpora, tokenizer.
 
 Import heavy libraries (torch, tokenizers, matplotlib) inside command functions, never at
 module level: `evertrain.cli` imports every area's CLI at start-up.
@@ -6,11 +6,165 @@ module level: `evertrain.cli` imports every area's CLI at start-up.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
 
-app = typer.Typer(help="data commands", no_args_is_help=True)
+app = typer.Typer(help="Corpora to token shards; inspect prepared data.", no_args_is_help=True)
 
 
 @app.callback()
 def _callback() -> None:
-    """data commands."""
+    """Corpora to token shards; inspect prepared data."""
+
+
+def _fail(error: Exception) -> None:
+    typer.echo(f"error: {error}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command("prepare")
+def prepare_command(
+    sources: list[str] = typer.Argument(
+        ...,
+        help="Files/folders (.txt, .jsonl, .parquet), HF save_to_disk dirs, or stdlib-english / stdlib-code.",
+    ),
+    out_dir: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Directory to write (train.bin, val.bin, tokenizer.json, manifest.json).",
+    ),
+    tokenizer: Path | None = typer.Option(
+        None, "--tokenizer", "-t", help="A tokenizer.json to use; omit to train a byte-level BPE."
+    ),
+    vocab_size: int = typer.Option(
+        4096,
+        "--vocab-size",
+        help="Vocabulary size of the trained tokenizer (ignored with --tokenizer).",
+    ),
+    val_fraction: float = typer.Option(
+        0.05, "--val-fraction", help="Fraction of documents held out for validation."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Decides which documents are held out."),
+    max_bytes: int | None = typer.Option(
+        None, "--max-bytes", help="Read at most this many UTF-8 bytes from each source."
+    ),
+    text_field: str = typer.Option(
+        "text", "--text-field", help="Field of .jsonl records that holds the text."
+    ),
+    text_column: str = typer.Option(
+        "text", "--text-column", help="Column of parquet / HF datasets that holds the text."
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Rebuild even if OUT holds a dataset of other inputs."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Tokenise SOURCE... into token shards with a held-out split and a manifest (a no-op if done)."""
+    from evertrain.data.prepare import prepare
+
+    try:
+        dataset = prepare(
+            sources,
+            out_dir,
+            tokenizer=tokenizer,
+            vocab_size=vocab_size,
+            val_fraction=val_fraction,
+            seed=seed,
+            max_bytes=max_bytes,
+            text_field=text_field,
+            text_column=text_column,
+            overwrite=overwrite,
+            progress=not quiet,
+        )
+    except ValueError as error:
+        _fail(error)
+    summary = dataset.summary()
+    typer.echo(
+        f"{summary['path']}: {summary['tokens_train']:,} train + {summary['tokens_val']:,} val tokens, "
+        f"vocab {summary['vocab_size']} ({summary['dtype']})"
+    )
+
+
+@app.command("info")
+def info_command(
+    directory: Path = typer.Argument(..., help="A directory written by `evertrain data prepare`."),
+    verify: bool = typer.Option(
+        False, "--verify", help="Recompute the sha256 checksums of shards and tokenizer."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Sizes and provenance of a prepared dataset (from its manifest)."""
+    from evertrain.data.prepare import PreparedDataset
+
+    try:
+        dataset = PreparedDataset(directory)
+        if verify:
+            dataset.verify()
+    except ValueError as error:
+        _fail(error)
+    summary = dataset.summary()
+    if verify:
+        summary["verified"] = True
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    width = max(len(key) for key in summary)
+    for key, value in summary.items():
+        shown = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else value
+        typer.echo(f"{key:<{width}}  {shown}")
+
+
+@app.command("corpora")
+def corpora_command(
+    tokenizer: Path | None = typer.Option(
+        None, "--tokenizer", "-t", help="Also count tokens under this tokenizer.json."
+    ),
+) -> None:
+    """List the builtin corpora with their sizes (documents, bytes; tokens with --tokenizer)."""
+    from evertrain.data.corpora import BUILTIN_CORPORA, builtin_documents
+
+    try:
+        tok = None
+        if tokenizer is not None:
+            from evertrain.data.tokenizer import load_tokenizer
+
+            tok = load_tokenizer(tokenizer)
+        for name, description in BUILTIN_CORPORA.items():
+            documents = builtin_documents(name)
+            size = sum(len(doc.encode("utf-8")) for doc in documents)
+            line = f"{name:<15} {len(documents):>6,} documents {size:>12,} bytes"
+            if tok is not None:
+                tokens = sum(
+                    len(e.ids) + 1
+                    for e in tok.encode_batch_fast(list(documents), add_special_tokens=False)
+                )
+                line += f" {tokens:>12,} tokens"
+            typer.echo(f"{line}  {description}")
+    except ValueError as error:
+        _fail(error)
+
+
+@app.command("tokenizer")
+def tokenizer_command(
+    sources: list[str] = typer.Argument(
+        ..., help="Files/folders or builtin corpus names to train on."
+    ),
+    out_path: Path = typer.Option(
+        ..., "--out", "-o", help="tokenizer.json to write (or a directory)."
+    ),
+    vocab_size: int = typer.Option(4096, "--vocab-size", help="Final vocabulary size (>= 257)."),
+    max_bytes: int | None = typer.Option(
+        None, "--max-bytes", help="Read at most this many bytes from each source."
+    ),
+) -> None:
+    """Train a byte-level BPE tokenizer on SOURCE... and save it."""
+    from evertrain.data.tokenizer import train_tokenizer
+
+    try:
+        path = train_tokenizer(sources, out_path, vocab_size, max_bytes=max_bytes, progress=False)
+    except ValueError as error:
+        _fail(error)
+    typer.echo(f"wrote {path} (vocab {vocab_size})")
