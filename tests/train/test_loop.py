@@ -14,7 +14,7 @@ import yaml
 from conftest import make_config
 from evertrain.schedules import from_spec
 from evertrain.train import ConfigError, NonFiniteLossError, TrainConfig, history, run
-from evertrain.train.checkpoint import load_checkpoint
+from evertrain.train.checkpoint import load_checkpoint, verify_checkpoint
 from evertrain.train.model import GPT, GPTConfig
 
 COMPARED = ("step", "tokens", "lr", "loss", "grad_norm", "tokens_per_source", "skipped")
@@ -109,6 +109,9 @@ def test_corrupted_checkpoint_falls_back_and_log_matches(finished_run, tmp_path:
         result = run(cfg.model_copy(update={"out_dir": str(out)}), resume=True, progress=False)
     assert result.steps == 12
     assert comparable(out) == expected  # steps 9..12 re-run identically from step 8
+    # The bad copy is set aside for inspection, the re-written step 12 is whole again.
+    assert (out / "checkpoints" / ".corrupt-step_00000012" / "state.pt").stat().st_size == 100
+    verify_checkpoint(out / "checkpoints" / "step_00000012")
 
 
 def test_steps_unit_schedule_uses_zero_based_step(

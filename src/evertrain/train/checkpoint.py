@@ -184,6 +184,21 @@ def latest_valid_checkpoint(checkpoints_dir: Path) -> tuple[Path, dict[str, Any]
     return None
 
 
+def quarantine_newer(checkpoints_dir: Path, step: int) -> list[Path]:
+    """Rename checkpoints newer than ``step`` (the corrupted ones a resume skipped) to
+    ``.corrupt-<name>``: kept for inspection, but never again a resume candidate, and never a
+    reason for pruning to delete the good checkpoint the run resumed from."""
+    moved = []
+    for path, meta in list_checkpoints(checkpoints_dir):
+        if int(meta.get("step", 0)) > step:
+            target = checkpoints_dir / f".corrupt-{path.name}"
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(path, target)
+            moved.append(target)
+    return moved
+
+
 def load_checkpoint(path: str | os.PathLike[str], model: nn.Module | None = None) -> dict[str, Any]:
     """Verify and load a checkpoint: weights into ``model`` (if given), return the ``state.pt`` dict.
 

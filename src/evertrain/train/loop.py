@@ -270,6 +270,7 @@ class _Trainer:
             elif resume:
                 found = ckpt.latest_valid_checkpoint(self.checkpoints_dir)
                 source = str(found[0]) if found else None
+                ckpt.quarantine_newer(self.checkpoints_dir, int(found[1]["step"]) if found else -1)
         source = distributed.broadcast_object(source, info)
         if source == "error":
             raise ConfigError(
@@ -294,6 +295,8 @@ class _Trainer:
             atomic_write_text(self.out_dir / "config.yaml", cfg.to_yaml())
             # Cut the log back to the checkpoint: the resumed run rewrites what came after it.
             truncate_log(self.out_dir / "log.jsonl", self.step)
+            if self.checkpoints_dir.is_dir():  # finish a prune a crash interrupted
+                ckpt.prune_checkpoints(self.checkpoints_dir, cfg.keep_last)
             ckpt.write_manifest(self.out_dir, self.parent)
 
     def _fork(self, init_from: str) -> None:
