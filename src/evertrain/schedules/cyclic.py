@@ -64,12 +64,12 @@ class SGDR(_Warmed):
         # The closed form can land one cycle off at exact boundaries: correct it.
         if index > 0 and self._cycle_start(index) > local:
             index -= 1
-        if self._cycle_start(index + 1) <= local:
+        if (mult == 1.0 or index * math.log(mult) < 700) and self._cycle_start(index + 1) <= local:
             index += 1
+        if mult != 1.0 and index * math.log(mult) > 700:
+            return self.floor  # cycles longer than 1e300: mult**index would overflow
         start = self._cycle_start(index)
         length = self.period * mult**index
-        if index > 1e6 or not math.isfinite(length):
-            return self.floor
         top = self.peak * self.peak_decay**index
         if top <= self.floor:
             return self.floor

@@ -28,7 +28,7 @@ def warmup_phase(
 ) -> Phase:
     """The phase ``[0, warmup)`` rising from ``warmup_start`` to ``peak`` (validated)."""
     check.choice(schedule, "warmup_shape", warmup_shape, WARMUP_SHAPES)
-    if warmup_start > peak:
+    if warmup > 0 and warmup_start > peak:
         raise ScheduleError(
             f"{schedule}: warmup_start={warmup_start} is above the peak={peak}: "
             "set warmup_start <= peak"
