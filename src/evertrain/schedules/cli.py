@@ -1,16 +1,185 @@
-"""Sub-commands of `evertrain` for the schedules area.
+"""``evertrain schedule``: show, plot and export learning-rate schedules.
 
-Import heavy libraries (torch, tokenizers, matplotlib) inside command functions, never at
-module level: `evertrain.cli` imports every area's CLI at start-up.
+SPEC is an inline ``name:key=value,...`` string (``"wsd:peak=3e-4,total=24000,warmup=2160"``)
+or a path to a YAML/JSON spec file. Bad specs print a one-line error and exit with code 2.
+matplotlib is imported inside ``plot`` only (the main CLI imports every area's cli module).
 """
 
 from __future__ import annotations
 
+import io
+import json
+from pathlib import Path
+from typing import Any
+
 import typer
 
-app = typer.Typer(help="schedules commands", no_args_is_help=True)
+app = typer.Typer(help="LR schedules: show, plot, export.", no_args_is_help=True)
+
+
+def _load(spec: str) -> Any:
+    from evertrain.schedules import ScheduleError, from_spec
+
+    try:
+        return from_spec(spec)
+    except ScheduleError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
 
 
 @app.callback()
 def _callback() -> None:
-    """schedules commands."""
+    """LR schedules as pure functions of progress (steps or tokens)."""
+
+
+@app.command()
+def show(
+    spec: str = typer.Argument(..., help="inline 'name:key=value,...' or a .yaml/.json file"),
+    as_json: bool = typer.Option(False, "--json", help="print the normalised spec as JSON"),
+) -> None:
+    """Print the key points of a schedule: start, end of warmup, start of decay, end, min/max."""
+    from evertrain.schedules.summary import extremes, key_points
+
+    schedule = _load(spec)
+    if as_json:
+        typer.echo(json.dumps(schedule.to_spec(), indent=2))
+        return
+    unit = schedule.unit
+    total = "open-ended" if schedule.total is None else f"{schedule.total:g} {unit}"
+    typer.echo(f"{schedule.to_spec()['name']}  (unit: {unit}, total: {total})")
+    width = max(len(label) for label, _ in key_points(schedule)) + 2
+    typer.echo(f"{'point':<{width}}{unit:>16}  {'lr':>14}")
+    for label, position in key_points(schedule):
+        typer.echo(f"{label:<{width}}{position:>16g}  {schedule(position):>14.6g}")
+    low, high = extremes(schedule)
+    typer.echo(f"{'min':<{width}}{'':>16}  {low:>14.6g}")
+    typer.echo(f"{'max':<{width}}{'':>16}  {high:>14.6g}")
+
+
+def _x_axis(
+    schedule: Any, x: str, tokens_per_step: float | None, num_points: int, until: float | None
+):
+    """Progress grid in the schedule's unit and the matching x values in the plot's unit."""
+    from evertrain.schedules.summary import sample
+
+    if x == schedule.unit:
+        progress = sample(schedule, num_points, until)
+        return progress, progress
+    if tokens_per_step is None:
+        _fail(
+            f"schedule unit is {schedule.unit!r} but --x {x}: give --tokens-per-step N to convert"
+        )
+    factor = tokens_per_step if x == "tokens" else 1.0 / tokens_per_step
+    limit = None if until is None else until / factor
+    progress = sample(schedule, num_points, limit)
+    return progress, progress * factor
+
+
+@app.command()
+def plot(
+    specs: list[str] = typer.Argument(..., help="one or more schedule specs"),
+    output: Path = typer.Option(
+        Path("lr.png"), "-o", "--output", help="image file (.png, .pdf, .svg)"
+    ),
+    x: str = typer.Option("steps", "--x", help="x axis: steps or tokens"),
+    tokens_per_step: float | None = typer.Option(
+        None, "--tokens-per-step", help="convert steps <-> tokens"
+    ),
+    until: float | None = typer.Option(None, "--until", help="x-axis end (default: longest total)"),
+    points: int = typer.Option(2000, "--points", help="points per curve"),
+    log_y: bool = typer.Option(False, "--log-y", help="logarithmic LR axis"),
+) -> None:
+    """Plot one or more schedules on one figure."""
+    if x not in ("steps", "tokens"):
+        _fail(f"--x {x!r}: use steps or tokens")
+    if tokens_per_step is not None and tokens_per_step <= 0:
+        _fail(f"--tokens-per-step={tokens_per_step} must be > 0")
+    if points < 2:
+        _fail(f"--points={points} must be >= 2")
+    schedules = [_load(spec) for spec in specs]
+    curves = [
+        (spec, *_x_axis(s, x, tokens_per_step, points, until))
+        for spec, s in zip(specs, schedules, strict=True)
+    ]
+    if until is None:
+        # Share one x range: the longest curve's.
+        end = max(float(curve[2][-1]) for curve in curves)
+        curves = [
+            (spec, *_x_axis(s, x, tokens_per_step, points, end))
+            for spec, s in zip(specs, schedules, strict=True)
+        ]
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from evertrain._atomic import atomic_write_bytes
+
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    for (spec, progress, xs), schedule in zip(curves, schedules, strict=True):
+        label = spec if len(spec) <= 60 else schedule.to_spec()["name"]
+        axis.plot(xs, schedule(progress), label=label)
+    axis.set_xlabel(x)
+    axis.set_ylabel("learning rate")
+    if log_y:
+        axis.set_yscale("log")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    suffix = output.suffix.lstrip(".").lower() or "png"
+    try:
+        figure.savefig(buffer, format=suffix, dpi=120)
+    except ValueError as error:
+        _fail(f"cannot write {output}: {error}")
+    finally:
+        plt.close(figure)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(output, buffer.getvalue())
+    typer.echo(f"wrote {output}")
+
+
+@app.command()
+def export(
+    spec: str = typer.Argument(..., help="schedule spec"),
+    csv: bool = typer.Option(True, "--csv/--json", help="CSV (progress,lr) or JSON"),
+    points: int = typer.Option(1001, "--points", help="number of points (every step if it fits)"),
+    until: float | None = typer.Option(
+        None, "--until", help="last progress value (default: total)"
+    ),
+    output: Path | None = typer.Option(None, "-o", "--output", help="file (default: stdout)"),
+) -> None:
+    """Export sampled values: ``progress,lr`` rows (CSV) or ``{"progress": [...], "lr": [...]}``."""
+    from evertrain.schedules.summary import sample
+
+    if points < 2:
+        _fail(f"--points={points} must be >= 2")
+    if until is not None and until <= 0:
+        _fail(f"--until={until} must be > 0")
+    schedule = _load(spec)
+    progress = sample(schedule, points, until)
+    values = schedule(progress)
+    if csv:
+        unit = schedule.unit
+        lines = [f"{unit},lr"] + [
+            f"{p:.17g},{v:.17g}" for p, v in zip(progress, values, strict=True)
+        ]
+        text = "\n".join(lines) + "\n"
+    else:
+        text = json.dumps(
+            {"spec": schedule.to_spec(), "progress": progress.tolist(), "lr": values.tolist()}
+        )
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        from evertrain._atomic import atomic_write_text
+
+        output.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(output, text)
+        typer.echo(f"wrote {len(progress)} points to {output}", err=True)
