@@ -27,6 +27,18 @@ def _write_jsonl(path: Path, documents: list[str]) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def single_torch_thread():
+    """One intra-op thread: the tiny models gain nothing from two, and on a loaded shared machine
+    OpenMP threads waiting on each other make every matmul many times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Two prepared datasets sharing one 300-token BPE: 'prose' (~28k tokens) and 'code' (~32k)."""

@@ -120,6 +120,29 @@ def test_sigkill_then_resume_is_bit_identical(
     assert [meta["step"] for _, meta in list_checkpoints(out / "checkpoints")] == [8, 12]
 
 
+def test_cli_resume_flag_continues_a_killed_run(
+    reference: list[dict], tiny_data: dict[str, str], tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from evertrain.cli import app
+
+    out = tmp_path / "run"
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(deterministic_config(out, tiny_data), sort_keys=False))
+    assert train_in_forked_child(config_path, "checkpoint:8:after_state") == -signal.SIGKILL
+    # Without --resume the CLI refuses to touch the run (exit 2, message names the fix).
+    refused = CliRunner().invoke(app, ["train", "run", str(config_path), "--no-progress"])
+    assert refused.exit_code == 2 and "pass resume=True (--resume)" in refused.output
+    resumed = CliRunner().invoke(
+        app, ["train", "run", str(config_path), "--resume", "--no-progress"]
+    )
+    assert resumed.exit_code == 0, resumed.output
+    assert "done: 12 steps" in resumed.output
+    assert comparable(out) == reference
+
+
+@pytest.mark.slow
 def test_cli_process_killed_mid_checkpoint_resumes_with_flag(
     reference: list[dict], tiny_data: dict[str, str], tmp_path: Path
 ) -> None:
