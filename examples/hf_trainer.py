@@ -51,6 +51,8 @@ def main(
     batch_size: int = 4,
     grad_accum: int = 1,
     output_dir: str | None = None,
+    save_steps: int | None = None,
+    resume_from_checkpoint: str | None = None,
 ) -> tuple[Any, Any]:
     """Run the Trainer; return ``(trainer, scheduler)`` so callers can inspect the logs."""
     from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
@@ -99,7 +101,8 @@ def main(
         per_device_train_batch_size=batch_size,
         gradient_accumulation_steps=grad_accum,
         logging_steps=1,
-        save_strategy="no",
+        save_strategy="no" if save_steps is None else "steps",
+        save_steps=save_steps or 500,
         report_to=[],
         use_cpu=True,
         disable_tqdm=True,
@@ -113,7 +116,7 @@ def main(
         optimizers=(optimizer, scheduler),
         callbacks=[TokenCountingCallback()],
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     return trainer, scheduler
 
 

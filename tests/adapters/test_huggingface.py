@@ -113,3 +113,20 @@ def test_optimizer_groups_decay_and_weight_decay_schedule():
     assert optimizer.param_groups[0]["weight_decay"] == pytest.approx(0.18, rel=1e-12)
     with pytest.raises(AdapterError, match="weight_decay=-1"):
         create_optimizer_and_scheduler(model, "cosine:peak=1e-3,total=10", weight_decay=-1)
+
+
+def test_trainer_resume_from_checkpoint_continues_token_schedule_exactly(example, tmp_path):
+    """Trainer saves scheduler.pt (spec + progress) and reloads it with weights_only=True."""
+    full, full_scheduler = example.main(
+        tokens=True, max_steps=6, batch_size=2, output_dir=str(tmp_path), save_steps=3
+    )
+    resumed, resumed_scheduler = example.main(
+        tokens=True,
+        max_steps=6,
+        batch_size=2,
+        output_dir=str(tmp_path),
+        resume_from_checkpoint=str(tmp_path / "checkpoint-3"),
+    )
+    assert logged_lrs(resumed) == logged_lrs(full) and len(logged_lrs(full)) == 6
+    assert resumed_scheduler.tokens_seen == full_scheduler.tokens_seen
+    assert resumed_scheduler.state_dict() == full_scheduler.state_dict()
