@@ -9,7 +9,7 @@ import torch
 
 from evertrain.adapters import AdapterError
 from evertrain.adapters.torch import ScheduleLR
-from evertrain.schedules import from_spec
+from evertrain.schedules import ScheduleError, from_spec
 
 WSD = {
     "name": "wsd",
@@ -145,6 +145,9 @@ def test_new_horizon_on_purpose_warns_and_continues_from_progress():
     )  # the next checkpoint carries the new plan
     with pytest.raises(AdapterError, match="new_total"):
         scheduler.set_horizon(-5)
+    _, _, open_ended = fresh({"name": "constant", "value": 1e-3})
+    with pytest.raises(ScheduleError, match="no 'total'"):
+        open_ended.set_horizon(100)
 
 
 def test_set_schedule_warns_naming_the_change():

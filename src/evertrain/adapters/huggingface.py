@@ -72,6 +72,7 @@ def create_optimizer_and_scheduler(
     weight_decay_schedule: SpecLike | None = None,
     tokens_per_step: int | None = None,
     no_decay: Callable[[str, torch.nn.Parameter], bool] | None = None,
+    override_spec: bool = False,
     **optimizer_kwargs: Any,
 ) -> tuple[torch.optim.Optimizer, ScheduleLR]:
     """Build ``(optimizer, scheduler)`` for ``Trainer(optimizers=(optimizer, scheduler))``.
@@ -89,6 +90,8 @@ def create_optimizer_and_scheduler(
         weight_decay_schedule: optional schedule spec for the ``"decay"`` group's weight decay.
         tokens_per_step: for token-unit schedules without :class:`TokenCountingCallback`.
         no_decay: ``(name, param) -> bool`` choosing the no-decay parameters.
+        override_spec: on ``resume_from_checkpoint``, keep this ``spec`` (e.g. a longer ``total``)
+            instead of the checkpoint's; warns naming the change.
     """
     schedule = resolve_schedule(spec)
     if weight_decay < 0:
@@ -104,6 +107,7 @@ def create_optimizer_and_scheduler(
         group_multipliers=group_multipliers,
         weight_decay=weight_decay_schedule,
         tokens_per_step=tokens_per_step,
+        override_spec=override_spec,
     )
     return optimizer, scheduler
 

@@ -29,12 +29,14 @@ def lightning_scheduler_config(
     group_multipliers: GroupMultipliers = None,
     weight_decay: SpecLike | None = None,
     tokens_per_step: int | None = None,
+    override_spec: bool = False,
     name: str | None = "lr",
 ) -> dict[str, Any]:
     """Return ``{"scheduler": ScheduleLR(...), "interval": "step", "frequency": 1, "name": name}``.
 
     Use as ``return {"optimizer": opt, "lr_scheduler": lightning_scheduler_config(opt, spec)}``
-    from ``LightningModule.configure_optimizers``.
+    from ``LightningModule.configure_optimizers``. ``override_spec=True`` keeps this ``spec``
+    (e.g. a longer ``total``) when resuming from a checkpoint with ``ckpt_path``, with a warning.
     """
     scheduler = ScheduleLR(
         optimizer,
@@ -42,6 +44,7 @@ def lightning_scheduler_config(
         group_multipliers=group_multipliers,
         weight_decay=weight_decay,
         tokens_per_step=tokens_per_step,
+        override_spec=override_spec,
     )
     return {"scheduler": scheduler, "interval": "step", "frequency": 1, "name": name}
 

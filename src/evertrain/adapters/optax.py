@@ -30,7 +30,9 @@ def _is_jax_value(value: Any) -> bool:
     jax = sys.modules.get("jax")
     if jax is None:
         return False
-    return isinstance(value, jax.Array | jax.core.Tracer)
+    # Tracers are jax.Array instances in current JAX; the Tracer check covers older releases.
+    tracer = getattr(getattr(jax, "core", None), "Tracer", None)
+    return isinstance(value, jax.Array) or (tracer is not None and isinstance(value, tracer))
 
 
 def to_optax(spec: SpecLike, *, tokens_per_step: int | None = None) -> Callable[[Any], Any]:
