@@ -33,7 +33,9 @@ def spec_of(params: dict[str, Any]) -> dict[str, Any]:
 
 def check_floor(schedule: str, floor: float, peak: float) -> None:
     if floor > peak:
-        raise ScheduleError(f"{schedule}: floor={floor} is above peak={peak}: set floor <= peak")
+        raise ScheduleError(
+            f"{schedule}: floor={check.clean_number(floor)} is above peak={check.clean_number(peak)}: set floor <= peak"
+        )
 
 
 def check_geometric(schedule: str, shape: str, floor: float) -> None:

@@ -50,7 +50,7 @@ class Infinite(PhasedSchedule):
         constant = check.learning_rate(s, "constant", constant)
         if constant > peak:
             raise ScheduleError(
-                f"{s}: constant={constant} is above peak={peak}: set constant <= peak"
+                f"{s}: constant={check.clean_number(constant)} is above peak={check.clean_number(peak)}: set constant <= peak"
             )
         floor = check.learning_rate(s, "floor", floor)
         check_floor(s, floor, constant)

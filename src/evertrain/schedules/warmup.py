@@ -30,7 +30,7 @@ def warmup_phase(
     check.choice(schedule, "warmup_shape", warmup_shape, WARMUP_SHAPES)
     if warmup > 0 and warmup_start > peak:
         raise ScheduleError(
-            f"{schedule}: warmup_start={warmup_start} is above the peak={peak}: "
+            f"{schedule}: warmup_start={check.clean_number(warmup_start)} is above the peak={check.clean_number(peak)}: "
             "set warmup_start <= peak"
         )
     if warmup_shape == "exponential" and warmup > 0 and warmup_start <= 0:
