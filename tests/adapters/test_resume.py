@@ -181,3 +181,16 @@ def test_group_count_mismatch_is_a_clear_error():
     single = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     with pytest.raises(AdapterError, match="2 group multipliers but the optimizer has 1"):
         ScheduleLR(single, WSD).load_state_dict(state)
+
+
+def test_torch_resume_example_runs_and_matches():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "torch_resume.py"
+    spec = importlib.util.spec_from_file_location("torch_resume_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    uninterrupted, resumed = module.main()
+    assert uninterrupted == resumed and len(resumed) == 26
+    assert resumed[-1] > module.SPEC["floor"] and resumed[4] == module.SPEC["peak"]
