@@ -215,9 +215,8 @@ class ScheduleLR(LRScheduler):
         ):
             value = lr * multiplier
             current = group["lr"]
-            if isinstance(
-                current, torch.Tensor
-            ):  # capturable / compiled optimizers keep tensor LRs
+            # Capturable / compiled optimizers keep tensor LRs: fill in place, never rebind.
+            if isinstance(current, torch.Tensor):
                 current.fill_(value)
             else:
                 group["lr"] = value
