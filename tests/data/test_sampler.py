@@ -399,3 +399,24 @@ def test_eval_batches_bad_input(args, message: str) -> None:
         list(iter_eval_batches(*args))
     with pytest.raises(DataError, match="max_tokens=0"):
         list(iter_eval_batches(np.arange(50), 8, 4, max_tokens=0))
+
+
+def test_weights_that_end_after_the_budget_fail_only_when_drawn_there() -> None:
+    # Only "old", and only until 1000 tokens: a stage whose budget ends there must run cleanly
+    # even though the sampler plans draws ahead in blocks.
+    old = {"name": "piecewise_linear", "points": [[0, 1.0], [1000, 1.0], [1001, 0.0]]}
+    sampler = MixtureSampler(arrays(), {"old": old, "new": 0.0}, seq_len=8, batch_size=4, seed=0)
+    x, _ = draw(sampler, 31)  # sequences start at t = 0 .. 984
+    assert is_old(x).all() and sampler.tokens_seen == 992
+    with pytest.raises(DataError, match="all mixture weights are 0 at tokens=1008"):
+        sampler.next_batch()
+
+
+def test_stream_does_not_depend_on_batch_size() -> None:
+    big = draw(
+        MixtureSampler(arrays(), {"old": 0.4, "new": 0.6}, seq_len=8, batch_size=96, seed=6), 3
+    )
+    small = draw(
+        MixtureSampler(arrays(), {"old": 0.4, "new": 0.6}, seq_len=8, batch_size=7, seed=6), 42
+    )
+    assert np.array_equal(big[0], small[0][: len(big[0])])

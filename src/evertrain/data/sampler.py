@@ -47,6 +47,7 @@ from evertrain.data.prepare import PreparedDataset
 _CHOICE_STREAM = 1
 _OFFSET_STREAM = 2
 REHEARSAL_NAMES = ("rehearsal", "power_law_rehearsal")
+_PLAN_TOKENS = 1 << 17  # draws planned ahead per block (without rehearsal)
 
 
 class PowerLawRehearsal:
@@ -251,6 +252,9 @@ class MixtureSampler:
         ]
         self._global_rows = self.world_size * self.batch_size
         self._row_slice = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
+        self._row_dtype = np.result_type(*self._tokens)
+        self._plan_first, self._plan_choice = 0, np.zeros(0, dtype=np.intp)
+        self._plan_starts = np.zeros(0, dtype=np.intp)
 
     # ----------------------------------------------------------------------------------------
     @property
@@ -333,27 +337,55 @@ class MixtureSampler:
                 self._last_seen[picked] = int(t[row]) + self.seq_len
         return choice
 
+    def _plan(self, first: int) -> None:
+        """Choices and window starts of global sequences ``first .. first + block - 1``.
+
+        Without rehearsal both are pure functions of the sequence index, so they are computed
+        for a block of ~128k tokens at once: schedule evaluation and the RNG cost a few numpy
+        calls per block instead of per batch. The result is identical to per-batch drawing.
+        """
+        count = max(self._global_rows, -(-_PLAN_TOKENS // self.seq_len))
+        try:
+            choice = self._choose(first, count)
+        except DataError:
+            # Bad weights somewhere ahead (maybe past the end of training): plan just this
+            # batch, so the error is raised only if and when a bad point is really drawn.
+            count = self._global_rows
+            choice = self._choose(first, count)
+        raw = random_uint64(self._offset_key, np.arange(first, first + count, dtype=np.uint64))
+        self._plan_first = first
+        self._plan_choice = choice
+        self._plan_starts = (raw % self._n_starts[choice]).astype(np.intp)
+
+    def _next_choices(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sources of the whole global batch, window starts of this rank's rows)."""
+        first = self.sequences_drawn
+        mine = slice(first + self.rank * self.batch_size, first + (self.rank + 1) * self.batch_size)
+        if self._rehearsal:
+            choice = self._choose(first, self._global_rows)
+            index = np.arange(mine.start, mine.stop, dtype=np.uint64)
+            raw = random_uint64(self._offset_key, index)
+            return choice, (raw % self._n_starts[choice[self._row_slice]]).astype(np.intp)
+        offset = first - self._plan_first
+        if offset < 0 or offset + self._global_rows > len(self._plan_choice):
+            self._plan(first)
+            offset = 0
+        choice = self._plan_choice[offset : offset + self._global_rows]
+        starts = self._plan_starts[mine.start - self._plan_first : mine.stop - self._plan_first]
+        return choice, starts
+
     def next_batch(self) -> tuple[np.ndarray, np.ndarray]:
         """The next ``(x, y)``: int64 arrays of shape ``[batch_size, seq_len]`` for this rank."""
-        first = self.sequences_drawn
-        choice = self._choose(first, self._global_rows)
-        mine = choice[self._row_slice]
-        index = np.arange(
-            first + self.rank * self.batch_size,
-            first + (self.rank + 1) * self.batch_size,
-            dtype=np.uint64,
-        )
-        raw_offsets = random_uint64(self._offset_key, index)
+        choice, starts = self._next_choices()
         if len(self.names) == 1:
-            rows = self._windows[0][(raw_offsets % self._n_starts[0]).astype(np.intp)]
+            rows = self._windows[0][starts]
         else:
-            rows = np.empty(
-                (self.batch_size, self.seq_len + 1), dtype=np.result_type(*self._tokens)
-            )
-            for source in np.unique(mine):
-                selected = mine == source
-                starts = (raw_offsets[selected] % self._n_starts[source]).astype(np.intp)
-                rows[selected] = self._windows[source][starts]
+            mine = choice[self._row_slice]
+            rows = np.empty((self.batch_size, self.seq_len + 1), dtype=self._row_dtype)
+            for source, windows in enumerate(self._windows):
+                selected = np.flatnonzero(mine == source)
+                if len(selected):
+                    rows[selected] = windows[starts[selected]]
         x = rows[:, :-1].astype(np.int64)
         y = rows[:, 1:].astype(np.int64)
         self._sequences_per_source += np.bincount(choice, minlength=len(self.names))
