@@ -92,3 +92,26 @@ def test_config_dict_and_token_counting_rules():
     assert count_batch_tokens((torch.ones(3, 4), torch.ones(3))) == 12
     with pytest.raises(AdapterError, match="cannot count tokens"):
         count_batch_tokens("text")
+
+
+def test_token_counter_sums_micro_batches_under_grad_accumulation(example, tmp_path):
+    from evertrain.adapters.lightning import LightningTokenCounter
+
+    spec = {
+        "name": "wsd",
+        "peak": 1e-2,
+        "total": 6 * 64,
+        "warmup": 64,
+        "decay": 128,
+        "unit": "tokens",
+    }
+    schedule = from_spec(spec)
+    module = example.make_module(spec)
+    trainer = trainer_for(
+        6, tmp_path, accumulate_grad_batches=2, callbacks=[LightningTokenCounter()]
+    )
+    trainer.fit(module, example.make_loader(12, 4))  # 12 batches of 4 x 8 = 32 tokens
+    scheduler = trainer.lr_scheduler_configs[0].scheduler
+    assert scheduler.steps == 6 and scheduler.tokens_seen == 6 * 64  # 2 micro-batches per step
+    # training_step records the LR per micro-batch: both micro-batches of update k use s(64 k).
+    assert module.used_lrs == [schedule(64 * (i // 2)) for i in range(12)]

@@ -6,6 +6,8 @@ import warnings
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from evertrain.adapters import AdapterError
 from evertrain.adapters.torch import ScheduleLR
@@ -194,3 +196,47 @@ def test_torch_resume_example_runs_and_matches():
     uninterrupted, resumed = module.main()
     assert uninterrupted == resumed and len(resumed) == 26
     assert resumed[-1] > module.SPEC["floor"] and resumed[4] == module.SPEC["peak"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    total=st.integers(10, 5_000),
+    warmup_fraction=st.floats(0.0, 0.5),
+    decay_fraction=st.floats(0.0, 0.5),
+    decay_shape=st.sampled_from(["linear", "cosine", "1-sqrt"]),
+    batches=st.lists(st.integers(1, 400), min_size=2, max_size=40),
+    split_at=st.floats(0.0, 1.0),
+)
+def test_any_token_resume_point_reproduces_the_uninterrupted_lrs(
+    total, warmup_fraction, decay_fraction, decay_shape, batches, split_at
+):
+    spec = {
+        "name": "wsd",
+        "peak": 1e-3,
+        "total": total,
+        "warmup": int(total * warmup_fraction),
+        "decay_fraction": decay_fraction,
+        "decay_shape": decay_shape,
+        "floor": 1e-6,
+        "unit": "tokens",
+    }
+    split = int(split_at * len(batches))
+
+    def lrs(scheduler, tokens):
+        used = []
+        for count in tokens:
+            used.append(scheduler.optimizer.param_groups[0]["lr"])
+            scheduler.step(tokens=count)
+        return used
+
+    def new():
+        return ScheduleLR(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.0), spec)
+
+    reference = lrs(new(), batches)
+    first = new()
+    head = lrs(first, batches[:split])
+    second = new()
+    second.load_state_dict(first.state_dict())
+    assert head + lrs(second, batches[split:]) == reference
+    schedule = from_spec(spec)
+    assert reference == [schedule(sum(batches[:k])) for k in range(len(batches))]
