@@ -50,7 +50,9 @@ class Schedule(ABC):
         array = np.asarray(progress, dtype=np.float64)
         if array.ndim == 0 and not isinstance(progress, np.ndarray):
             return self._scalar(float(array))
-        return self._vector(array)
+        values = self._vector(array)
+        # np.interp & co. return a numpy scalar for 0-d input: keep "array in -> array out".
+        return values if type(values) is np.ndarray else np.asarray(values, dtype=np.float64)
 
     @abstractmethod
     def _scalar(self, t: float) -> float: ...

@@ -91,6 +91,8 @@ class PhasedSchedule(Schedule):
         return phases[-1].v1
 
     def _vector(self, t: np.ndarray) -> np.ndarray:
+        if t.ndim == 1 and t.size > 256 and bool((t[1:] >= t[:-1]).all()):
+            return self._vector_sorted(t)
         phases = self.phases
         out = np.full(t.shape, phases[-1].v1, dtype=np.float64)
         first = phases[0]
@@ -101,6 +103,23 @@ class PhasedSchedule(Schedule):
             mask = lower & (t < phase.end)
             if mask.any():
                 out[mask] = evaluate_phase_np(phase, t[mask])
+        return out
+
+    def _vector_sorted(self, t: np.ndarray) -> np.ndarray:
+        """Sorted progress (plots, simulations, ``np.arange``): each phase is a contiguous slice,
+        found by binary search, so no boolean masks or fancy-index copies are needed."""
+        phases = self.phases
+        first = phases[0]
+        out = np.empty(t.shape, dtype=np.float64)
+        before = int(np.searchsorted(t, first.start, side="right"))
+        out[:before] = first.v0
+        for phase in phases:
+            lo = before if phase is first else int(np.searchsorted(t, phase.start, side="left"))
+            hi = int(np.searchsorted(t, phase.end, side="left"))
+            if hi > lo:
+                out[lo:hi] = evaluate_phase_np(phase, t[lo:hi])
+        after = max(before, int(np.searchsorted(t, phases[-1].end, side="left")))
+        out[after:] = phases[-1].v1
         return out
 
     @property
