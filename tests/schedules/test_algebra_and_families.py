@@ -159,7 +159,12 @@ def test_named_family_formulas():
     assert power(1e9) == pytest.approx(4 * 4.6 * 1e9**-0.51, rel=1e-12)
     assert power(10) == 0.02  # capped at the peak
     wsdc = get("wsdc", peak=1.0, total=1000, decay=200, constant=100, floor=0.1)
-    assert wsdc(700) == 1.0 and wsdc(900) == 0.1 and wsdc(1000) == 0.1 and wsdc(800) == pytest.approx(0.55)
+    assert (
+        wsdc(700) == 1.0
+        and wsdc(900) == 0.1
+        and wsdc(1000) == 0.1
+        and wsdc(800) == pytest.approx(0.55)
+    )
     sgdr = get("sgdr", peak=1.0, period=10, period_mult=2, peak_decay=0.5)
     assert sgdr(10) == 0.5 and sgdr(30) == 0.25 and sgdr(20) == pytest.approx(0.25)
 

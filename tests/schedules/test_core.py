@@ -155,3 +155,49 @@ def test_with_total_keeps_absolute_lengths_and_reapplies_fractions():
     np.testing.assert_array_equal(s(grid), longer(grid))  # identical before the old decay
     f = get("wsd", peak=1.0, total=1000, decay_fraction=0.1).with_total(2000)
     assert f(1799) == 1.0 and f(1800) == 1.0 and f(1900) == pytest.approx(0.5, rel=1e-15)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "wsd:peak=1,total=100,warmup=10,decay_shape=cosine,floor=0.1",
+        "onecycle:peak=1,total=100,three_phase=true",
+        "infinite:peak=1,constant=0.3,warmup=5,cooldown=50,total=90,anneal=20,floor=0.01",
+        "wsd_s:peak=1,checkpoints=[30,60,100],decay=10,rewarm=5",
+    ],
+)
+def test_sorted_fast_path_equals_the_masked_path(spec):
+    s = from_spec(spec)
+    grid = np.linspace(-20, 150, 20001)  # sorted and large: binary-search slices
+    shuffled = np.random.default_rng(0).permutation(grid.size)
+    np.testing.assert_array_equal(s(grid)[shuffled], s(grid[shuffled]))  # masks
+    np.testing.assert_allclose(s(grid), [s(float(t)) for t in grid], rtol=1e-12, atol=0)
+
+
+def test_zero_d_array_and_lists():
+    s = get("piecewise_linear", points=[[0, 1.0], [10, 2.0]])
+    value = s(np.array(5.0))
+    assert isinstance(value, np.ndarray) and value.shape == () and float(value) == 1.5
+    assert isinstance(s([1, 2]), np.ndarray)
+
+
+def test_console_script_exits_2_on_a_bad_spec():
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "evertrain.cli",
+            "schedule",
+            "show",
+            "wsd:peak=1,total=10,warmup=50",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "warmup=50 is longer than total=10" in result.stderr
+    assert "Traceback" not in result.stderr

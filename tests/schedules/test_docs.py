@@ -16,7 +16,9 @@ def test_every_python_example_in_the_docs_runs():
         try:
             exec(compile(block, f"{DOC.name}[block {index}]", "exec"), namespace)
         except Exception as error:  # noqa: BLE001 -- report which block failed
-            raise AssertionError(f"docs/schedules.md python block {index} failed:\n{block}") from error
+            raise AssertionError(
+                f"docs/schedules.md python block {index} failed:\n{block}"
+            ) from error
 
 
 def test_docs_cover_every_registered_schedule():
