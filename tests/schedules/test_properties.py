@@ -187,3 +187,20 @@ def test_leaf_specs_mostly_build(spec):
     schedule = _build(spec)
     if spec["name"] not in ("wsd", "wsdc", "power", "infinite", "wsd_s", "onecycle"):
         assert schedule is not None, spec
+
+
+@SETTINGS
+@given(spec=any_spec(), factor=st.floats(1.01, 4.0))
+def test_with_total_gives_the_new_horizon_or_a_clear_error(spec, factor):
+    schedule = _build(spec)
+    if schedule is None or schedule.total is None:
+        return
+    new_total = schedule.total * factor
+    try:
+        longer = schedule.with_total(new_total)
+    except ScheduleError:
+        return  # e.g. piecewise_linear (its horizon is its last point): a clear message
+    assert longer.total is not None
+    assert math.isclose(longer.total, new_total, rel_tol=1e-9) or longer.total >= schedule.total
+    values = longer(np.linspace(0, new_total * 1.5, 101))
+    assert np.all(np.isfinite(values)) and np.all(values >= 0)

@@ -155,6 +155,13 @@ class Stretch(Schedule):
             "keep_warmup": keep_warmup,
         }
 
+    def with_total(self, total: float) -> Schedule:
+        """Re-plan the child so that the stretched schedule ends at ``total``."""
+        child_total = self.warmup + (total - self.warmup) / self.factor
+        return Stretch(
+            self.child.with_total(child_total), self.factor, keep_warmup=self.keep_warmup
+        )
+
     def _scalar(self, t: float) -> float:
         w = self.warmup
         return self.child._scalar(t if t < w else w + (t - w) / self.factor)
