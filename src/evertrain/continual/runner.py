@@ -1,0 +1,413 @@
+"""Run continual stages on the reference trainer: plans, recipes from one base, retrain baseline.
+
+Every run is an ordinary ``evertrain.train`` run directory plus a ``continual.json`` recording
+its recipe, the roles of its datasets (old / new), the tokens trained into its starting point
+(``offset_tokens``) and its wall time; reports and branch listings read only these files.
+
+Runs are resumable: a stage whose directory already holds a run of the *same* configuration is
+resumed (or skipped when finished) instead of retrained; a directory holding a run of another
+configuration is an error, never overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evertrain.continual import recipes as R
+from evertrain.continual.plan import Plan
+from evertrain.continual.runs import META_FILE, load_run, write_meta
+
+
+class ContinualError(ValueError):
+    """A continual run cannot start (bad base, clashing output directory); says how to fix it."""
+
+
+@dataclass
+class Setup:
+    """What every run of a comparison shares: the model shape, trainer settings and eval sets.
+
+    ``train`` holds other ``TrainConfig`` fields (``batch_size``, ``device``, ``seed``,
+    ``optimizer`` ...); ``eval`` maps every dataset name to its prepared directory, so each run
+    is evaluated on the validation split of every distribution.
+    """
+
+    model: dict[str, Any]
+    train: dict[str, Any]
+    eval: dict[str, str]
+    eval_points: int = 4
+
+    @property
+    def tokens_per_step(self) -> int:
+        return (
+            int(self.train.get("batch_size", 1))
+            * int(self.train.get("grad_accum", 1))
+            * int(self.model["seq_len"])
+        )
+
+    def round_tokens(self, tokens: int) -> int:
+        """Round ``tokens`` to a whole number of optimizer steps (at least one)."""
+        step = self.tokens_per_step
+        return max(step, int(round(tokens / step)) * step)
+
+
+@dataclass
+class StageRun:
+    """A finished stage: its directory, recipe and the trainer's result."""
+
+    name: str
+    recipe: str
+    out_dir: Path
+    tokens: int
+    wall_seconds: float
+    final_eval: dict[str, float]
+    last_checkpoint: Path | None
+    params: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def train_config(
+    setup: Setup,
+    *,
+    out_dir: str | Path,
+    train_sets: dict[str, str],
+    mixture: dict[str, Any],
+    schedule: dict[str, Any] | str,
+    tokens: int,
+    init_from: str | Path | None = None,
+    checkpoint_at_tokens: list[int] | None = None,
+) -> dict[str, Any]:
+    """A ``TrainConfig`` dict for one stage: evaluated ``setup.eval_points`` times, checkpointed
+    at the end (and at ``checkpoint_at_tokens``, pinned)."""
+    eval_every = max(setup.tokens_per_step, setup.round_tokens(tokens // max(1, setup.eval_points)))
+    config = {
+        **setup.train,
+        "out_dir": str(out_dir),
+        "model": dict(setup.model),
+        "data": {
+            "train": dict(train_sets),
+            "mixture": {name: mixture.get(name, 0.0) for name in train_sets},
+            "eval": dict(setup.eval),
+            **({"eval_tokens": setup.train["eval_tokens"]} if "eval_tokens" in setup.train else {}),
+        },
+        "schedule": schedule,
+        "budget_tokens": int(tokens),
+        "eval_interval_tokens": int(eval_every),
+        "checkpoint_interval_tokens": int(tokens),
+        "checkpoint_at_tokens": list(checkpoint_at_tokens or []),
+        "init_from": str(init_from) if init_from else None,
+    }
+    config.pop("eval_tokens", None)
+    return config
+
+
+def _fingerprint(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_stage(
+    config: dict[str, Any],
+    *,
+    name: str,
+    recipe: str,
+    old: list[str],
+    new: list[str],
+    offset_tokens: int = 0,
+    progress: bool = True,
+    extra_meta: dict[str, Any] | None = None,
+) -> StageRun:
+    """Train (or resume, or skip if finished) one run and record its ``continual.json``."""
+    from evertrain.train import TrainConfig, run
+
+    out_dir = Path(config["out_dir"])
+    fingerprint = _fingerprint(config)
+    meta_path = out_dir / META_FILE
+    if meta_path.exists():
+        previous = json.loads(meta_path.read_text()).get("fingerprint")
+        if previous != fingerprint:
+            raise ContinualError(
+                f"{out_dir} holds a run of another configuration: choose a new output directory "
+                "or delete that run to retrain it"
+            )
+    elif (out_dir / "log.jsonl").exists() or (out_dir / "checkpoints").exists():
+        raise ContinualError(
+            f"{out_dir} already holds a run not started by evertrain.continual: choose another directory"
+        )
+    cfg = TrainConfig.model_validate(config)
+    write_meta(
+        out_dir,
+        name=name,
+        recipe=recipe,
+        old=list(old),
+        new=list(new),
+        offset_tokens=int(offset_tokens),
+        fingerprint=fingerprint,
+        **(extra_meta or {}),
+    )
+    already_finished = bool(json.loads(meta_path.read_text()).get("finished"))
+    previous_wall = float(json.loads(meta_path.read_text()).get("wall_seconds", 0.0))
+    started = time.perf_counter()
+    result = run(cfg, resume=True, progress=progress)
+    # A finished run is only re-read: keep the wall time of the call that trained it.
+    wall = previous_wall if already_finished else time.perf_counter() - started
+    write_meta(
+        out_dir,
+        wall_seconds=wall,
+        tokens=int(result.tokens),
+        params=int(result.params),
+        finished=True,
+    )
+    return StageRun(
+        name=name,
+        recipe=recipe,
+        out_dir=out_dir,
+        tokens=int(result.tokens),
+        wall_seconds=wall,
+        final_eval=dict(result.final_eval),
+        last_checkpoint=result.last_checkpoint,
+        params=int(result.params),
+    )
+
+
+def lr_state(
+    schedule: dict[str, Any] | str, tokens: int, tokens_per_step: int, pre_anneal: int | None = None
+) -> R.BaseModelInfo:
+    """What later stages need to know about a run trained on ``schedule`` for ``tokens``.
+
+    ``final_lr`` is the LR of the last optimizer step (s(tokens − tokens_per_step), the
+    LambdaLR convention), ``floor`` the schedule's value at ``tokens``, ``constant_lr`` its value
+    at the pre-anneal point (the last step's LR when there is none).
+    """
+    from evertrain.schedules import from_spec
+
+    s = from_spec(schedule)
+    grid = np.linspace(0, tokens, 2001)
+    final_lr = float(s(max(0, tokens - tokens_per_step)))
+    constant = float(s(pre_anneal)) if pre_anneal is not None else final_lr
+    return R.BaseModelInfo(
+        peak=float(np.max(s(grid))),
+        final_lr=final_lr,
+        constant_lr=constant,
+        floor=float(s(tokens)),
+        tokens=int(tokens),
+    )
+
+
+def pre_anneal_checkpoint(run_dir: str | Path) -> Path | None:
+    """The named checkpoint a base run recorded for its pre-anneal point (``continual.json``)."""
+    run = load_run(run_dir)
+    name = run.meta.get("pre_anneal_checkpoint")
+    if not name:
+        return None
+    path = Path(run_dir) / "checkpoints" / str(name)
+    return path if path.is_dir() else None
+
+
+def train_base(
+    setup: Setup,
+    *,
+    out_dir: str | Path,
+    datasets: dict[str, str],
+    tokens: int,
+    peak: float,
+    anneal_fraction: float = 0.1,
+    progress: bool = True,
+) -> StageRun:
+    """Pre-train a base on ``datasets`` with an infinite schedule (warmup → cooldown → constant
+    → release anneal), pinning a checkpoint at the start of the anneal so that both annealed
+    (``rewarm``/``finetune``) and constant-LR (``infinite+replay``) continuations can start from it."""
+    tokens = setup.round_tokens(tokens)
+    pre_anneal = setup.round_tokens(R.pre_anneal_tokens(tokens, anneal_fraction))
+    schedule = R.infinite_schedule(
+        peak=peak, tokens=tokens, anneal_fraction=1 - pre_anneal / tokens
+    )
+    config = train_config(
+        setup,
+        out_dir=out_dir,
+        train_sets=datasets,
+        mixture={name: 1.0 for name in datasets},
+        schedule=schedule,
+        tokens=tokens,
+        checkpoint_at_tokens=[pre_anneal] if pre_anneal < tokens else [],
+    )
+    return run_stage(
+        config,
+        name="base",
+        recipe="base",
+        old=[],
+        new=list(datasets),
+        progress=progress,
+        extra_meta={
+            "pre_anneal_tokens": pre_anneal,
+            "pre_anneal_checkpoint": f"tokens_{pre_anneal}",
+        },
+    )
+
+
+def base_info(base_dir: str | Path) -> tuple[R.BaseModelInfo, dict[str, Any]]:
+    """Read a finished base run: its LR state (from its schedule) and its config."""
+    base = load_run(base_dir)
+    if not base.config:
+        raise ContinualError(
+            f"{base_dir} has no config.yaml: pass the directory of a finished training run"
+        )
+    config = base.config
+    tokens_per_step = (
+        int(config["batch_size"])
+        * int(config.get("grad_accum", 1))
+        * int(config["model"]["seq_len"])
+    )
+    tokens = base.tokens
+    if tokens <= 0:
+        raise ContinualError(f"{base_dir} has trained no tokens yet: finish the base run first")
+    info = lr_state(config["schedule"], tokens, tokens_per_step, base.meta.get("pre_anneal_tokens"))
+    return info, config
+
+
+def run_recipe(
+    recipe_name: str,
+    setup: Setup,
+    *,
+    base_dir: str | Path,
+    old: dict[str, str],
+    new: dict[str, str],
+    stage_tokens: int,
+    out_dir: str | Path,
+    progress: bool = True,
+    base: R.BaseModelInfo | None = None,
+    **overrides: Any,
+) -> StageRun:
+    """Run one recipe from the base run in ``base_dir`` (``retrain`` starts from scratch).
+
+    ``base`` describes the base's LR state and tokens; by default it is read from ``base_dir``
+    (pass it to start ``retrain`` while the base is still training).
+    """
+    info = base if base is not None else base_info(base_dir)[0]
+    stage_tokens = setup.round_tokens(stage_tokens)
+    try:
+        recipe = R.build_recipe(
+            recipe_name,
+            base=info,
+            stage_tokens=stage_tokens,
+            old=list(old),
+            new=list(new),
+            **overrides,
+        )
+    except R.RecipeError as error:
+        raise ContinualError(str(error)) from None
+    train_sets = {**old, **new}
+    init_from: Path | None = None
+    offset = 0
+    if recipe.init == "final":
+        base_run = load_run(base_dir)
+        init_from, offset = _final_checkpoint(base_run.path, base_run.manifest), info.tokens
+    elif recipe.init == "pre-anneal":
+        init_from = pre_anneal_checkpoint(base_dir)
+        if init_from is None:
+            raise ContinualError(
+                f"recipe {recipe_name!r} continues a base trained with an infinite schedule from its pre-anneal "
+                f"checkpoint, and {base_dir} has none: train the base with evertrain.continual.train_base"
+            )
+        offset = int(load_run(base_dir).meta["pre_anneal_tokens"])
+    # Datasets with weight 0 stay out of the sampler (no replay -> only the new data is read).
+    train_sets = {k: v for k, v in train_sets.items() if recipe.mixture.get(k, 0.0) > 0}
+    config = train_config(
+        setup,
+        out_dir=out_dir,
+        train_sets=train_sets,
+        mixture=recipe.mixture,
+        schedule=recipe.schedule,
+        tokens=recipe.tokens,
+        init_from=init_from,
+    )
+    return run_stage(
+        config,
+        name=recipe_name,
+        recipe=recipe_name,
+        old=list(old),
+        new=list(new),
+        offset_tokens=offset,
+        progress=progress,
+        extra_meta={"recipe_params": _jsonable(recipe.params), "citation": recipe.citation},
+    )
+
+
+def _final_checkpoint(run_dir: Path, manifest: dict[str, Any]) -> Path:
+    entries = [e for e in manifest.get("checkpoints", []) if e.get("path")]
+    if not entries:
+        raise ContinualError(f"{run_dir} has no checkpoint: finish the base run first")
+    last = max(entries, key=lambda e: int(e.get("tokens") or 0))
+    return Path(last["path"])
+
+
+def run_plan(plan: Plan, *, progress: bool = True) -> list[StageRun]:
+    """Run every stage of ``plan`` in order under ``plan.out_dir/<stage name>/``."""
+    setup = Setup(model=plan.model, train=plan.train, eval=plan.datasets)
+    results: list[StageRun] = []
+    previous_info: R.BaseModelInfo | None = None
+    offset = 0
+    for index, stage in enumerate(plan.stages):
+        tokens = setup.round_tokens(stage.tokens)
+        schedule = plan.stage_schedule(index, previous_info)
+        kind = plan.init_checkpoint_kind(index)
+        init_from: Path | str | None = None
+        start_offset = 0
+        if kind == "final":
+            init_from, start_offset = results[-1].last_checkpoint, offset
+        elif kind == "pre-anneal":
+            init_from = pre_anneal_checkpoint(results[-1].out_dir)
+            start_offset = (
+                offset
+                - results[-1].tokens
+                + int(load_run(results[-1].out_dir).meta["pre_anneal_tokens"])
+            )
+        elif kind == "path":
+            init_from = stage.init
+        pre_anneal = None
+        if (
+            isinstance(stage.schedule, str)
+            and stage.schedule in ("infinite", "continue")
+            and stage.anneal_fraction > 0
+        ):
+            pre_anneal = setup.round_tokens(R.pre_anneal_tokens(tokens, stage.anneal_fraction))
+            pre_anneal = pre_anneal if pre_anneal < tokens else None
+        datasets = {**{n: plan.datasets[n] for n in plan.old_datasets(index)}, **stage.datasets}
+        mixture = plan.stage_mixture(index)
+        datasets = {k: v for k, v in datasets.items() if k in mixture}
+        config = train_config(
+            setup,
+            out_dir=Path(plan.out_dir) / stage.name,
+            train_sets=datasets,
+            mixture=mixture,
+            schedule=schedule,
+            tokens=tokens,
+            init_from=init_from,
+            checkpoint_at_tokens=[pre_anneal] if pre_anneal else [],
+        )
+        extra = {"stage_index": index}
+        if pre_anneal:
+            extra.update(pre_anneal_tokens=pre_anneal, pre_anneal_checkpoint=f"tokens_{pre_anneal}")
+        result = run_stage(
+            config,
+            name=stage.name,
+            recipe=stage.schedule if isinstance(stage.schedule, str) else "explicit",
+            old=plan.old_datasets(index),
+            new=list(stage.datasets),
+            offset_tokens=start_offset,
+            progress=progress,
+            extra_meta=extra,
+        )
+        results.append(result)
+        offset = start_offset + result.tokens
+        previous_info = lr_state(schedule, result.tokens, setup.tokens_per_step, pre_anneal)
+    return results
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))

@@ -1,0 +1,154 @@
+"""End to end on a toy size: the demo pipeline (data -> base -> 4 recipes + retrain -> report)
+and decay branches, checked through the files the runs leave behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# ~25 s of CPU (six toy runs); the default suite covers the same wiring in test_runner.py.
+pytestmark = pytest.mark.slow
+
+pytest.importorskip("torch")
+pytest.importorskip("tokenizers")
+
+from evertrain.continual import recipes as R  # noqa: E402
+from evertrain.continual.branches import branch_tree, format_tree, plot_tree, run_branches  # noqa: E402
+from evertrain.continual.demo import DemoSettings, run_demo  # noqa: E402
+from evertrain.continual.runner import ContinualError, Setup, lr_state  # noqa: E402
+from evertrain.continual.runs import load_run  # noqa: E402
+
+TOY = DemoSettings(
+    scale=0.01,
+    vocab_size=300,
+    max_bytes=60_000,
+    n_layer=1,
+    n_head=2,
+    d_model=32,
+    seq_len=32,
+    batch_size=4,
+    base_tokens=2048,
+    stage_tokens=2048,
+    peak=3e-3,
+    eval_tokens=512,
+    eval_points=2,
+)
+STEP = TOY.batch_size * TOY.seq_len
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    return run_demo(out, settings=TOY, workers=1, progress=False)
+
+
+def _train(run_dir: Path) -> list[dict]:
+    return [r for r in load_run(run_dir).records if r["kind"] == "train"]
+
+
+def test_demo_trains_every_recipe_from_the_right_checkpoint(demo):
+    runs = {name: load_run(path) for name, path in demo.runs.items()}
+    assert set(runs) == {
+        "base",
+        "finetune",
+        "rewarm",
+        "rewarm+replay",
+        "infinite+replay",
+        "retrain",
+    }
+    base = runs["base"]
+    pre_anneal = base.meta["pre_anneal_tokens"]
+    assert pre_anneal % STEP == 0 and 0 < pre_anneal < base.tokens
+    names = {Path(e["path"]).name for e in base.manifest["checkpoints"]}
+    assert f"tokens_{pre_anneal}" in names  # pinned for infinite+replay
+    final = max(base.manifest["checkpoints"], key=lambda e: e["tokens"])["path"]
+    for name in ("finetune", "rewarm", "rewarm+replay"):
+        assert runs[name].parent["checkpoint"] == final
+        assert runs[name].meta["offset_tokens"] == base.tokens
+    assert Path(runs["infinite+replay"].parent["checkpoint"]).name == f"tokens_{pre_anneal}"
+    assert runs["retrain"].parent is None
+    assert runs["retrain"].tokens == base.tokens + runs["rewarm"].tokens
+    # every run is evaluated on both distributions
+    for run in runs.values():
+        assert set(run.final_eval) == {"D0", "D1"}
+
+
+def test_demo_lr_and_mixture_follow_each_recipe(demo):
+    base = load_run(demo.runs["base"])
+    info = lr_state(base.config["schedule"], base.tokens, STEP, base.meta["pre_anneal_tokens"])
+    finetune = _train(demo.runs["finetune"])
+    assert [r["lr"] for r in finetune] == pytest.approx([info.final_lr] * len(finetune))
+    assert info.final_lr == pytest.approx(
+        _train(demo.runs["base"])[-1]["lr"]
+    )  # continues the base's last LR
+    rewarm = [r["lr"] for r in _train(demo.runs["rewarm"])]
+    # warmup (1% of the stage) is shorter than one step here: step 1 already sits near the peak
+    assert rewarm[0] == 0.0 and 0.95 * TOY.peak < max(rewarm) <= TOY.peak
+    infinite = [r["lr"] for r in _train(demo.runs["infinite+replay"])]
+    assert infinite[0] == pytest.approx(info.constant_lr) and infinite[-1] < infinite[0]
+    # replay: a quarter of the rewarm+replay tokens come from D0, none of finetune's
+    replay = _train(demo.runs["rewarm+replay"])[-1]["tokens_per_source"]
+    assert replay["D0"] / (replay["D0"] + replay["D1"]) == pytest.approx(0.25, abs=0.2)
+    assert set(_train(demo.runs["finetune"])[-1]["tokens_per_source"]) == {"D1"}
+
+
+def test_demo_report_and_rerun_reuses_finished_runs(demo, tmp_path):
+    assert demo.report.exists() and demo.report.name == "index.html"
+    rows = {r["run"]: r for r in demo.rows}
+    assert rows["rewarm"]["tokens_vs_baseline"] == pytest.approx(0.5)
+    assert rows["finetune"]["forgetting"] is not None
+    curves = json.loads((demo.report.parent / "curves.json").read_text())
+    assert [s["label"] for s in curves["panels"][0]["series"]] == list(demo.runs)
+    walls = {n: load_run(p).meta["wall_seconds"] for n, p in demo.runs.items()}
+    again = run_demo(demo.out_dir, settings=TOY, workers=1, progress=False)
+    assert {n: load_run(p).meta["wall_seconds"] for n, p in again.runs.items()} == walls
+    # a different size in the same folder is refused, and nothing is overwritten
+    bigger = DemoSettings(**{**TOY.__dict__, "stage_tokens": 4096})
+    with pytest.raises(ContinualError, match="holds a run of another configuration"):
+        run_demo(demo.out_dir, settings=bigger, workers=1, progress=False)
+    assert load_run(demo.runs["rewarm"]).tokens == 2048
+
+
+def test_decay_branches_share_one_main_run_and_record_their_lineage(demo, tmp_path):
+    data = demo.out_dir / "data"
+    setup = Setup(
+        model=TOY.model,
+        train={"batch_size": 4, "device": "cpu", "eval_tokens": 256},
+        eval={"D0": str(data / "D0")},
+        eval_points=1,
+    )
+    results = run_branches(
+        setup,
+        out_dir=tmp_path / "wsd",
+        datasets={"D0": str(data / "D0")},
+        budgets=[1280, 2560],
+        peak=3e-3,
+        decay_fraction=0.2,
+        progress=False,
+    )
+    assert set(results) == {"main", "decay-1280", "decay-2560"}
+    assert results["main"].tokens == 2048  # (1 - 0.2) * the largest budget
+    tree = branch_tree(tmp_path / "wsd" / "main")
+    assert [c.fork_tokens for c in sorted(tree.children, key=lambda c: c.fork_tokens)] == [
+        1024,
+        2048,
+    ]
+    for child in tree.children:
+        budget = child.run.meta["budget"]
+        assert child.offset_tokens + child.tokens == budget
+        lrs = [r["lr"] for r in child.run.train_records]
+        assert lrs[0] == pytest.approx(3e-3) and lrs[-1] < lrs[0]
+    assert np.all(np.array([r["lr"] for r in tree.run.train_records][1:]) == pytest.approx(3e-3))
+    listing = format_tree(tree)
+    assert listing.splitlines()[0].startswith("main") and "forked at 1,024 (tokens_1024)" in listing
+    png = plot_tree(tree, tmp_path / "tree.png")
+    figure = json.loads(png.with_suffix(".json").read_text())
+    assert [s["label"] for s in figure["panels"][1]["series"]] == [
+        "main",
+        "decay-1280",
+        "decay-2560",
+    ]
+    assert R.RECIPES  # the recipes module stays importable next to torch
