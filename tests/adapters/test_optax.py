@@ -74,3 +74,16 @@ def test_jax_jit_vmap_and_optax_optimizer():
         steps.append(float(params - new_params))
         params = new_params
     np.testing.assert_allclose(steps, expected[:30], rtol=1e-6, atol=1e-12)
+
+
+def test_optax_binding_imports_neither_torch_nor_jax():
+    """JAX users need no torch; evertrain.adapters itself loads frameworks lazily."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, evertrain.adapters, evertrain.adapters.optax; "
+        "print(sorted(m for m in ('torch', 'jax', 'transformers', 'lightning') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
