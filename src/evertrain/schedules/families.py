@@ -15,10 +15,16 @@ import numpy as np
 from evertrain.schedules import validation as check
 from evertrain.schedules.base import ScheduleError
 from evertrain.schedules.basic import WSD, _WarmupDecay, check_floor, spec_of
-from evertrain.schedules.phases import Phase, PhasedSchedule, drop_empty
+from evertrain.schedules.phases import (
+    Phase,
+    PhasedSchedule,
+    drop_empty,
+    evaluate_phase,
+    evaluate_phase_np,
+)
 from evertrain.schedules.registry import register
-from evertrain.schedules.shapes import LERP
-from evertrain.schedules.warmup import warmup_params
+from evertrain.schedules.shapes import DECAY_SHAPES, LERP
+from evertrain.schedules.warmup import warmup_params, warmup_phase
 from evertrain.schedules.warmup_then import WarmupThen
 
 
@@ -50,8 +56,6 @@ class _Warmed(WarmupThen):
         else:
             self.total = _optional_total(s, params.get("total"), warmup)
         self.unit = check.unit(s, params.get("unit", "steps"))
-        from evertrain.schedules.warmup import warmup_phase
-
         self.warm = (
             warmup_phase(s, warmup=warmup, peak=self.peak, warmup_shape=shape, warmup_start=start)
             if warmup > 0
@@ -365,16 +369,15 @@ class Power(_Warmed):
         self.b = check.in_range(s, "b", b, -10.0, 0.0)
         self.batch_size = check.positive(s, "batch_size", batch_size)
         self.decay = check.non_negative(s, "decay", decay)
-        from evertrain.schedules.shapes import DECAY_SHAPES
-
         self.decay_shape = check.choice(s, "decay_shape", decay_shape, DECAY_SHAPES)
         # The warmup climbs to the power-law value at the end of warmup, not to an
         # unreachable peak, so the curve is continuous at t = warmup.
         self.cap = peak_value
-        target = self._law(max(check.non_negative(s, "warmup", warmup), 0.0))
-        params = dict(locals())
-        params["peak"] = target
-        self._setup(params)
+        target = self._law(check.non_negative(s, "warmup", warmup))
+        self._setup(
+            dict(peak=target, floor=floor, total=total, warmup=warmup, warmup_shape=warmup_shape,
+                 warmup_start=warmup_start, unit=unit)
+        )  # fmt: skip
         self.peak = peak_value
         if self.decay > 0:
             if self.total is None:
@@ -407,8 +410,6 @@ class Power(_Warmed):
     def _main(self, t: float) -> float:
         phase = self._decay_phase
         if phase is not None and t >= phase.start:
-            from evertrain.schedules.phases import evaluate_phase
-
             return phase.v1 if t >= phase.end else evaluate_phase(phase, t)
         return max(self.floor, self._law(t))
 
@@ -420,8 +421,6 @@ class Power(_Warmed):
         out = np.maximum(self.floor, np.minimum(self.cap, law))
         phase = self._decay_phase
         if phase is not None:
-            from evertrain.schedules.phases import evaluate_phase_np
-
             inside = (t >= phase.start) & (t < phase.end)
             if inside.any():
                 out[inside] = evaluate_phase_np(phase, t[inside])

@@ -38,6 +38,9 @@ def key_points(schedule: Schedule) -> list[tuple[str, float]]:
         warmup = float(getattr(schedule, "warmup", 0.0) or 0.0)
         if warmup > 0:
             points.append(("end of warmup", warmup))
+        decay_phase = getattr(schedule, "_decay_phase", None)  # the Power scheduler's anneal
+        if decay_phase is not None:
+            points.append(("start of decay", decay_phase.start))
     if schedule.total is not None:
         points.append(("end (total)", float(schedule.total)))
     # One row per position; coinciding names are joined ("end of decay / end (total)").
