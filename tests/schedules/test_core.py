@@ -201,3 +201,11 @@ def test_console_script_exits_2_on_a_bad_spec():
     assert result.returncode == 2
     assert "warmup=50 is longer than total=10" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_warmup_can_start_from_the_floor():
+    s = from_spec("wsd:peak=1,total=100,warmup=10,floor=0.1,warmup_start=floor")
+    assert s(0) == 0.1 and s(5) == pytest.approx(0.55) and s(10) == 1.0
+    assert from_spec(s.to_spec())(3) == s(3)
+    with pytest.raises(ScheduleError, match="has no floor"):
+        get("constant", value=1.0, warmup=10, warmup_start="floor")

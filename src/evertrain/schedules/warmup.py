@@ -42,8 +42,19 @@ def warmup_phase(
 
 
 def warmup_params(schedule: str, params: dict[str, Any]) -> tuple[float, str, float]:
-    """Validate and coerce the shared ``warmup``, ``warmup_shape``, ``warmup_start`` fields."""
+    """Validate and coerce the shared ``warmup``, ``warmup_shape``, ``warmup_start`` fields.
+
+    ``warmup_start`` is a number, or ``"floor"`` to start the warmup from the schedule's floor.
+    """
     warmup = check.non_negative(schedule, "warmup", params["warmup"])
     shape = check.choice(schedule, "warmup_shape", params["warmup_shape"], WARMUP_SHAPES)
-    start = check.learning_rate(schedule, "warmup_start", params["warmup_start"])
+    start = params["warmup_start"]
+    if start == "floor":
+        # "Warm up from the floor" (as HF get_wsd_schedule does): resolved to the number.
+        if params.get("floor") is None:
+            raise ScheduleError(
+                f"{schedule}: warmup_start='floor' but this schedule has no floor: give a number"
+            )
+        start = params["floor"]
+    start = check.learning_rate(schedule, "warmup_start", start)
     return warmup, shape, start
