@@ -209,3 +209,9 @@ def test_warmup_can_start_from_the_floor():
     assert from_spec(s.to_spec())(3) == s(3)
     with pytest.raises(ScheduleError, match="has no floor"):
         get("constant", value=1.0, warmup=10, warmup_start="floor")
+
+
+def test_names_are_case_insensitive_with_aliases_and_serialise_canonically():
+    assert get("WSD", peak=1.0, total=10).to_spec()["name"] == "wsd"
+    assert get("wsd-s", peak=1.0, period=5, total=10).to_spec()["name"] == "wsd_s"
+    assert from_spec("warmup_stable_decay:peak=1,total=10").to_spec()["name"] == "wsd"

@@ -18,6 +18,26 @@ from typing import Any
 from evertrain.schedules.base import Schedule, ScheduleError
 
 _REGISTRY: dict[str, type[Schedule]] = {}
+# Other spellings people use for the same schedule; specs always serialise the canonical name.
+ALIASES = {
+    "warmup_stable_decay": "wsd",
+    "trapezoidal": "wsd",
+    "wsds": "wsd_s",
+    "one_cycle": "onecycle",
+    "rsqrt": "inverse_sqrt",
+    "multi_step": "multistep",
+    "cosine_with_restarts": "sgdr",
+    "cosine_annealing_warm_restarts": "sgdr",
+    "piecewise": "piecewise_linear",
+}
+
+
+def canonical_name(name: str) -> str:
+    """``"WSD-S"`` -> ``"wsd_s"``: case-insensitive, ``-`` as ``_``, aliases resolved."""
+    key = name.strip().lower().replace("-", "_")
+    return ALIASES.get(key, key)
+
+
 _SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -49,6 +69,8 @@ def get(name: str | Schedule, **params: Any) -> Schedule:
         if params:
             raise ScheduleError("get(schedule, ...): extra parameters given with a Schedule")
         return name
+    if isinstance(name, str) and name not in _REGISTRY:
+        name = canonical_name(name)
     if not isinstance(name, str) or name not in _REGISTRY:
         close = difflib.get_close_matches(str(name), list(_REGISTRY), n=1, cutoff=0.5)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
