@@ -224,3 +224,30 @@ def test_named_checkpoints_are_never_pruned(tiny_data: dict[str, str], tmp_path:
         ("tokens_1100", 5, True),
         ("step_00000012", 12, False),
     ]
+
+
+def test_bfloat16_autocast_tracks_float32(tiny_data: dict[str, str], tmp_path: Path) -> None:
+    small = {"budget_tokens": 2 * 256, "data__eval_tokens": 256}
+    run(make_config(tmp_path / "fp32", tiny_data, **small), progress=False)
+    run(make_config(tmp_path / "bf16", tiny_data, dtype="bfloat16", **small), progress=False)
+    fp32, bf16 = history(tmp_path / "fp32"), history(tmp_path / "bf16")
+    for a, b in zip(fp32, bf16, strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], abs=0.05)
+        assert b["loss"] != a["loss"]  # autocast really ran in bfloat16
+
+
+def test_tensorboard_scalars_and_thread_setting(tiny_data: dict[str, str], tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    before = torch.get_num_threads()
+    run(
+        make_config(tmp_path, tiny_data, budget_tokens=4 * 256, tensorboard=True, threads=2),
+        progress=False,
+    )
+    assert torch.get_num_threads() == before  # restored after the run
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert {"train/loss", "train/lr", "eval/prose", "eval/code"} <= set(events.Tags()["scalars"])
+    losses = [event.value for event in events.Scalars("train/loss")]
+    assert losses == pytest.approx([r["loss"] for r in history(tmp_path)], rel=1e-6)

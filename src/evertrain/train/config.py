@@ -121,6 +121,7 @@ class TrainConfig(_Strict):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     compile: bool = False
     deterministic: bool = False
+    threads: int | None = Field(default=None, gt=0)
     model: ModelConfig
     data: DataConfig
     schedule: dict[str, Any] | str

@@ -187,12 +187,16 @@ def run(
     if info.enabled and device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
     previous_determinism = torch.are_deterministic_algorithms_enabled()
+    previous_threads = torch.get_num_threads()
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     try:
         return _Trainer(cfg, info, device, progress).train(resume)
     finally:
         torch.use_deterministic_algorithms(previous_determinism)
+        torch.set_num_threads(previous_threads)
 
 
 class _Trainer:
