@@ -19,17 +19,17 @@ exp2            ``2 * 0.5**x - 1``                         megatron-core WSD ``e
 rex             ``u / (0.5 + 0.5 u)``                      Chen et al. 2022, "REX: Revisiting
                                                            Budgeted Training with an Improved
                                                            Schedule"
-inverse_sqrt    ``(1/sqrt(1 + k x) - r) / (1 - r)``,        Ibrahim et al. 2024 (infinite schedules,
-                ``r = 1/sqrt(1 + k)``, ``k = power``        inverse-sqrt cooldown)
+inverse_sqrt    ``(1/sqrt(1 + k x) - r) / (1 - r)``,       Ibrahim et al. 2024 (infinite schedules,
+                ``r = 1/sqrt(1 + k)``, ``k = power``       inverse-sqrt cooldown)
 cosine_power    ``(p**(c + 1) - p) / (p**2 - p)``,         Hundt et al. 2019 (sharpDARTS),
                 ``c = (1 + cos(pi x)) / 2``, ``p=power``   cosine power annealing
 ==============  =========================================  ======================================
 
-Rising phases (warmups, ``v1 > v0``) compute ``v = v0 + (v1 - v0) * p`` with ``p`` rising 0 -> 1,
-the time-reversed decay shape, as Hugging Face ``get_wsd_schedule`` does: linear ``x``,
-cosine ``(1 - cos(pi x)) / 2``, 1-sqrt ``1 - sqrt(1 - x)``, power ``x ** power``, exponential
-geometric ``v0**u * v1**x`` (needs ``v0 > 0``), exp2 ``2 - 2 * 0.5**x``... reversed:
-``1 - (2 * 0.5**(1-x) - 1)``.
+Rising phases (warmups, ``v1 > v0``) compute ``v = v0 + (v1 - v0) * p`` with ``p`` rising
+0 -> 1: the decay shape mirrored in time, ``p(x) = w(1 - x)``, as Hugging Face
+``get_wsd_schedule`` does. Written out: linear ``x``; cosine ``(1 - cos(pi x)) / 2``; 1-sqrt
+``1 - sqrt(1 - x)``; power ``x ** power``; exp2 ``2 - 2 * 0.5**(1 - x)``; rex
+``x / (0.5 + 0.5 x)``; exponential is geometric in both directions (needs ``v0 > 0``).
 
 Each formula is written the way the reference implementation writes it, so the parity tests hold
 to the last bit that floating point allows.
