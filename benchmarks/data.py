@@ -144,9 +144,10 @@ def bench_prepare(tokenizer_path: Path, work: Path, repeats: int = 3) -> dict:
     }
 
 
-def main() -> dict:
+def main(results_path: Path = RESULTS) -> dict:
     from evertrain.data import prepare, train_tokenizer
 
+    load_at_start = os.getloadavg()[0]  # other work on a shared machine skews the figures
     work = Path(tempfile.mkdtemp(prefix="evertrain-bench-data-"))
     try:
         tokenizer_path = train_tokenizer(
@@ -202,14 +203,18 @@ def main() -> dict:
             "tokenizers": tokenizers.__version__,
         },
         "command": "python benchmarks/data.py",
+        "load_average_1min": {"start": load_at_start, "end": os.getloadavg()[0]},
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     from evertrain._atomic import atomic_write_json
 
-    atomic_write_json(RESULTS, results)
+    atomic_write_json(results_path, results)
     return results
 
 
 if __name__ == "__main__":
-    figures = main()
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON file to write")
+    figures = main(parser.parse_args().out)
     print(json.dumps({k: v for k, v in figures.items() if not isinstance(v, dict)}, indent=2))

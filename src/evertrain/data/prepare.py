@@ -57,8 +57,12 @@ SHARD_FILES = {"train": "train.bin", "val": "val.bin"}
 _OWN_FILES = frozenset({MANIFEST, TOKENIZER_FILE, *SHARD_FILES.values()})
 _VAL_STREAM = 0x5A1  # stream id of the validation-split uniforms
 # Documents per encode_batch call: enough to keep every tokenizers thread busy, bounded memory.
-_BATCH_DOCUMENTS = 512
-_BATCH_BYTES = 8 << 20
+_BATCH_DOCUMENTS = 256
+_BATCH_BYTES = 2 << 20
+# Batches being encoded at once. encode_batch_fast releases the GIL, so while the main thread
+# writes one batch (and reads the next documents), the next ones are encoded; a batch held up
+# by one long document no longer leaves the other cores idle.
+_BATCHES_IN_FLIGHT = 4
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -134,6 +138,30 @@ def _batched_documents(
             batch, size = [], 0
     if batch:
         yield batch
+
+
+def _encoded_batches(
+    tokenizer: Any, batches: Iterator[list[str]]
+) -> Iterator[tuple[list[str], list[Any]]]:
+    """(documents, encodings) per batch, in order, with up to _BATCHES_IN_FLIGHT encoding at once."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=_BATCHES_IN_FLIGHT, thread_name_prefix="encode") as pool:
+        pending: deque[tuple[list[str], Any]] = deque()
+        try:
+            for batch in batches:
+                future = pool.submit(tokenizer.encode_batch_fast, batch, add_special_tokens=False)
+                pending.append((batch, future))
+                if len(pending) >= _BATCHES_IN_FLIGHT:
+                    done, future = pending.popleft()
+                    yield done, future.result()
+            while pending:
+                done, future = pending.popleft()
+                yield done, future.result()
+        finally:
+            for _, future in pending:
+                future.cancel()
 
 
 def _inputs_record(
@@ -333,8 +361,7 @@ def prepare(
                 max_bytes=max_bytes,
                 stats=stats,
             )
-            for batch in _batched_documents(documents):
-                encodings = tok.encode_batch_fast(batch, add_special_tokens=False)
+            for batch, encodings in _encoded_batches(tok, _batched_documents(documents)):
                 to_val = (
                     random_uniform(val_key, np.arange(document_index, document_index + len(batch)))
                     < val_fraction
