@@ -28,7 +28,7 @@ cosine_power    ``(p**(c + 1) - p) / (p**2 - p)``,         Hundt et al. 2019 (sh
 Rising phases (warmups, ``v1 > v0``) compute ``v = v0 + (v1 - v0) * p`` with ``p`` rising
 0 -> 1: the decay shape mirrored in time, ``p(x) = w(1 - x)``, as Hugging Face
 ``get_wsd_schedule`` does. Written out: linear ``x``; cosine ``(1 - cos(pi x)) / 2``; 1-sqrt
-``1 - sqrt(1 - x)``; power ``x ** power``; exp2 ``2 - 2 * 0.5**(1 - x)``; rex
+``1 - sqrt(1 - x)``; power ``x ** power``; exp2 ``2 * 0.5**(1 - x) - 1``; rex
 ``x / (0.5 + 0.5 x)``; exponential is geometric in both directions (needs ``v0 > 0``).
 
 Each formula is written the way the reference implementation writes it, so the parity tests hold
@@ -96,7 +96,7 @@ def rising_weight(shape: str, x: float, u: float, power: float) -> float:
     if shape == "power":
         return x**power
     if shape == "exp2":
-        return 2.0 - 2.0 * math.pow(0.5, 1.0 - x)
+        return 2.0 * math.pow(0.5, 1.0 - x) - 1.0
     if shape == "rex":
         return x / (0.5 + 0.5 * x)
     if shape == "cosine_power":
@@ -144,7 +144,7 @@ def rising_weight_np(shape: str, x: np.ndarray, u: np.ndarray, power: float) -> 
     if shape == "power":
         return x**power
     if shape == "exp2":
-        return 2.0 - 2.0 * np.power(0.5, 1.0 - x)
+        return 2.0 * np.power(0.5, 1.0 - x) - 1.0
     if shape == "rex":
         return x / (0.5 + 0.5 * x)
     if shape == "cosine_power":
