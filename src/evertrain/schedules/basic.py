@@ -53,6 +53,8 @@ class Constant(PhasedSchedule):
 
     ``lr(t) = value`` for ``t >= warmup``; during warmup it rises from ``warmup_start`` to ``value``.
     ``total`` is optional metadata (``None`` = open-ended).
+    Reference: the constant-LR-with-warmup baseline of Vaswani et al. 2017 / Devlin et al. 2019
+    fine-tuning recipes; HF ``get_constant_schedule_with_warmup``.
     """
 
     name = "constant"
@@ -284,6 +286,8 @@ class PiecewiseLinear(Schedule):
     ``v0`` before ``t0`` and the last value after the last point (``numpy.interp`` semantics).
     ``total`` is the last point's progress. Times must be non-decreasing (a repeated time makes a
     jump: the later point wins from that time on).
+    Reference: optax ``piecewise_interpolate_schedule`` / Keras ``PiecewiseConstantDecay`` (the
+    linear version), the usual way to write a hand-drawn schedule.
     """
 
     name = "piecewise_linear"

@@ -144,6 +144,8 @@ class Exponential(_Warmed):
 
     ``every=1`` gives ``torch.optim.lr_scheduler.ExponentialLR``; optax ``exponential_decay``
     calls ``every`` ``transition_steps``. ``0 < gamma <= 1`` keeps the value finite forever.
+    Reference: Szegedy et al. 2016 ("Rethinking the Inception Architecture": 0.94 every 2
+    epochs); TF ``ExponentialDecay``.
     """
 
     name = "exponential"
