@@ -53,8 +53,8 @@ class Constant(PhasedSchedule):
 
     ``lr(t) = value`` for ``t >= warmup``; during warmup it rises from ``warmup_start`` to ``value``.
     ``total`` is optional metadata (``None`` = open-ended).
-    Reference: the constant-LR-with-warmup baseline of Vaswani et al. 2017 / Devlin et al. 2019
-    fine-tuning recipes; HF ``get_constant_schedule_with_warmup``.
+    Reference: gradual warmup from Goyal et al. 2017 ("Accurate, Large Minibatch SGD");
+    HF ``get_constant_schedule_with_warmup``.
     """
 
     name = "constant"
