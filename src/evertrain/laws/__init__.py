@@ -1,1 +1,56 @@
-"""evertrain.laws"""
+"""evertrain.laws: loss-curve laws fitted to a few runs, predicting any schedule's whole curve.
+
+numpy/scipy only. Two laws share one interface (:class:`Law`):
+
+* :class:`MultiPowerLaw` (``"mpl"``, Luo et al. 2025),
+* :class:`AnnealingLaw` (``"annealing"``, Tissue et al. 2024).
+"""
+
+from evertrain.laws._ld import multi_power_ld, multi_power_ld_naive
+from evertrain.laws.annealing import AnnealingLaw
+from evertrain.laws.base import (
+    LAWS,
+    FitResult,
+    Law,
+    curve_metrics,
+    law_from_dict,
+    load_law,
+    make_law,
+)
+from evertrain.laws.curves import (
+    SHARED_CURVES,
+    SHARED_FIT,
+    SHARED_TEST,
+    LawError,
+    LossCurve,
+    load_curve,
+    load_shared_curve,
+    load_shared_curves,
+    lr_array,
+    shared_curve_lr,
+)
+from evertrain.laws.mpl import MultiPowerLaw
+
+__all__ = [
+    "AnnealingLaw",
+    "LAWS",
+    "SHARED_CURVES",
+    "SHARED_FIT",
+    "SHARED_TEST",
+    "FitResult",
+    "Law",
+    "LawError",
+    "LossCurve",
+    "MultiPowerLaw",
+    "curve_metrics",
+    "law_from_dict",
+    "load_curve",
+    "load_law",
+    "load_shared_curve",
+    "load_shared_curves",
+    "lr_array",
+    "make_law",
+    "multi_power_ld",
+    "multi_power_ld_naive",
+    "shared_curve_lr",
+]

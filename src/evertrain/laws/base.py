@@ -1,0 +1,431 @@
+"""What every loss-curve law shares: prediction from a schedule, fitting, scoring, JSON.
+
+Fitting minimises the Huber loss of log residuals (Luo et al. 2025; Tissue et al. 2024)::
+
+    J(theta) = sum_curves sum_points huber_delta(log loss_i - log pred_i(theta)),  delta = 1e-3
+
+(divided by delta * #points so its scale is O(1) for L-BFGS-B's tolerances) with analytic
+gradients, bounded and reparameterised parameters (log-space for positive scale parameters),
+multi-start L-BFGS-B: a grid of starting points is screened cheaply, the best few are refined,
+the best of those is polished on the exact objective. Everything is deterministic given ``seed``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy.optimize import minimize
+
+from evertrain._atomic import atomic_write_json
+from evertrain.laws.curves import LawError, LossCurve, lr_array, schedule_total, validate_lr
+
+HUBER_DELTA = 1e-3
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics
+# --------------------------------------------------------------------------------------------
+
+
+def curve_metrics(pred: np.ndarray, loss: np.ndarray) -> dict[str, float]:
+    """PredE = mean |pred-loss|/loss, WorstE = max |pred-loss|/loss, R^2 of pred against loss."""
+    pred = np.asarray(pred, dtype=np.float64)
+    loss = np.asarray(loss, dtype=np.float64)
+    rel = np.abs(pred - loss) / loss
+    ss_res = float(np.sum((loss - pred) ** 2))
+    ss_tot = float(np.sum((loss - loss.mean()) ** 2))
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
+    return {"prede": float(rel.mean()), "worste": float(rel.max()), "r2": r2}
+
+
+def average_metrics(per_curve: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """Average PredE, WorstE and R^2 over curves (each curve weighs the same), plus the largest
+    WorstE (``worste_max``)."""
+    if not per_curve:
+        return {
+            "prede": float("nan"),
+            "worste": float("nan"),
+            "worste_max": float("nan"),
+            "r2": float("nan"),
+        }
+    values = list(per_curve.values())
+    return {
+        "prede": float(np.mean([m["prede"] for m in values])),
+        "worste": float(np.mean([m["worste"] for m in values])),
+        "worste_max": float(np.max([m["worste"] for m in values])),
+        "r2": float(np.mean([m["r2"] for m in values])),
+    }
+
+
+def huber(residual: np.ndarray, delta: float = HUBER_DELTA) -> tuple[np.ndarray, np.ndarray]:
+    """Huber loss and its derivative: 0.5 r^2 for |r| <= delta, delta (|r| - delta/2) beyond."""
+    magnitude = np.abs(residual)
+    quadratic = magnitude <= delta
+    value = np.where(quadratic, 0.5 * residual**2, delta * (magnitude - 0.5 * delta))
+    return value, np.clip(residual, -delta, delta)
+
+
+# --------------------------------------------------------------------------------------------
+# Fit result
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FitResult:
+    """A fitted law and how well it matches the curves it was fitted on.
+
+    ``residuals[name] = loss - pred`` at the curve's logged steps; ``prede``/``worste``/``r2``
+    average the per-curve metrics (``per_curve``) over the fitted curves.
+    """
+
+    law: str
+    params: dict[str, float]
+    options: dict[str, Any]
+    residuals: dict[str, np.ndarray]
+    per_curve: dict[str, dict[str, float]]
+    r2: float
+    prede: float
+    worste: float
+    fit_seconds: float
+    objective: float
+    n_starts: int
+    converged: bool
+    seed: int
+    curves: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (residuals as lists)."""
+        return {
+            "law": self.law,
+            "params": self.params,
+            "options": self.options,
+            "fit": {
+                "curves": self.curves,
+                "r2": self.r2,
+                "prede": self.prede,
+                "worste": self.worste,
+                "fit_seconds": self.fit_seconds,
+                "objective": self.objective,
+                "n_starts": self.n_starts,
+                "converged": self.converged,
+                "seed": self.seed,
+                "per_curve": self.per_curve,
+                "residuals": {k: v.tolist() for k, v in self.residuals.items()},
+            },
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted law (loadable with :func:`load_law`) and fit summary as JSON, atomically."""
+        atomic_write_json(path, self.to_dict())
+        return Path(path)
+
+    def make_law(self) -> Law:
+        """The fitted law as an object ready to ``predict``."""
+        return law_from_dict(self.to_dict())
+
+
+# --------------------------------------------------------------------------------------------
+# Law base class
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Problem:
+    """Law-specific precomputed data for a set of curves (built once per fit)."""
+
+    loss: np.ndarray  # all logged losses, curves concatenated
+    slices: dict[str, slice]
+    data: Any  # the law's precomputed arrays
+
+
+class Law:
+    """Base class of loss-curve laws: ``L(t)`` predicted from the per-step LR up to ``t``.
+
+    Subclasses define ``name``, ``param_names``, ``_prepare``, ``_predict_jac`` (prediction and
+    Jacobian w.r.t. the internal parameter vector ``theta``), ``_theta``/``_params`` and
+    ``_bounds``, and ``_starts`` (candidate starting points).
+    """
+
+    name: ClassVar[str] = "law"
+    param_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, params: Mapping[str, float] | None = None) -> None:
+        self.params: dict[str, float] | None = None
+        if params is not None:
+            missing = [p for p in self.param_names if p not in params]
+            if missing:
+                raise LawError(
+                    f"{self.name} law params missing {missing}: give all of {list(self.param_names)}"
+                )
+            self.params = {p: float(params[p]) for p in self.param_names}
+
+    # ---- options (subclasses add theirs) ------------------------------------------------------
+    def options(self) -> dict[str, Any]:
+        return {}
+
+    # ---- prediction ---------------------------------------------------------------------------
+    def _require_params(self) -> dict[str, float]:
+        if self.params is None:
+            raise LawError(f"the {self.name} law has no parameters yet: fit it or load a fit JSON")
+        return self.params
+
+    def predict(
+        self,
+        schedule: Any,
+        steps: Sequence[int] | np.ndarray | None = None,
+        *,
+        tokens_per_step: float | None = None,
+    ) -> np.ndarray:
+        """Predicted loss at ``steps`` (default: every step of the schedule from 1) of a run
+        trained with ``schedule`` (per-step LR array, ``Schedule``, or schedule spec)."""
+        params = self._require_params()
+        if steps is None:
+            total = schedule_total(schedule)
+            if total is None:
+                raise LawError("the schedule has no total: pass steps=... to predict at")
+            steps = np.arange(1, total)
+        steps = np.asarray(steps)
+        if steps.ndim != 1 or len(steps) == 0:
+            raise LawError("steps must be a non-empty 1-D array of optimizer steps")
+        if np.any(steps < 0) or not np.all(steps == np.round(steps)):
+            raise LawError("steps must be whole optimizer steps >= 0")
+        steps = steps.astype(np.int64)
+        lr = lr_array(schedule, int(steps.max()) + 1, tokens_per_step=tokens_per_step)
+        return self.predict_lr(lr, steps, params)
+
+    def predict_lr(
+        self, lr: np.ndarray, steps: np.ndarray, params: Mapping[str, float] | None = None
+    ) -> np.ndarray:
+        """Predicted loss at ``steps`` from a raw per-step LR array (exact evaluation)."""
+        lr = np.asarray(lr, dtype=np.float64)
+        validate_lr(lr)
+        steps = np.asarray(steps, dtype=np.int64)
+        if len(steps) and int(steps.max()) >= len(lr):
+            raise LawError(
+                f"lr has {len(lr)} steps but a prediction at step {int(steps.max())} was asked for"
+            )
+        return self._predict_exact(lr, steps, dict(params or self._require_params()))
+
+    def _predict_exact(
+        self, lr: np.ndarray, steps: np.ndarray, params: dict[str, float]
+    ) -> np.ndarray:
+        raise NotImplementedError
+
+    # ---- scoring ------------------------------------------------------------------------------
+    def score(self, curves: Sequence[LossCurve] | Mapping[str, LossCurve]) -> dict[str, Any]:
+        """Per-curve PredE/WorstE/R^2 of this law's predictions and their averages."""
+        per_curve = {}
+        for curve in _as_list(curves):
+            pred = self.predict_lr(curve.lr, curve.steps)
+            per_curve[curve.name] = curve_metrics(pred, curve.loss)
+        return {**average_metrics(per_curve), "per_curve": per_curve}
+
+    # ---- fitting ------------------------------------------------------------------------------
+    def _check_identifiable(self, curves: list[LossCurve]) -> None:
+        n_points = sum(len(c.steps) for c in curves)
+        need = 2 * len(self.param_names)
+        if n_points < need:
+            raise LawError(
+                f"too few points to fit the {self.name} law: {n_points} logged losses for "
+                f"{len(self.param_names)} parameters; give at least {need} points"
+            )
+
+    def _setup(self, curves: list[LossCurve]) -> None:
+        """Hook: fix fit-wide constants (e.g. reference scales) before anything is prepared."""
+
+    def _prepare(self, curves: list[LossCurve], level: str) -> Any:
+        """Precompute the law's arrays for ``curves``; ``level`` is "coarse" (multi-start
+        screening), "fine" (final polish) or "exact"."""
+        raise NotImplementedError
+
+    def _predict_jac(self, theta: np.ndarray, data: Any) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def _theta(self, params: Mapping[str, float]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _params(self, theta: np.ndarray) -> dict[str, float]:
+        raise NotImplementedError
+
+    def _bounds(self, curves: list[LossCurve]) -> list[tuple[float, float]]:
+        raise NotImplementedError
+
+    def _starts(
+        self, curves: list[LossCurve], data: Any, loss: np.ndarray, rng: np.random.Generator
+    ) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def _objective(
+        self, theta: np.ndarray, data: Any, loss: np.ndarray
+    ) -> tuple[float, np.ndarray]:
+        pred, jac = self._predict_jac(theta, data)
+        scale = 1.0 / (HUBER_DELTA * len(loss))
+        if not np.all(np.isfinite(pred)) or np.any(pred <= 0):
+            # outside the law's domain: a large, smooth-ish wall pointing back (L-BFGS-B backtracks)
+            return 1e6, np.zeros_like(theta)
+        residual = np.log(loss) - np.log(pred)
+        value, slope = huber(residual)
+        grad = jac.T @ (-slope / pred)
+        return float(value.sum() * scale), grad * scale
+
+    def fit(
+        self,
+        curves: Sequence[LossCurve] | Mapping[str, LossCurve],
+        *,
+        seed: int = 0,
+        n_starts: int = 4,
+        init: Mapping[str, float] | None = None,
+        maxiter: int = 2000,
+    ) -> FitResult:
+        """Fit the law's parameters to ``curves``; sets ``self.params`` and returns a FitResult.
+
+        ``n_starts`` starting points (best of a screened grid plus seeded jitter; ``init`` adds
+        a user-given one) are refined on the fast objective, the best is polished on the exact
+        objective.
+        """
+        curve_list = _as_list(curves)
+        if not curve_list:
+            raise LawError("no curves to fit: give at least one LossCurve")
+        names = [c.name for c in curve_list]
+        if len(set(names)) != len(names):
+            raise LawError(f"curve names must be distinct, got {names}")
+        if n_starts < 1:
+            raise LawError(f"n_starts={n_starts} must be >= 1")
+        self._check_identifiable(curve_list)
+        self._setup(curve_list)
+        started = time.perf_counter()
+        rng = np.random.default_rng(seed)
+        loss = np.concatenate([c.loss for c in curve_list])
+        coarse = self._prepare(curve_list, "coarse")
+        bounds = self._bounds(curve_list)
+        lower = np.array([b[0] for b in bounds])
+        upper = np.array([b[1] for b in bounds])
+        starts = [np.clip(s, lower, upper) for s in self._starts(curve_list, coarse, loss, rng)]
+        if init is not None:
+            starts.insert(0, np.clip(self._theta(init), lower, upper))
+        screened = sorted(starts, key=lambda s: self._objective(s, coarse, loss)[0])[:n_starts]
+        options = {"maxiter": maxiter, "ftol": 1e-11, "gtol": 1e-8}
+        best = None
+        for start in screened:
+            result = minimize(
+                self._objective,
+                start,
+                args=(coarse, loss),
+                jac=True,
+                method="L-BFGS-B",
+                bounds=bounds,
+                options={**options, "maxiter": min(maxiter, 400)},
+            )
+            if best is None or result.fun < best.fun:
+                best = result
+        assert best is not None
+        if self._has_coarse:
+            # polish the best start on the accurate objective
+            fine = self._prepare(curve_list, "fine")
+            best = minimize(
+                self._objective,
+                best.x,
+                args=(fine, loss),
+                jac=True,
+                method="L-BFGS-B",
+                bounds=bounds,
+                options=options,
+            )
+        fit_seconds = time.perf_counter() - started
+        self.params = self._params(best.x)
+        residuals, per_curve = {}, {}
+        for curve in curve_list:
+            part = self.predict_lr(curve.lr, curve.steps)  # exact evaluation for the report
+            residuals[curve.name] = curve.loss - part
+            per_curve[curve.name] = curve_metrics(part, curve.loss)
+        averages = average_metrics(per_curve)
+        return FitResult(
+            law=self.name,
+            params=dict(self.params),
+            options=self.options(),
+            residuals=residuals,
+            per_curve=per_curve,
+            r2=averages["r2"],
+            prede=averages["prede"],
+            worste=averages["worste"],
+            fit_seconds=fit_seconds,
+            objective=float(best.fun),
+            n_starts=len(screened),
+            converged=bool(best.success),
+            seed=seed,
+            curves=names,
+        )
+
+    _has_coarse: ClassVar[bool] = False
+
+    # ---- JSON ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"law": self.name, "params": self._require_params(), "options": self.options()}
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``{"law", "params", "options"}`` as JSON, atomically."""
+        atomic_write_json(path, self.to_dict())
+        return Path(path)
+
+
+def _as_list(curves: Sequence[LossCurve] | Mapping[str, LossCurve]) -> list[LossCurve]:
+    if isinstance(curves, Mapping):
+        curves = list(curves.values())
+    curve_list = list(curves)
+    for curve in curve_list:
+        if not isinstance(curve, LossCurve):
+            raise LawError(f"expected LossCurve objects, got {type(curve).__name__}")
+    return curve_list
+
+
+LAWS: dict[str, type[Law]] = {}
+
+
+def register(cls: type[Law]) -> type[Law]:
+    LAWS[cls.name] = cls
+    return cls
+
+
+def make_law(name: str, **options: Any) -> Law:
+    """A fresh (unfitted) law by name: ``"mpl"`` or ``"annealing"``."""
+    if name not in LAWS:
+        raise LawError(f"unknown law {name!r}: choose one of {sorted(LAWS)}")
+    try:
+        return LAWS[name](**options)
+    except TypeError as exc:
+        raise LawError(f"bad options for the {name} law: {exc}") from exc
+
+
+def law_from_dict(payload: Mapping[str, Any]) -> Law:
+    """Rebuild a fitted law from :meth:`Law.to_dict` / :meth:`FitResult.to_dict` output."""
+    if "law" not in payload or "params" not in payload:
+        raise LawError(
+            "a law JSON needs the keys 'law' and 'params' (write it with law.save or FitResult.save)"
+        )
+    name = str(payload["law"])
+    if name not in LAWS:
+        raise LawError(f"unknown law {name!r}: choose one of {sorted(LAWS)}")
+    try:
+        return LAWS[name](payload["params"], **dict(payload.get("options") or {}))
+    except TypeError as exc:
+        raise LawError(f"bad options for the {name} law: {exc}") from exc
+
+
+def load_law(path: str | Path) -> Law:
+    """Load a fitted law saved by ``law.save`` / ``FitResult.save`` / ``evertrain law fit``."""
+    path = Path(path)
+    if not path.is_file():
+        raise LawError(
+            f"fit file {path} does not exist: run `evertrain law fit ... -o {path}` first"
+        )
+    try:
+        payload = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise LawError(f"{path} is not valid JSON ({exc})") from exc
+    return law_from_dict(payload)
