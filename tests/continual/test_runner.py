@@ -1,0 +1,88 @@
+"""A two-stage plan on the real trainer at a toy size (default suite, a few seconds):
+infinite base -> 'continue' with replay from its pre-anneal checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("tokenizers")
+
+from evertrain.continual.forgetting import stage_outcome  # noqa: E402
+from evertrain.continual.plan import load_plan  # noqa: E402
+from evertrain.continual.runner import ContinualError, run_plan  # noqa: E402
+from evertrain.continual.runs import load_run  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory) -> dict[str, str]:
+    from evertrain.data import prepare, train_tokenizer
+
+    root = tmp_path_factory.mktemp("data")
+    tokenizer = train_tokenizer(
+        ["stdlib-english", "stdlib-code"], root / "tok.json", 300, max_bytes=30_000
+    )
+    return {
+        name: str(
+            prepare(
+                [source], root / name, tokenizer=tokenizer, max_bytes=30_000, progress=False
+            ).path
+        )
+        for name, source in (("english", "stdlib-english"), ("code", "stdlib-code"))
+    }
+
+
+def test_plan_continues_the_infinite_base_from_its_pre_anneal_checkpoint(toy_data, tmp_path):
+    plan = load_plan(
+        {
+            "out_dir": str(tmp_path / "plan"),
+            "peak": 2e-3,
+            "model": {"n_layer": 1, "n_head": 2, "d_model": 32, "seq_len": 32},
+            "train": {"batch_size": 4, "device": "cpu", "eval_tokens": 256},
+            "stages": [
+                {
+                    "name": "base",
+                    "datasets": {"english": toy_data["english"]},
+                    "tokens": 1280,
+                    "schedule": "infinite",
+                    "anneal_fraction": 0.2,
+                },
+                {
+                    "name": "code",
+                    "datasets": {"code": toy_data["code"]},
+                    "tokens": 1280,
+                    "schedule": "continue",
+                    "replay": 0.25,
+                    "anneal_fraction": 0.2,
+                },
+            ],
+        }
+    )
+    base, code = run_plan(plan, progress=False)
+    assert base.tokens == code.tokens == 1280
+    base_run, code_run = load_run(base.out_dir), load_run(code.out_dir)
+    # the base pinned its pre-anneal checkpoint (80% of 1280 = 1024 tokens = 8 steps of 128)
+    assert base_run.meta["pre_anneal_tokens"] == 1024
+    assert Path(code_run.parent["checkpoint"]).name == "tokens_1024"
+    assert code_run.meta["offset_tokens"] == 1024 and code_run.meta["old"] == ["english"]
+    # the new stage starts at the base's constant LR (half the peak) and anneals at the end
+    base_lr = {r["tokens"]: r["lr"] for r in base_run.train_records}
+    code_lrs = [r["lr"] for r in code_run.train_records]
+    assert code_lrs[0] == pytest.approx(1e-3) == pytest.approx(base_lr[1024])
+    assert code_lrs[-1] < code_lrs[0]
+    assert set(code_run.train_records[-1]["tokens_per_source"]) == {"english", "code"}
+    # forgetting/adaptation are measured against the pre-anneal checkpoint's eval
+    outcome = stage_outcome(code_run)
+    assert outcome.before == pytest.approx(
+        next(e["eval"] for e in base_run.manifest["checkpoints"] if e["name"] == "tokens_1024")
+    )
+    assert outcome.adaptation == pytest.approx(outcome.before["code"] - outcome.after["code"])
+    # running the plan again re-reads the finished runs instead of training them again
+    again = run_plan(plan, progress=False)
+    assert [r.wall_seconds for r in again] == [base.wall_seconds, code.wall_seconds]
+    changed = plan.model_copy(deep=True)
+    changed.stages[1].replay = 0.5
+    with pytest.raises(ContinualError, match="another configuration"):
+        run_plan(changed, progress=False)
