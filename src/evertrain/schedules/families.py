@@ -346,12 +346,12 @@ class WSDC(PhasedSchedule):
 @register
 class Power(_Warmed):
     """The Power scheduler (Shen et al. 2024, "Power Scheduler: A Batch Size and Token Number
-    Agnostic Learning Rate Scheduler", eq. 5): a power law of tokens seen, capped at ``peak``::
+    Agnostic Learning Rate Scheduler"): a power law of tokens seen, capped at ``peak``::
 
         lr(n) = min(peak, batch_size * a * n ** b)        (n = progress, normally tokens)
 
-    ``batch_size`` (the paper's beta, in sequences) makes the LR batch-size aware; the paper
-    fits ``a = 4.6``, ``b = -0.51``. After a (linear) warmup to ``min(peak, ...)`` at
+    ``batch_size`` (the paper's beta) makes the LR batch-size aware; the paper reports
+    ``a = 4.6``, ``b = -0.51`` (the defaults). After a (linear) warmup to ``min(peak, ...)`` at
     ``warmup``, the power law applies; when ``decay`` > 0 (needs ``total``), the last ``decay``
     units anneal with ``decay_shape`` (default ``exp2``, an exponential-type decay as in the
     paper) from the power-law value at ``total - decay`` down to ``floor`` at ``total``.
