@@ -14,6 +14,7 @@ import numpy as np
 from evertrain.schedules import validation as check
 from evertrain.schedules.base import Schedule, ScheduleError
 from evertrain.schedules.registry import from_spec, register
+from evertrain.schedules.shapes import DECAY_SHAPES
 
 
 def _child(schedule: str, field: str, value: Any) -> Schedule:
@@ -246,7 +247,10 @@ def extend(schedule: Any, total: float, *, at: float | None = None) -> Schedule:
     current = base(at)
     final = base(base.total) if base.total is not None else current
     final = min(final, current)
-    shape = base.to_spec().get("decay_shape", "linear")
+    # Keep the family's own decay shape (a cosine continues as a cosine) when it has one.
+    shape = base.to_spec().get("decay_shape") or getattr(base, "decay_shape", None) or "linear"
+    if shape not in DECAY_SHAPES:
+        shape = "linear"
     if shape == "exponential" and final <= 0:
         shape = "linear"
     from evertrain.schedules.basic import WSD
