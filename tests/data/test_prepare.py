@@ -260,3 +260,54 @@ def test_a_failed_prepare_leaves_no_shards_or_temp_files(tmp_path, tokenizer_pat
 def test_manifest_is_json_with_no_nan(english) -> None:
     text = (english.path / "manifest.json").read_text()
     assert "NaN" not in text and json.loads(text)["name"] == "english"
+
+
+def test_rebuild_keeps_a_tokenizer_that_lives_in_out_dir(tmp_path, tokenizer_path) -> None:
+    folder = write_docs(tmp_path / "docs", DOCS)
+    out = tmp_path / "out"
+    first = prepare([folder], out, tokenizer=tokenizer_path, progress=False)
+    (out / "manifest.json").unlink()  # killed before the manifest
+    again = prepare([folder], out, tokenizer=out / "tokenizer.json", progress=False)
+    assert np.array_equal(again.train_tokens, first.train_tokens)
+    assert file_sha256(out / "tokenizer.json") == file_sha256(tokenizer_path)
+
+
+KILLED_RUN = """
+import os, signal, sys
+import evertrain.data.shards as prep
+real = prep._encoded_batches
+
+def killed_after_first_batch(tokenizer, batches):
+    for index, item in enumerate(real(tokenizer, batches)):
+        if index == 1:
+            os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no finally: like a power cut
+        yield item
+
+prep._encoded_batches = killed_after_first_batch
+prep._BATCH_DOCUMENTS = 10
+prep.prepare([sys.argv[1]], sys.argv[2], tokenizer=sys.argv[3], progress=False)
+"""
+
+
+def test_a_run_killed_mid_write_is_detected_and_rebuilt(tmp_path, tokenizer_path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    folder = write_docs(tmp_path / "docs", DOCS)
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN, str(folder), str(out), str(tokenizer_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    assert not (out / "manifest.json").exists()
+    assert list(out.glob(".train.bin.*.tmp"))  # the half-written shard is still there
+    with pytest.raises(DataError, match="not a prepared dataset"):
+        PreparedDataset(out)
+    rebuilt = prepare([folder], out, tokenizer=tokenizer_path, progress=False)
+    clean = prepare([folder], tmp_path / "clean", tokenizer=tokenizer_path, progress=False)
+    assert np.array_equal(rebuilt.train_tokens, clean.train_tokens)
+    assert np.array_equal(rebuilt.val_tokens, clean.val_tokens)
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))

@@ -13,8 +13,8 @@ No torch here: everything is numpy (``torch.from_numpy(x)`` is zero-copy).
 
 from evertrain.data.corpora import BUILTIN_CORPORA, SourceStats, builtin_documents, iter_documents
 from evertrain.data.errors import DataError
-from evertrain.data.prepare import PreparedDataset, prepare, token_dtype
 from evertrain.data.sampler import MixtureSampler, PowerLawRehearsal, iter_eval_batches
+from evertrain.data.shards import PreparedDataset, prepare, token_dtype
 from evertrain.data.tokenizer import EOS_TOKEN, load_tokenizer, train_tokenizer
 
 __all__ = [

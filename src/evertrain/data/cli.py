@@ -63,7 +63,7 @@ def prepare_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Tokenise SOURCE... into token shards with a held-out split and a manifest (a no-op if done)."""
-    from evertrain.data.prepare import prepare
+    from evertrain.data.shards import prepare
 
     try:
         dataset = prepare(
@@ -97,7 +97,7 @@ def info_command(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Sizes and provenance of a prepared dataset (from its manifest)."""
-    from evertrain.data.prepare import PreparedDataset
+    from evertrain.data.shards import PreparedDataset
 
     try:
         dataset = PreparedDataset(directory)

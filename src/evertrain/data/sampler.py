@@ -42,7 +42,7 @@ import numpy as np
 
 from evertrain.data._rng import random_uint64, random_uniform, stream_key
 from evertrain.data.errors import DataError
-from evertrain.data.prepare import PreparedDataset
+from evertrain.data.shards import PreparedDataset
 
 _CHOICE_STREAM = 1
 _OFFSET_STREAM = 2

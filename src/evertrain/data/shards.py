@@ -312,6 +312,8 @@ def prepare(
     inputs = _inputs_record(
         sources, tokenizer, vocab_size, val_fraction, seed, max_bytes, text_field, text_column
     )
+    # Read a given tokenizer now: it may live in out_dir, which a rebuild empties.
+    tokenizer_bytes = None if tokenizer is None else _tokenizer_file(tokenizer).read_bytes()
     if out_dir.exists() and any(out_dir.iterdir()):
         try:
             done, why = _finished(out_dir, inputs)
@@ -335,10 +337,8 @@ def prepare(
             text_column=text_column,
         )
     else:
-        source_path = _tokenizer_file(tokenizer)
         tokenizer_path = out_dir / TOKENIZER_FILE
-        if source_path.resolve() != tokenizer_path.resolve():
-            atomic_write_bytes(tokenizer_path, source_path.read_bytes())
+        atomic_write_bytes(tokenizer_path, tokenizer_bytes)
     tok = load_tokenizer(tokenizer_path)
     eos_token, eos_id = eos_token_id(tok, str(tokenizer_path))
     vocab = tok.get_vocab_size()
