@@ -13,6 +13,15 @@ No torch here: everything is numpy (``torch.from_numpy(x)`` is zero-copy).
 
 from evertrain.data.corpora import BUILTIN_CORPORA, SourceStats, builtin_documents, iter_documents
 from evertrain.data.errors import DataError
+from evertrain.data.mixtures import (
+    cyclic,
+    linear,
+    mixture_table,
+    plot_mixture,
+    rehearsal,
+    replay,
+    stages,
+)
 from evertrain.data.sampler import MixtureSampler, PowerLawRehearsal, iter_eval_batches
 from evertrain.data.shards import PreparedDataset, prepare, token_dtype
 from evertrain.data.tokenizer import EOS_TOKEN, load_tokenizer, train_tokenizer
@@ -28,7 +37,14 @@ __all__ = [
     "builtin_documents",
     "iter_documents",
     "iter_eval_batches",
+    "cyclic",
+    "linear",
     "load_tokenizer",
+    "mixture_table",
+    "plot_mixture",
+    "rehearsal",
+    "replay",
+    "stages",
     "prepare",
     "token_dtype",
     "train_tokenizer",

@@ -168,3 +168,57 @@ def tokenizer_command(
     except ValueError as error:
         _fail(error)
     typer.echo(f"wrote {path} (vocab {vocab_size})")
+
+
+@app.command("mixture")
+def mixture_command(
+    weights: str = typer.Argument(
+        ..., help='Weights as JSON (\'{"old": 0.25, "new": 0.75}\') or a .json/.yaml file.'
+    ),
+    total_tokens: int = typer.Option(
+        ..., "--total-tokens", help="Training length to show, in tokens."
+    ),
+    points: int = typer.Option(11, "--points", help="Rows of the printed table."),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Also write a stacked-area plot (PNG/SVG/PDF)."
+    ),
+) -> None:
+    """Show what a mixture recipe does over training: share of each source, table and plot."""
+    from evertrain.data.mixtures import mixture_table, plot_mixture
+
+    try:
+        spec = _load_weights(weights)
+        table = mixture_table(spec, total_tokens, points=max(2, points))
+        if plot is not None:
+            plot_mixture(spec, total_tokens, plot)
+    except ValueError as error:
+        _fail(error)
+    names = [key for key in table if key != "tokens"]
+    typer.echo(f"{'tokens':>14}" + "".join(f"{name:>12}" for name in names))
+    for row, tokens in enumerate(table["tokens"]):
+        typer.echo(f"{tokens:>14,}" + "".join(f"{table[name][row]:>12.4f}" for name in names))
+    if plot is not None:
+        typer.echo(f"wrote {plot}")
+
+
+def _load_weights(text: str) -> dict:
+    """Weights from a JSON string or a .json / .yaml file (a dict name -> weight spec)."""
+    path = Path(text)
+    if path.suffix.lower() in (".json", ".yaml", ".yml"):
+        if not path.is_file():
+            raise ValueError(
+                f"weights file {text!r} does not exist: pass a .json/.yaml file or a JSON string"
+            )
+        import yaml
+
+        loaded = yaml.safe_load(path.read_text())  # YAML is a superset of JSON
+    else:
+        try:
+            loaded = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f'weights {text!r} is not JSON ({error.msg}): e.g. \'{{"old": 0.25, "new": 0.75}}\''
+            ) from None
+    if not isinstance(loaded, dict) or not loaded:
+        raise ValueError("weights must be a non-empty mapping name -> weight spec")
+    return loaded
