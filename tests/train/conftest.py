@@ -87,4 +87,7 @@ def make_config(out_dir: Path, data: dict[str, str], **overrides: Any) -> dict[s
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = copy.deepcopy(value)
+    if "schedule" not in overrides:  # the default schedule spans the whole (possibly shorter) run
+        cfg["schedule"]["total"] = cfg["budget_tokens"]
+        cfg["schedule"]["warmup"] = cfg["budget_tokens"] // 4
     return cfg

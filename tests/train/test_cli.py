@@ -37,6 +37,8 @@ def cli_run(
             f"out_dir={root / 'run'}",
             "--set",
             "budget_tokens=2048",
+            "--set",
+            "schedule.total=2048",
             "--no-progress",
         ],
     )

@@ -78,6 +78,10 @@ def test_good_config_has_documented_defaults() -> None:
         ({"data__train": {}}, r"data\.train: at least one dataset"),
         ({"optimizer__betas": [0.9, 1.2]}, r"optimizer\.betas: .*outside \[0, 1\)"),
         ({"checkpoint_at_tokens": [100, -3]}, r"checkpoint_at_tokens: -3 is not positive"),
+        (
+            {"checkpoint_at_tokens": [1024, 9999]},
+            r"checkpoint_at_tokens: \[9999\] lie beyond the run's last step at 5120",
+        ),
     ],
 )
 def test_bad_field_is_named(changes: dict, expected: str) -> None:

@@ -77,8 +77,6 @@ def test_checkpoint_holds_exact_final_weights(finished_run) -> None:
         seq_len=64,
         batch_size=cfg.batch_size,
         eval_tokens=cfg.data.eval_tokens,
-        device=torch.device("cpu"),
-        autocast=__import__("contextlib").nullcontext,
     )
     assert again == result.final_eval
 
@@ -172,6 +170,14 @@ def test_fork_records_lineage_and_starts_fresh(
     )
     manifest = json.loads((tmp_path / "c2" / "manifest.json").read_text())
     assert manifest["parent"]["step"] == 12
+
+
+def test_unfinished_schedule_warns(tiny_data: dict[str, str], tmp_path: Path) -> None:
+    cfg = make_config(
+        tmp_path, tiny_data, budget_tokens=2 * 256, schedule="cosine:peak=1e-3,total=100"
+    )
+    with pytest.warns(UserWarning, match="schedule total=100 steps but the run ends at 2 steps"):
+        run(cfg, progress=False)
 
 
 def test_fork_from_missing_checkpoint_is_a_config_error(

@@ -169,6 +169,17 @@ class TrainConfig(_Strict):
         return value
 
     @model_validator(mode="after")
+    def _named_checkpoints_within_budget(self) -> TrainConfig:
+        horizon = self.total_steps * self.tokens_per_step
+        late = [tokens for tokens in self.checkpoint_at_tokens if tokens > horizon]
+        if late and self.budget_tokens >= self.tokens_per_step:
+            raise ValueError(
+                f"checkpoint_at_tokens: {late} lie beyond the run's last step at {horizon} tokens; "
+                "list token counts <= budget_tokens"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _budget_holds_a_step(self) -> TrainConfig:
         if self.budget_tokens < self.tokens_per_step:
             raise ValueError(

@@ -21,7 +21,8 @@ import os
 import random
 import signal
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,6 @@ class RunResult:
     last_checkpoint: Path | None
     skipped_steps: int = 0
     params: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -144,8 +144,8 @@ def evaluate(
     seq_len: int,
     batch_size: int,
     eval_tokens: int,
-    device: torch.device,
-    autocast: Any,
+    device: torch.device | str = "cpu",
+    autocast: Any = contextlib.nullcontext,
 ) -> dict[str, float]:
     """Mean next-token loss (nats) on the first ``eval_tokens`` of each validation split.
 
@@ -221,6 +221,13 @@ class _Trainer:
         cfg = self.cfg
         self.schedule = from_spec(cfg.schedule)
         self.unit = getattr(self.schedule, "unit", "steps")
+        horizon = cfg.total_steps * (cfg.tokens_per_step if self.unit == "tokens" else 1)
+        if self.info.is_main and self.schedule.total is not None and horizon < self.schedule.total:
+            warnings.warn(
+                f"schedule total={self.schedule.total:g} {self.unit} but the run ends at {horizon} {self.unit}: "
+                "the schedule will not finish (no final decay); set its total to the budget",
+                stacklevel=4,
+            )
         self.train_sets, self.eval_sets, vocab_size = _load_datasets(cfg)
         mixture = cfg.data.mixture or {name: 1.0 for name in cfg.data.train}
         try:
@@ -233,8 +240,8 @@ class _Trainer:
                 rank=self.info.rank,
                 world_size=self.info.world_size,
             )
-        except ValueError as error:
-            raise ConfigError(f"data.mixture: {error}") from None
+        except ValueError as error:  # DataError names the dataset / weight at fault
+            raise ConfigError(f"data: {error}") from None
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.model_config = GPTConfig(
             vocab_size=vocab_size,
