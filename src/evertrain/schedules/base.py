@@ -41,7 +41,7 @@ class Schedule(ABC):
     _spec: dict[str, Any]
 
     def __call__(self, progress: Any) -> Any:
-        """Evaluate at ``progress``: scalar in -> ``float`` out; array-like in -> float64 array out."""
+        """Evaluate at ``progress``: scalar in -> ``float``; array-like in -> float64 array."""
         kind = type(progress)
         if kind is int or kind is float:
             return self._scalar(float(progress))

@@ -32,10 +32,7 @@ def spec_of(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_floor(schedule: str, floor: float, peak: float) -> None:
-    if floor > peak:
-        raise ScheduleError(
-            f"{schedule}: floor={check.clean_number(floor)} is above peak={check.clean_number(peak)}: set floor <= peak"
-        )
+    check.not_above(schedule, "floor", floor, "peak", peak)
 
 
 def check_geometric(schedule: str, shape: str, floor: float) -> None:
@@ -51,7 +48,7 @@ def check_geometric(schedule: str, shape: str, floor: float) -> None:
 class Constant(PhasedSchedule):
     """A constant value, optionally after a warmup (HF ``constant_with_warmup``).
 
-    ``lr(t) = value`` for ``t >= warmup``; during warmup it rises from ``warmup_start`` to ``value``.
+    ``lr(t) = value`` for ``t >= warmup``; the warmup rises from ``warmup_start`` to ``value``.
     ``total`` is optional metadata (``None`` = open-ended).
     Reference: gradual warmup from Goyal et al. 2017 ("Accurate, Large Minibatch SGD");
     HF ``get_constant_schedule_with_warmup``.

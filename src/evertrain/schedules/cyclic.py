@@ -15,6 +15,8 @@ from evertrain.schedules.registry import register
 from evertrain.schedules.shapes import DECAY_SHAPES
 from evertrain.schedules.warmup import warmup_params, warmup_phase
 
+SHAPES_WITH_POWER = ("power", "cosine_power", "inverse_sqrt")
+
 
 @register
 class SGDR(_Warmed):
@@ -257,11 +259,12 @@ class WSDS(PhasedSchedule):
         self.total = ends[-1]
         self.unit = check.unit(s, unit)
         self._spec = spec_of(dict(
-            peak=peak, checkpoints=None if checkpoints is None else [check.clean_number(e) for e in ends],
+            peak=peak,
+            checkpoints=None if checkpoints is None else [check.clean_number(e) for e in ends],
             period=period, total=None if period is None else self.total,
             decay=decay, decay_fraction=decay_fraction, decay_shape=decay_shape, floor=floor,
             rewarm=rewarm, warmup=warmup, warmup_shape=warmup_shape, warmup_start=warmup_start,
-            decay_power=decay_power if decay_shape in ("power", "cosine_power", "inverse_sqrt") else None,
+            decay_power=decay_power if decay_shape in SHAPES_WITH_POWER else None,
             unit=self.unit,
         ))  # fmt: skip
 

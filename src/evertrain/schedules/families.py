@@ -140,7 +140,9 @@ class MultiStep(_Warmed):
 
 @register
 class Exponential(_Warmed):
-    """Exponential decay after warmup: ``lr(t) = max(floor, peak * gamma ** ((t - warmup) / every))``.
+    """Exponential decay after warmup:
+
+    ``lr(t) = max(floor, peak * gamma ** ((t - warmup) / every))``.
 
     ``every=1`` gives ``torch.optim.lr_scheduler.ExponentialLR``; optax ``exponential_decay``
     calls ``every`` ``transition_steps``. ``0 < gamma <= 1`` keeps the value finite forever.
@@ -432,7 +434,7 @@ class Power(_Warmed):
 
 @register
 class OneCycle(PhasedSchedule):
-    """OneCycle (Smith & Topin 2019, "Super-Convergence"), as ``torch.optim.lr_scheduler.OneCycleLR``.
+    """OneCycle (Smith & Topin 2019, "Super-Convergence"), as torch's ``OneCycleLR``.
 
     ``initial = peak / div_factor``, ``final = initial / final_div_factor``. Two-phase: rise
     ``initial -> peak`` on ``[0, warmup)``, anneal ``peak -> final`` on ``[warmup, total)``.

@@ -48,10 +48,7 @@ class Infinite(PhasedSchedule):
         s = self.name
         peak = check.learning_rate(s, "peak", peak)
         constant = check.learning_rate(s, "constant", constant)
-        if constant > peak:
-            raise ScheduleError(
-                f"{s}: constant={check.clean_number(constant)} is above peak={check.clean_number(peak)}: set constant <= peak"
-            )
+        check.not_above(s, "constant", constant, "peak", peak)
         floor = check.learning_rate(s, "floor", floor)
         check_floor(s, floor, constant)
         warmup, warmup_shape, warmup_start = warmup_params(s, locals())

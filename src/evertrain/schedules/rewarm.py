@@ -41,10 +41,7 @@ class Rewarm(PhasedSchedule):
         s = self.name
         peak = check.learning_rate(s, "peak", peak)
         floor = check.learning_rate(s, "floor", floor)
-        if floor > peak:
-            raise ScheduleError(
-                f"{s}: floor={check.clean_number(floor)} is above peak={check.clean_number(peak)}: set floor <= peak"
-            )
+        check.not_above(s, "floor", floor, "peak", peak)
         total = check.positive(s, "total", total)
         warmup = check.non_negative(s, "warmup", warmup)
         check.warmup_fits(s, warmup, total)

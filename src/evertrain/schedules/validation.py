@@ -11,7 +11,7 @@ from evertrain.schedules.base import UNITS, ScheduleError
 
 
 def as_number(schedule: str, field: str, value: Any) -> float:
-    """Coerce ``value`` to a finite float (YAML reads ``3e-4`` as a string, so strings are parsed)."""
+    """Coerce ``value`` to a finite float (YAML reads ``3e-4`` as a string: strings are parsed)."""
     if isinstance(value, bool) or value is None:
         raise ScheduleError(f"{schedule}: {field}={value!r} is not a number: give a number")
     if isinstance(value, str):
@@ -90,4 +90,13 @@ def warmup_fits(schedule: str, warmup: float, total: float) -> None:
         raise ScheduleError(
             f"{schedule}: warmup={clean_number(warmup)} is longer than "
             f"total={clean_number(total)}: set warmup <= total"
+        )
+
+
+def not_above(schedule: str, field: str, value: float, limit_field: str, limit: float) -> None:
+    """``value <= limit`` or a ScheduleError such as "floor=0.5 is above peak=0.1"."""
+    if value > limit:
+        raise ScheduleError(
+            f"{schedule}: {field}={clean_number(value)} is above {limit_field}="
+            f"{clean_number(limit)}: set {field} <= {limit_field}"
         )

@@ -28,11 +28,8 @@ def warmup_phase(
 ) -> Phase:
     """The phase ``[0, warmup)`` rising from ``warmup_start`` to ``peak`` (validated)."""
     check.choice(schedule, "warmup_shape", warmup_shape, WARMUP_SHAPES)
-    if warmup > 0 and warmup_start > peak:
-        raise ScheduleError(
-            f"{schedule}: warmup_start={check.clean_number(warmup_start)} is above the peak={check.clean_number(peak)}: "
-            "set warmup_start <= peak"
-        )
+    if warmup > 0:
+        check.not_above(schedule, "warmup_start", warmup_start, "peak", peak)
     if warmup_shape == "exponential" and warmup > 0 and warmup_start <= 0:
         raise ScheduleError(
             f"{schedule}: warmup_shape='exponential' interpolates geometrically and needs "
