@@ -1,16 +1,278 @@
-"""Sub-commands of `evertrain` for the laws area.
+"""`evertrain law fit | predict | optimize | compare`.
 
-Import heavy libraries (torch, tokenizers, matplotlib) inside command functions, never at
-module level: `evertrain.cli` imports every area's CLI at start-up.
+Heavy imports (matplotlib, the law modules) happen inside the commands: `evertrain.cli` imports
+every area's CLI at start-up.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
-app = typer.Typer(help="laws commands", no_args_is_help=True)
+app = typer.Typer(help="Loss-curve laws: fit, predict, optimize, compare.", no_args_is_help=True)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _run(body: Any) -> Any:
+    """Run ``body`` turning bad input (ValueError, incl. LawError/ScheduleError) into exit code 2."""
+    try:
+        return body()
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
 
 
 @app.callback()
 def _callback() -> None:
-    """laws commands."""
+    """Fit loss-curve laws to a few runs; predict, rank and optimise schedules before training."""
+
+
+@app.command()
+def fit(
+    curves: Annotated[
+        list[Path], typer.Argument(help="CSV files: step,lr,loss (dense) or step,loss + --schedule")
+    ],
+    law: Annotated[str, typer.Option("--law", help="mpl | annealing")] = "mpl",
+    output: Annotated[Path, typer.Option("-o", "--output", help="fit JSON to write")] = Path(
+        "fit.json"
+    ),
+    schedule: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--schedule", "-s", help="schedule spec per curve (one for all, or one each, in order)"
+        ),
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="PNG of fitted vs logged (default: <output>.png)")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed of the multi-start")] = 0,
+    warmup: Annotated[str, typer.Option(help="annealing law only: peak | as-is")] = "peak",
+) -> None:
+    """Fit a law to logged curves; write the fit JSON and a plot of fitted vs logged."""
+
+    def body() -> None:
+        from evertrain.laws import load_curve, make_law
+        from evertrain.laws.plots import plot_fit
+
+        specs = list(schedule or [])
+        if specs and len(specs) not in (1, len(curves)):
+            raise ValueError(
+                f"--schedule given {len(specs)} times for {len(curves)} curves: give it once or once per curve"
+            )
+        loaded = [
+            load_curve(path, (specs[0] if len(specs) == 1 else specs[i]) if specs else None)
+            for i, path in enumerate(curves)
+        ]
+        options = {"warmup": warmup} if law == "annealing" else {}
+        model = make_law(law, **options)
+        result = model.fit(loaded, seed=seed)
+        result.save(output)
+        plot_path = plot_fit(model, loaded, plot or output.with_suffix(".png"))
+        typer.echo(
+            f"{law} fit on {len(loaded)} curves in {result.fit_seconds:.2f} s -> {output}, {plot_path}"
+        )
+        typer.echo("  " + ", ".join(f"{k}={v:.6g}" for k, v in result.params.items()))
+        typer.echo(f"  R2={result.r2:.5f} PredE={result.prede:.5f} WorstE={result.worste:.5f}")
+
+    _run(body)
+
+
+def _write_prediction_csv(path: Path, steps: Any, lr: Any, pred: Any) -> None:
+    from evertrain._atomic import atomic_write_text
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["step", "lr", "pred"])
+    for step, rate, value in zip(steps.tolist(), lr.tolist(), pred.tolist(), strict=True):
+        writer.writerow([step, repr(rate), repr(value)])
+    atomic_write_text(path, buffer.getvalue())
+
+
+@app.command()
+def predict(
+    fit_json: Annotated[Path, typer.Argument(help="fit JSON from `evertrain law fit`")],
+    specs: Annotated[
+        list[str], typer.Argument(help="schedule specs, e.g. wsd:peak=3e-4,total=24000,warmup=2160")
+    ],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="PNG with every predicted curve")
+    ] = Path("pred.png"),
+    steps: Annotated[
+        int | None, typer.Option(help="steps to predict (default: each schedule's total)")
+    ] = None,
+    every: Annotated[
+        int | None, typer.Option(help="predict every N steps (default: ~1000 points)")
+    ] = None,
+    csv_path: Annotated[
+        Path | None,
+        typer.Option("--csv", help="CSV step,lr,pred (several specs: PATH_1.csv, PATH_2.csv, ...)"),
+    ] = None,
+) -> None:
+    """Predict whole loss curves for schedules; print each final loss, plot them together."""
+
+    def body() -> None:
+        import numpy as np
+
+        from evertrain.laws import load_law, lr_array
+        from evertrain.laws.curves import schedule_label, schedule_total
+        from evertrain.laws.plots import plot_predictions
+
+        law = load_law(fit_json)
+        predictions = {}
+        for index, spec in enumerate(specs):
+            total = steps or schedule_total(spec)
+            if total is None:
+                raise ValueError(f"schedule {spec!r} has no total: pass --steps")
+            stride = every or max(1, total // 1000)
+            grid = np.unique(np.r_[np.arange(1, total, stride), total - 1])
+            lr = lr_array(spec, total)
+            pred = law.predict_lr(lr, grid)
+            label = schedule_label(spec)
+            predictions[label if label not in predictions else f"{label} ({index + 1})"] = (
+                grid,
+                lr[grid],
+                pred,
+            )
+            if csv_path is not None:
+                target = (
+                    csv_path
+                    if len(specs) == 1
+                    else csv_path.with_name(f"{csv_path.stem}_{index + 1}{csv_path.suffix}")
+                )
+                _write_prediction_csv(target, grid, lr[grid], pred)
+        plot_predictions(law, predictions, output)
+        width = max(len(label) for label in predictions)
+        typer.echo(f"{'schedule':<{width}}  final loss")
+        for label, (grid, _, pred) in sorted(predictions.items(), key=lambda item: item[1][2][-1]):
+            typer.echo(f"{label:<{width}}  {pred[-1]:.5f}  (step {int(grid[-1])})")
+        typer.echo(f"plot -> {output}" + (f", csv -> {csv_path}" if csv_path else ""))
+
+    _run(body)
+
+
+@app.command()
+def optimize(
+    fit_json: Annotated[Path, typer.Argument(help="fit JSON from `evertrain law fit`")],
+    steps: Annotated[int, typer.Option(help="run length in optimizer steps")],
+    peak: Annotated[
+        float, typer.Option(help="peak LR (the warmup's target, the schedule's maximum)")
+    ],
+    floor: Annotated[float, typer.Option(help="lowest LR allowed (> 0)")],
+    warmup: Annotated[int, typer.Option(help="linear warmup steps (0 -> peak)")] = 0,
+    knots: Annotated[int, typer.Option(help="piecewise-linear knots of the decay")] = 64,
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="JSON with the optimal spec and baselines")
+    ] = Path("optimal_schedule.json"),
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="PNG of optimum vs cosine vs best WSD (default: <output>.png)"),
+    ] = None,
+) -> None:
+    """The schedule minimising the predicted final loss (non-increasing after warmup, LR in
+    [floor, peak]) as a piecewise_linear spec, with its gain over cosine and the best WSD."""
+
+    def body() -> None:
+        import numpy as np
+
+        from evertrain._atomic import atomic_write_json
+        from evertrain.laws import load_law, lr_array
+        from evertrain.laws.optimize import optimize_schedule
+        from evertrain.laws.plots import plot_predictions
+
+        law = load_law(fit_json)
+        result = optimize_schedule(law, steps, peak, floor, warmup, n_knots=knots)
+        atomic_write_json(output, result.to_dict())
+        grid = np.unique(np.r_[np.arange(1, steps, max(1, steps // 1000)), steps - 1])
+        curves = {}
+        for label, lr in (
+            ("optimised", result.lr),
+            ("cosine", lr_array(result.cosine["schedule"], steps)),
+            (result.wsd["label"], lr_array(result.wsd["schedule"], steps)),
+        ):
+            curves[label] = (grid, lr[grid], law.predict_lr(lr, grid))
+        plot_path = plot_predictions(
+            law, curves, plot or output.with_suffix(".png"), title="optimised schedule"
+        )
+        typer.echo(f"optimised final loss {result.final_loss:.5f}")
+        typer.echo(
+            f"cosine               {result.cosine['final_loss']:.5f}  (gain {result.gain_vs_cosine:+.5f})"
+        )
+        typer.echo(
+            f"best WSD {result.wsd['label']:<12} {result.wsd['final_loss']:.5f}  (gain {result.gain_vs_wsd:+.5f})"
+        )
+        typer.echo(f"spec -> {output}, plot -> {plot_path}")
+
+    _run(body)
+
+
+@app.command()
+def compare(
+    fit_json: Annotated[Path, typer.Argument(help="fit JSON from `evertrain law fit`")],
+    specs: Annotated[list[str] | None, typer.Argument(help="candidate schedule specs")] = None,
+    steps: Annotated[int, typer.Option(help="budget in optimizer steps")] = 24000,
+    peak: Annotated[
+        float | None, typer.Option(help="with --floor: add cosine and a WSD grid at this peak")
+    ] = None,
+    floor: Annotated[
+        float | None, typer.Option(help="final LR of the generated cosine/WSD candidates")
+    ] = None,
+    warmup: Annotated[int, typer.Option(help="warmup of the generated candidates")] = 0,
+    fractions: Annotated[
+        str, typer.Option(help="WSD decay fractions")
+    ] = "0.05,0.1,0.15,0.2,0.25,0.3,0.35,0.4",
+    shapes: Annotated[
+        str, typer.Option(help="WSD decay shapes")
+    ] = "linear,cosine,1-sqrt,exponential",
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="write the ranking as JSON")
+    ] = None,
+) -> None:
+    """Rank candidate schedules by predicted final loss at --steps."""
+
+    def body() -> None:
+        from evertrain._atomic import atomic_write_json
+        from evertrain.laws import load_law
+        from evertrain.laws.optimize import compare_schedules, cosine_spec, wsd_candidates
+
+        law = load_law(fit_json)
+        candidates: dict[str, Any] = {spec: spec for spec in specs or []}
+        if (peak is None) != (floor is None):
+            raise ValueError(
+                "give --peak and --floor together to add generated cosine/WSD candidates"
+            )
+        if peak is not None and floor is not None:
+            try:
+                fraction_list = [float(f) for f in fractions.split(",") if f.strip()]
+            except ValueError as exc:
+                raise ValueError(
+                    f"--fractions {fractions!r} must be comma-separated numbers"
+                ) from exc
+            candidates["cosine"] = cosine_spec(steps, peak, floor, warmup)
+            candidates.update(
+                wsd_candidates(steps, peak, floor, warmup, fraction_list, shapes.split(","))
+            )
+        if not candidates:
+            raise ValueError("nothing to compare: give schedule specs and/or --peak/--floor")
+        ranking = compare_schedules(law, candidates, steps)
+        width = max(len(row["label"]) for row in ranking)
+        typer.echo(f"{'rank':>4}  {'schedule':<{width}}  final loss  gap")
+        for row in ranking:
+            typer.echo(
+                f"{row['rank']:>4}  {row['label']:<{width}}  {row['final_loss']:.5f}     {row['gap']:+.5f}"
+            )
+        if json_out is not None:
+            atomic_write_json(json_out, {"steps": steps, "law": law.to_dict(), "ranking": ranking})
+
+    _run(body)
+
+
+def _dump(obj: Any) -> str:
+    return json.dumps(obj, indent=2)

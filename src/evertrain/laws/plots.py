@@ -1,0 +1,120 @@
+"""Figures for fitted laws (matplotlib, Agg backend, written atomically)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evertrain._atomic import atomic_write_bytes
+from evertrain.laws.base import Law
+from evertrain.laws.curves import LossCurve
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_fit(
+    law: Law, curves: Sequence[LossCurve], path: str | Path, title: str | None = None
+) -> Path:
+    """Logged losses (dots) against the law's curves (lines), with relative errors below."""
+    plt = _pyplot()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, height_ratios=[3, 1])
+    for index, curve in enumerate(curves):
+        color = f"C{index % 10}"
+        dense = np.unique(
+            np.linspace(curve.steps[0], curve.steps[-1], 400).round().astype(np.int64)
+        )
+        top.plot(curve.steps, curve.loss, ".", color=color, markersize=3, alpha=0.6)
+        top.plot(dense, law.predict_lr(curve.lr, dense), "-", color=color, label=curve.name)
+        pred = law.predict_lr(curve.lr, curve.steps)
+        bottom.plot(curve.steps, (pred - curve.loss) / curve.loss, "-", color=color)
+    top.set_ylabel("loss")
+    top.legend(fontsize=8)
+    top.set_title(title or f"{law.name} law: logged (dots) vs law (lines)")
+    bottom.axhline(0.0, color="black", linewidth=0.5)
+    bottom.set_ylabel("(pred - loss) / loss")
+    bottom.set_xlabel("step")
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_predictions(
+    law: Law,
+    predictions: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    path: str | Path,
+    title: str | None = None,
+) -> Path:
+    """Predicted loss curves (top) and their LR schedules (bottom): ``{label: (steps, lr, pred)}``,
+    the final loss of each in the legend."""
+    plt = _pyplot()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, height_ratios=[3, 1.3])
+    finals = [float(pred[-1]) for _, _, pred in predictions.values()]
+    for index, (label, (steps, lr, pred)) in enumerate(predictions.items()):
+        color = f"C{index % 10}"
+        top.plot(steps, pred, color=color, label=f"{label}: final {pred[-1]:.4f}")
+        bottom.plot(steps, lr, color=color)
+    if finals:
+        # zoom on the part of the curves that differs, not the early transient
+        low, high = min(finals), max(float(np.median(pred)) for _, _, pred in predictions.values())
+        pad = 0.1 * max(high - low, 1e-3)
+        top.set_ylim(low - pad, high + 3 * pad)
+    top.set_ylabel(f"predicted loss ({law.name})")
+    top.legend(fontsize=8)
+    top.set_title(title or "predicted loss by schedule")
+    bottom.set_ylabel("learning rate")
+    bottom.set_xlabel("step")
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_held_out(
+    law: Law, curves: Sequence[LossCurve], fitted: Sequence[str], path: str | Path, title: str
+) -> Path:
+    """Every curve of a size with the law's prediction; fitted curves solid, held-out dashed."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 6))
+    for index, curve in enumerate(curves):
+        color = f"C{index % 10}"
+        pred = law.predict_lr(curve.lr, curve.steps)
+        style = "-" if curve.name in fitted else "--"
+        ax.plot(curve.steps, curve.loss, ".", color=color, markersize=2, alpha=0.5)
+        ax.plot(
+            curve.steps,
+            pred,
+            style,
+            color=color,
+            label=curve.name + (" (fit)" if curve.name in fitted else ""),
+        )
+    ax.set_ylim(
+        min(float(c.loss.min()) for c in curves) - 0.02, float(np.median(curves[0].loss)) + 0.3
+    )
+    ax.set_xscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=7)
+    ax.set_title(title)
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
