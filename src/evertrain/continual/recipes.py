@@ -199,7 +199,7 @@ def rewarm_schedule(
     return {
         "name": decay_shape,
         "peak": float(peak),
-        "floor": float(peak * floor_fraction),
+        "floor": _clean(peak * floor_fraction),
         "total": int(tokens),
         "warmup": int(round(warmup_fraction * tokens)),
         "unit": "tokens",
@@ -276,13 +276,13 @@ def infinite_schedule(
     warmup_end = warmup_fraction * tokens
     cooldown_end = warmup_end + cooldown_fraction * tokens
     anneal_start = pre_anneal_tokens(tokens, anneal_fraction)
-    constant_lr = constant_fraction_of_peak * peak
+    constant_lr = _clean(constant_fraction_of_peak * peak)
     points = [
         [0.0, 0.0],
         [warmup_end, peak],
         [cooldown_end, constant_lr],
         [float(anneal_start), constant_lr],
-        [float(tokens), floor_fraction * peak],
+        [float(tokens), _clean(floor_fraction * peak)],
     ]
     # Drop zero-length phases so the knots stay strictly increasing.
     strictly_increasing = [points[0]]
@@ -380,6 +380,12 @@ def build_recipe(
     )
     resolved = {**params, "constant_lr": constant_lr, "floor": floor}
     return StageRecipe(name, schedule, mixture, stage_tokens, "pre-anneal", resolved, citation)
+
+
+def _clean(value: float) -> float:
+    """``3e-3 * 0.1`` is 0.00030000000000000003: round products to 12 significant digits so
+    specs read (and compare) the way they were meant."""
+    return float(f"{value:.12g}")
 
 
 def _check_fraction(name: str, value: float, *, upper: float, upper_open: bool = False) -> None:
