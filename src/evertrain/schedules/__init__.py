@@ -27,6 +27,7 @@ from evertrain.schedules.base import Schedule, ScheduleError
 from evertrain.schedules.basic import WSD, Constant, Cosine, Linear, PiecewiseLinear
 from evertrain.schedules.registry import from_spec, get, names, register
 from evertrain.schedules.rewarm import Rewarm, rewarm
+from evertrain.schedules.summary import key_points
 
 __all__ = [
     "WSD",
@@ -49,6 +50,7 @@ __all__ = [
     "from_spec",
     "get",
     "join",
+    "key_points",
     "names",
     "register",
 ]
