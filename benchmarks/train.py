@@ -51,10 +51,16 @@ def flops_per_token(params: int, n_layer: int, d_model: int, seq_len: int) -> fl
 
 
 def ours(
-    spec: dict[str, Any], data_dir: Path, steps: int, device: str, dtype: str, root: Path
+    spec: dict[str, Any],
+    data_dir: Path,
+    steps: int,
+    device: str,
+    dtype: str,
+    root: Path,
+    batch_size: int,
 ) -> tuple[float, int]:
     """Tokens/s of a full `run()` (end-to-end wall time, set-up to final checkpoint)."""
-    tokens_per_step = spec["batch_size"] * spec["seq_len"]
+    tokens_per_step = batch_size * spec["seq_len"]
     out_dir = Path(tempfile.mkdtemp(dir=root))
     cfg = TrainConfig.model_validate(
         {
@@ -64,7 +70,7 @@ def ours(
             "model": {k: spec[k] for k in ("n_layer", "n_head", "d_model", "seq_len")},
             "data": {"train": {"web": str(data_dir)}, "eval_tokens": tokens_per_step},
             "schedule": {"name": "cosine", "peak": 1e-3, "total": steps, "warmup": steps // 10},
-            "batch_size": spec["batch_size"],
+            "batch_size": batch_size,
             "budget_tokens": steps * tokens_per_step,
             "eval_interval_tokens": 10**15,
             "checkpoint_interval_tokens": 10**15,
@@ -77,13 +83,19 @@ def ours(
 
 
 def baseline(
-    spec: dict[str, Any], data_dir: Path, steps: int, device: str, dtype: str, vocab_size: int
+    spec: dict[str, Any],
+    data_dir: Path,
+    steps: int,
+    device: str,
+    dtype: str,
+    vocab_size: int,
+    batch_size: int,
 ) -> float:
     """Tokens/s of the loop a person would write by hand (nanoGPT's get_batch, AdamW, clip)."""
     start = time.perf_counter()
     dev = torch.device(device)
     data = PreparedDataset(data_dir).train_tokens  # a 1-D uint16 np.memmap, as nanoGPT's train.bin
-    seq_len, batch_size = spec["seq_len"], spec["batch_size"]
+    seq_len = spec["seq_len"]
     torch.manual_seed(0)
     model = GPT(
         GPTConfig(
@@ -139,7 +151,14 @@ def main() -> None:
     )
     parser.add_argument("--models", default="1M,10M")
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch intra-op threads (default: torch's)"
+        "--batch-size", type=int, default=None, help="override each model's batch (larger on a GPU)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads; default 1: on a shared, loaded CPU two OpenMP threads "
+        "spin-wait on each other and every matmul slows many-fold (0 = torch's default)",
     )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "train.json"))
     args = parser.parse_args()
@@ -154,16 +173,24 @@ def main() -> None:
     for name in args.models.split(","):
         spec = MODELS[name]
         steps = args.steps or (60 if name == "1M" else 24)
+        batch = args.batch_size or spec["batch_size"]
+        data_dir, vocab = root / "data", dataset.vocab_size
         # Warm-up: imports, allocator, first-call kernels for both loops.
-        ours(spec, root / "data", 3, args.device, args.dtype, root)
-        baseline(spec, root / "data", 3, args.device, args.dtype, dataset.vocab_size)
+        ours(spec, data_dir, 3, args.device, args.dtype, root, batch)
+        baseline(spec, data_dir, 3, args.device, args.dtype, vocab, batch)
         our_runs, base_runs, params = [], [], 0
         for repeat in range(args.repeats):
-            tokens_per_s, params = ours(spec, root / "data", steps, args.device, args.dtype, root)
-            our_runs.append(tokens_per_s)
-            base_runs.append(
-                baseline(spec, root / "data", steps, args.device, args.dtype, dataset.vocab_size)
-            )
+            # Alternate which goes first so drifting machine load biases neither side.
+            for side in ("ours", "baseline") if repeat % 2 == 0 else ("baseline", "ours"):
+                if side == "ours":
+                    tokens_per_s, params = ours(
+                        spec, data_dir, steps, args.device, args.dtype, root, batch
+                    )
+                    our_runs.append(tokens_per_s)
+                else:
+                    base_runs.append(
+                        baseline(spec, data_dir, steps, args.device, args.dtype, vocab, batch)
+                    )
             print(
                 f"{name} repeat {repeat}: ours {our_runs[-1]:,.0f} tok/s, baseline {base_runs[-1]:,.0f} tok/s",
                 flush=True,
@@ -173,7 +200,8 @@ def main() -> None:
         entry = {
             "name": name,
             "params": params,
-            **{k: spec[k] for k in ("n_layer", "n_head", "d_model", "seq_len", "batch_size")},
+            **{k: spec[k] for k in ("n_layer", "n_head", "d_model", "seq_len")},
+            "batch_size": batch,
             "steps": steps,
             "tokens_per_s": ours_median,
             "baseline_tokens_per_s": base_median,
