@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import evertrain.data.corpora as corpora
 from evertrain.data import (
     BUILTIN_CORPORA,
     DataError,
@@ -29,27 +30,45 @@ def collect(source, **kwargs) -> tuple[list[str], SourceStats]:
 
 def test_builtin_corpora_are_english_prose_and_code_in_a_fixed_order() -> None:
     assert set(BUILTIN_CORPORA) == {"stdlib-english", "stdlib-code"}
-    english = builtin_documents("stdlib-english")
-    code = builtin_documents("stdlib-code")
-    assert len(english) > 300 and len(code) > 300
-    # Prose vs code: code has far more `def`/`=`/indentation per byte than docstrings.
-    english_sample, code_sample = "".join(english[:100]), "".join(code[:100])
+    english, _ = collect("stdlib-english", max_bytes=300_000)
+    code, _ = collect("stdlib-code", max_bytes=300_000)
+    # Prose vs code: code has far more `def` per byte than docstrings.
+    english_sample, code_sample = "".join(english), "".join(code)
     assert code_sample.count("def ") / len(code_sample) > 5 * english_sample.count("def ") / len(
         english_sample
     )
-    assert any("Return" in doc for doc in english[:100])
-    # pydoc topics are the last documents of stdlib-english.
-    from pydoc_data.topics import topics
-
-    assert english[-1] == topics[sorted(topics)[-1]]
+    assert any("Return" in doc for doc in english)
     # Deterministic: a fresh walk of the standard library gives the same documents.
     clear_builtin_cache()
-    fresh, _ = collect("stdlib-english", max_bytes=300_000)
-    assert fresh[:-1] == list(english[: len(fresh) - 1])
-    fresh, _ = collect("stdlib-code", max_bytes=300_000)
-    assert fresh[:-1] == list(code[: len(fresh) - 1])
-    # Tests are excluded from the code corpus.
-    assert not any("import unittest\n\nfrom test" in doc for doc in code)
+    assert collect("stdlib-english", max_bytes=300_000)[0] == english
+    assert collect("stdlib-code", max_bytes=300_000)[0] == code
+    # Sorted walk; tests, GUI and machine-specific files are left out.
+    files = corpora._stdlib_files()
+    assert len(files) > 300 and corpora._stdlib_files() == files
+    parts = {part for f in files for part in f.relative_to(corpora.stdlib_root()).parts}
+    assert not parts & {"test", "tests", "idlelib", "tkinter", "site-packages", "encodings"}
+    assert not any(f.name.startswith("_sysconfigdata") for f in files)
+
+
+def test_stdlib_english_is_module_docstrings_then_pydoc_topics(monkeypatch, tmp_path) -> None:
+    from pydoc_data.topics import topics
+
+    module = tmp_path / "mod.py"
+    module.write_text(
+        '"""Module doc."""\n\nclass A:\n    """Class doc."""\n\n    def f(self):\n        """Method doc."""\n\n'
+        "def g():\n    pass\n"
+    )
+    (tmp_path / "broken.py").write_text("def (:\n")  # unparsable files are skipped
+    monkeypatch.setattr(corpora, "_stdlib_files", lambda: [tmp_path / "broken.py", module])
+    clear_builtin_cache()
+    try:
+        english = builtin_documents("stdlib-english")
+        code = builtin_documents("stdlib-code")
+    finally:
+        clear_builtin_cache()
+    assert english[0] == "Module doc.\n\nClass doc.\n\nMethod doc."
+    assert list(english[1:]) == [topics[key] for key in sorted(topics) if topics[key].strip()]
+    assert code == ("def (:\n", module.read_text())
 
 
 def test_max_bytes_caps_a_source_at_a_character_boundary() -> None:
