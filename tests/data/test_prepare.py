@@ -96,6 +96,12 @@ def test_a_tiny_corpus_still_gets_a_val_document(tmp_path, tokenizer_path) -> No
         [folder], tmp_path / "out", tokenizer=tokenizer_path, val_fraction=0.01, progress=False
     )
     assert ds.manifest["documents"] == {"train": 1, "val": 1}
+    source = ds.manifest["sources"][0]  # the per-source counts follow the moved document
+    assert (source["train_documents"], source["val_documents"]) == (1, 1)
+    assert (source["train_tokens"], source["val_tokens"]) == (
+        len(ds.train_tokens),
+        len(ds.val_tokens),
+    )
     assert ds.manifest["shards"]["train"]["sha256"] == file_sha256(ds.path / "train.bin")
     with pytest.raises(DataError, match="at least 2"):
         prepare(

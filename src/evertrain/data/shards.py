@@ -346,7 +346,8 @@ def prepare(
 
     writers = {split: _ShardWriter(out_dir / name, dtype) for split, name in SHARD_FILES.items()}
     val_key = stream_key(seed, _VAL_STREAM)
-    per_source: list[dict[str, Any]] = []
+    source_records: list[tuple[SourceStats, dict[str, int]]] = []
+    bytes_before_source = 0
     document_index = 0
     last_train_document: np.ndarray | None = None
     bar = tqdm(total=None, unit="B", unit_scale=True, desc="tokenising", disable=not progress)
@@ -383,15 +384,11 @@ def prepare(
                     last = encodings[train_positions[-1]].ids
                     last_train_document = np.array([*last, eos_id], dtype=dtype)
                     last_train_source = counts
-                bar.update(sum(len(text) for text in batch))
+                # Bytes read so far (reading runs a few batches ahead of encoding).
+                bar.update(bytes_before_source + stats.bytes - bar.n)
             check_not_empty(stats)
-            per_source.append(
-                {
-                    **stats.to_dict(),
-                    **counts,
-                    "tokens": counts["train_tokens"] + counts["val_tokens"],
-                }
-            )
+            bytes_before_source += stats.bytes
+            source_records.append((stats, counts))
         bar.close()
         documents_total = writers["train"].documents + writers["val"].documents
         if val_fraction > 0 and documents_total < 2:
@@ -419,6 +416,10 @@ def prepare(
         raise
     _fsync_dir(out_dir)
 
+    per_source = [
+        {**stats.to_dict(), **counts, "tokens": counts["train_tokens"] + counts["val_tokens"]}
+        for stats, counts in source_records
+    ]
     undecodable = sum(s["undecodable_bytes"] for s in per_source)
     manifest = {
         "format": FORMAT,
