@@ -9,7 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import make_config
+from .conftest import make_config
 from evertrain.cli import app
 from evertrain.train import history
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import make_config
+from .conftest import make_config
 from evertrain.train import history, run
 
 OVERRIDES = {

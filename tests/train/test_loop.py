@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import make_config
+from .conftest import make_config
 from evertrain.schedules import from_spec
 from evertrain.train import ConfigError, NonFiniteLossError, TrainConfig, history, run
 from evertrain.train.checkpoint import load_checkpoint, verify_checkpoint

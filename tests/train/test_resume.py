@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import make_config
+from .conftest import make_config
 from evertrain.train import TrainConfig, history, run
 from evertrain.train.checkpoint import list_checkpoints
 
