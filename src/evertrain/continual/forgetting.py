@@ -4,7 +4,7 @@ For a stage that continues a parent checkpoint, with validation losses L on ever
 
 - forgetting  = mean over old datasets  of  L_after(old) − L_before(old)   (> 0: forgot)
 - adaptation  = mean over new datasets  of  L_before(new) − L_after(new)   (> 0: learned)
-- average     = mean over old and new   of  L_after                          (the headline number)
+- average     = mean over every evaluated dataset of L_after                (the headline number)
 
 "before" is the parent checkpoint's evaluation (from the parent's manifest, or the stage's own
 eval at token 0); "after" is the stage's last evaluation. This follows the protocol of Ibrahim
@@ -45,9 +45,10 @@ class StageOutcome:
 
     @property
     def loss_avg(self) -> float:
-        """Mean of the old and new losses (each side weighted equally, as in Ibrahim et al.)."""
-        sides = [x for x in (self.loss_old, self.loss_new) if not math.isnan(x)]
-        return mean(sides)
+        """Mean final loss over every evaluated dataset (with one old and one new dataset: the
+        average of the old and new validation loss of Ibrahim et al.). A base run evaluated on
+        both distributions is averaged the same way, so every row of a report compares alike."""
+        return mean(list(self.after.values()))
 
     @property
     def forgetting(self) -> float:
