@@ -197,6 +197,7 @@ def main() -> None:
         "--out", default=os.path.join(tempfile.gettempdir(), "evertrain-bench-continual")
     )
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--results", default=str(RESULTS), help="the JSON file to write")
     parser.add_argument("--skip-demo", action="store_true")
     parser.add_argument(
         "--demo-only", action="store_true", help="only time a plain demo; update demo_seconds"
