@@ -98,3 +98,24 @@ def test_tokenizer_and_corpora_commands(tmp_path, monkeypatch) -> None:
     assert lines[0].startswith("stdlib-english") and lines[1].startswith("stdlib-code")
     # 2 documents, 11 + 6 UTF-8 bytes, tokens include one EOS per document.
     assert "2 documents" in lines[0] and "17 bytes" in lines[0] and " tokens" in lines[0]
+
+
+def test_quiet_prepare_still_reports_replaced_bytes(tmp_path, tokenizer_path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_bytes(b"caf\xe9 au lait")
+    (tmp_path / "docs" / "b.txt").write_text("plain text")
+    result = CliRunner().invoke(
+        app,
+        [
+            "data",
+            "prepare",
+            str(tmp_path / "docs"),
+            "-t",
+            str(tokenizer_path),
+            "-o",
+            str(tmp_path / "o"),
+            "-q",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "replaced 1 undecodable bytes" in result.output

@@ -103,6 +103,17 @@ def test_a_tiny_corpus_still_gets_a_val_document(tmp_path, tokenizer_path) -> No
         len(ds.val_tokens),
     )
     assert ds.manifest["shards"]["train"]["sha256"] == file_sha256(ds.path / "train.bin")
+    # Seed 0's first two uniforms are both < 0.05: both documents draw val, one moves back.
+    ds = prepare(
+        [folder], tmp_path / "out2", tokenizer=tokenizer_path, val_fraction=0.05, progress=False
+    )
+    assert ds.manifest["documents"] == {"train": 1, "val": 1}
+    source = ds.manifest["sources"][0]
+    assert (source["train_tokens"], source["val_tokens"]) == (
+        len(ds.train_tokens),
+        len(ds.val_tokens),
+    )
+    assert ds.manifest["shards"]["val"]["sha256"] == file_sha256(ds.path / "val.bin")
     with pytest.raises(DataError, match="at least 2"):
         prepare(
             [write_docs(tmp_path / "one", ["only"])],

@@ -86,6 +86,11 @@ def prepare_command(
         f"{summary['path']}: {summary['tokens_train']:,} train + {summary['tokens_val']:,} val tokens, "
         f"vocab {summary['vocab_size']} ({summary['dtype']})"
     )
+    if quiet and summary["undecodable_bytes"]:
+        # Never silent, even with --quiet: replaced bytes change the text the model sees.
+        typer.echo(
+            f"replaced {summary['undecodable_bytes']:,} undecodable bytes with U+FFFD", err=True
+        )
 
 
 @app.command("info")

@@ -13,8 +13,9 @@ rebuilt on the next ``prepare``; a directory with one whose inputs match is left
 
 The validation split is by document: document i (0-based, over all sources in order) goes to
 val when ``u_i < val_fraction``, where ``u_i`` is the i-th uniform of a counter-based generator
-keyed by ``seed`` (so the split does not depend on batching or threads). If that puts no document
-in val, the last document goes there, so a non-zero ``val_fraction`` always yields a val split.
+keyed by ``seed`` (so the split does not depend on batching or threads). If that leaves a split
+empty (tiny corpora), the last document of the other split moves there: with at least two
+documents and a non-zero ``val_fraction`` both splits always exist.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ class _ShardWriter:
         self.documents += documents
 
     def truncate_last(self, n_tokens: int) -> None:
-        """Remove the last ``n_tokens`` tokens (used to move the last document to val)."""
+        """Remove the last ``n_tokens`` tokens (the last document, moved to the other split)."""
         self._handle.flush()
         self.tokens -= n_tokens
         self.documents -= 1
@@ -138,6 +139,22 @@ def _batched_documents(
             batch, size = [], 0
     if batch:
         yield batch
+
+
+def _move_last_document(
+    writers: dict[str, _ShardWriter],
+    last_document: dict[str, tuple[np.ndarray, dict[str, int]]],
+    source: str,
+    target: str,
+) -> None:
+    """Move the last document written to split ``source`` to the end of split ``target``."""
+    tokens, counts = last_document[source]
+    writers[source].truncate_last(len(tokens))
+    writers[target].write(tokens, 1)
+    counts[f"{source}_documents"] -= 1
+    counts[f"{target}_documents"] += 1
+    counts[f"{source}_tokens"] -= len(tokens)
+    counts[f"{target}_tokens"] += len(tokens)
 
 
 def _encoded_batches(
@@ -349,7 +366,7 @@ def prepare(
     source_records: list[tuple[SourceStats, dict[str, int]]] = []
     bytes_before_source = 0
     document_index = 0
-    last_train_document: np.ndarray | None = None
+    last_document: dict[str, tuple[np.ndarray, dict[str, int]]] = {}
     bar = tqdm(total=None, unit="B", unit_scale=True, desc="tokenising", disable=not progress)
     try:
         for source in sources:
@@ -379,11 +396,11 @@ def prepare(
                         writers[split].write(array, int(chosen.sum()))
                         counts[f"{split}_documents"] += int(chosen.sum())
                         counts[f"{split}_tokens"] += len(array)
-                train_positions = np.flatnonzero(~to_val)
-                if len(train_positions):
-                    last = encodings[train_positions[-1]].ids
-                    last_train_document = np.array([*last, eos_id], dtype=dtype)
-                    last_train_source = counts
+                for split, chosen in (("train", ~to_val), ("val", to_val)):
+                    positions = np.flatnonzero(chosen)
+                    if len(positions):
+                        last = [*encodings[positions[-1]].ids, eos_id]
+                        last_document[split] = (np.array(last, dtype=dtype), counts)
                 # Bytes read so far (reading runs a few batches ahead of encoding).
                 bar.update(bytes_before_source + stats.bytes - bar.n)
             check_not_empty(stats)
@@ -396,14 +413,12 @@ def prepare(
                 f"the corpus has {documents_total} document: a validation split by document "
                 "needs at least 2, so add documents or set val_fraction=0"
             )
-        if val_fraction > 0 and writers["val"].documents == 0 and last_train_document is not None:
-            # No document drew u < val_fraction (a tiny corpus): hold out the last one instead.
-            writers["train"].truncate_last(len(last_train_document))
-            writers["val"].write(last_train_document, 1)
-            last_train_source["train_documents"] -= 1
-            last_train_source["val_documents"] += 1
-            last_train_source["train_tokens"] -= len(last_train_document)
-            last_train_source["val_tokens"] += len(last_train_document)
+        # A tiny corpus can leave a split empty by chance: move one whole document across
+        # (the last one of the other split), so both splits exist whenever there are 2 documents.
+        if val_fraction > 0 and writers["val"].documents == 0:
+            _move_last_document(writers, last_document, source="train", target="val")
+        if writers["train"].documents == 0 and writers["val"].documents >= 2:
+            _move_last_document(writers, last_document, source="val", target="train")
         if writers["train"].tokens == 0:
             raise DataError(
                 f"every document went to the validation split: lower val_fraction={val_fraction} or add documents"
