@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from evertrain.data import DataError, MixtureSampler, PowerLawRehearsal, iter_eval_batches
 
@@ -420,3 +422,80 @@ def test_stream_does_not_depend_on_batch_size() -> None:
         MixtureSampler(arrays(), {"old": 0.4, "new": 0.6}, seq_len=8, batch_size=7, seed=6), 42
     )
     assert np.array_equal(big[0], small[0][: len(big[0])])
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    world_size=st.integers(1, 4),
+    per_rank=st.integers(1, 6),
+    seq_len=st.integers(1, 12),
+    checkpoint_after=st.integers(0, 6),
+    seed=st.integers(0, 2**40),
+    weight=st.floats(0.0, 1.0),
+)
+def test_rank_split_and_resume_hold_for_any_shape(
+    world_size, per_rank, seq_len, checkpoint_after, seed, weight
+):
+    weights = {
+        "old": {"name": "piecewise_linear", "points": [[0, weight], [200, 1 - weight]]},
+        "new": 0.5,
+    }
+    single = MixtureSampler(
+        arrays(), weights, seq_len=seq_len, batch_size=world_size * per_rank, seed=seed
+    )
+    expected = [single.next_batch()[0] for _ in range(8)]
+    ranks = [
+        MixtureSampler(
+            arrays(),
+            weights,
+            seq_len=seq_len,
+            batch_size=per_rank,
+            seed=seed,
+            rank=r,
+            world_size=world_size,
+        )
+        for r in range(world_size)
+    ]
+    for k in range(8):
+        if k == checkpoint_after:  # every rank restarts from its own state_dict
+            states = [json.loads(json.dumps(s.state_dict())) for s in ranks]
+            ranks = [
+                MixtureSampler(
+                    arrays(),
+                    weights,
+                    seq_len=seq_len,
+                    batch_size=per_rank,
+                    seed=seed,
+                    rank=r,
+                    world_size=world_size,
+                )
+                for r in range(world_size)
+            ]
+            for sampler, state in zip(ranks, states, strict=True):
+                sampler.load_state_dict(state)
+        assert np.array_equal(np.concatenate([s.next_batch()[0] for s in ranks]), expected[k])
+    assert ranks[0].tokens_per_source == single.tokens_per_source
+
+
+def test_weights_at_reports_the_normalised_schedule_values() -> None:
+    from evertrain.schedules import from_spec
+
+    spec = {"name": "piecewise_linear", "points": [[0, 3.0], [1000, 1.0]]}
+    sampler = MixtureSampler(arrays(), {"old": spec, "new": 1.0}, seq_len=8, batch_size=2)
+    t = np.array([0.0, 250.0, 1000.0, 5000.0])
+    raw = from_spec(spec)(t)
+    np.testing.assert_allclose(sampler.weights_at(t)["old"], raw / (raw + 1.0), rtol=0, atol=1e-15)
+    assert sampler.weights_at(0) == {"old": 0.75, "new": 0.25}
+
+
+def test_prepared_dataset_paths_and_the_val_split(english, code) -> None:
+    sampler = MixtureSampler(
+        {"en": str(english.path), "code": code.path}, seq_len=16, batch_size=8, split="val"
+    )
+    x, _ = sampler.next_batch()
+    val = {
+        bytes(np.asarray(english.val_tokens).tobytes()),
+        bytes(np.asarray(code.val_tokens).tobytes()),
+    }
+    for row in x.astype(english.dtype):
+        assert any(row.tobytes() in blob for blob in val)  # every window lies inside a val split
