@@ -5,7 +5,8 @@ batch shape on the same prepared data, in one process, repeats interleaved (ours
 ...), after a warm-up of each; the medians are compared. The framework's end-to-end time includes
 everything `run()` does (config, data and sampler set-up, schedule evaluation, JSONL logging, the
 final evaluation and checkpoint), so ``ratio = ours / baseline`` is a conservative measure of what
-the framework costs.
+the framework costs. ``steady_ratio`` compares the median step alone (the regime of a long run,
+where the fixed set-up, final eval and checkpoint costs vanish).
 
 MFU (model FLOPs utilisation), reported when ``--peak-tflops`` is given (e.g. 989 for an H100 SXM
 in bf16 dense):
@@ -36,7 +37,7 @@ import torch
 
 from evertrain._atomic import atomic_write_json
 from evertrain.data import PreparedDataset, prepare
-from evertrain.train import TrainConfig, run
+from evertrain.train import TrainConfig, history, run
 from evertrain.train.model import GPT, GPTConfig
 
 MODELS = {
@@ -58,8 +59,8 @@ def ours(
     dtype: str,
     root: Path,
     batch_size: int,
-) -> tuple[float, int]:
-    """Tokens/s of a full `run()` (end-to-end wall time, set-up to final checkpoint)."""
+) -> tuple[dict[str, float], int]:
+    """Tokens/s of a full `run()`: end to end (set-up to final checkpoint) and of the median step."""
     tokens_per_step = batch_size * spec["seq_len"]
     out_dir = Path(tempfile.mkdtemp(dir=root))
     cfg = TrainConfig.model_validate(
@@ -76,10 +77,17 @@ def ours(
             "checkpoint_interval_tokens": 10**15,
         }
     )
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     result = run(cfg, progress=False)
-    elapsed = time.perf_counter() - start
-    return result.tokens / elapsed, result.params
+    elapsed, cpu_elapsed = time.perf_counter() - start, time.process_time() - cpu_start
+    # Steady state: the median step, from the per-step throughput the trainer logs.
+    step_rates = [r["tokens_per_s"] for r in history(out_dir) if r.get("tokens_per_s")]
+    rates = {
+        "wall": result.tokens / elapsed,
+        "steady": statistics.median(step_rates),
+        "cpu": result.tokens / cpu_elapsed,
+    }
+    return rates, result.params
 
 
 def baseline(
@@ -90,9 +98,10 @@ def baseline(
     dtype: str,
     vocab_size: int,
     batch_size: int,
-) -> float:
-    """Tokens/s of the loop a person would write by hand (nanoGPT's get_batch, AdamW, clip)."""
-    start = time.perf_counter()
+) -> dict[str, float]:
+    """Tokens/s of the loop a person would write by hand (nanoGPT's get_batch, AdamW, clip):
+    end to end and of the median step."""
+    start, cpu_start = time.perf_counter(), time.process_time()
     dev = torch.device(device)
     data = PreparedDataset(data_dir).train_tokens  # a 1-D uint16 np.memmap, as nanoGPT's train.bin
     seq_len = spec["seq_len"]
@@ -112,7 +121,9 @@ def baseline(
         else torch.autocast(dev.type, enabled=False)
     )
     generator = np.random.default_rng(0)
+    step_seconds = []
     for step in range(steps):
+        step_start = time.perf_counter()
         starts = generator.integers(0, len(data) - seq_len - 1, size=batch_size)
         x = torch.from_numpy(np.stack([data[s : s + seq_len] for s in starts]).astype(np.int64)).to(
             dev
@@ -130,9 +141,15 @@ def baseline(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         loss.item()
+        step_seconds.append(time.perf_counter() - step_start)
     if dev.type == "cuda":
         torch.cuda.synchronize()
-    return steps * batch_size * seq_len / (time.perf_counter() - start)
+    tokens_per_step = batch_size * seq_len
+    return {
+        "wall": steps * tokens_per_step / (time.perf_counter() - start),
+        "steady": tokens_per_step / statistics.median(step_seconds),
+        "cpu": steps * tokens_per_step / (time.process_time() - cpu_start),
+    }
 
 
 def main() -> None:
@@ -178,50 +195,71 @@ def main() -> None:
         # Warm-up: imports, allocator, first-call kernels for both loops.
         ours(spec, data_dir, 3, args.device, args.dtype, root, batch)
         baseline(spec, data_dir, 3, args.device, args.dtype, vocab, batch)
-        our_runs, base_runs, params = [], [], 0
+        our_runs: list[dict[str, float]] = []
+        base_runs: list[dict[str, float]] = []
+        params = 0
         for repeat in range(args.repeats):
             # Alternate which goes first so drifting machine load biases neither side.
             for side in ("ours", "baseline") if repeat % 2 == 0 else ("baseline", "ours"):
                 if side == "ours":
-                    tokens_per_s, params = ours(
+                    rates, params = ours(
                         spec, data_dir, steps, args.device, args.dtype, root, batch
                     )
-                    our_runs.append(tokens_per_s)
+                    our_runs.append(rates)
                 else:
                     base_runs.append(
                         baseline(spec, data_dir, steps, args.device, args.dtype, vocab, batch)
                     )
             print(
-                f"{name} repeat {repeat}: ours {our_runs[-1]:,.0f} tok/s, baseline {base_runs[-1]:,.0f} tok/s",
+                f"{name} repeat {repeat}: ours {our_runs[-1]['wall']:,.0f} tok/s, "
+                f"baseline {base_runs[-1]['wall']:,.0f} tok/s",
                 flush=True,
             )
-        ours_median, base_median = statistics.median(our_runs), statistics.median(base_runs)
+
+        def median(runs: list[dict[str, float]], key: str) -> float:
+            return statistics.median(r[key] for r in runs)
+
+        ours_median, base_median = median(our_runs, "wall"), median(base_runs, "wall")
         per_token = flops_per_token(params, spec["n_layer"], spec["d_model"], spec["seq_len"])
+        peak = args.peak_tflops * 1e12 if args.peak_tflops else None
         entry = {
             "name": name,
             "params": params,
             **{k: spec[k] for k in ("n_layer", "n_head", "d_model", "seq_len")},
             "batch_size": batch,
             "steps": steps,
+            # End to end, wall clock: what a user waits for (includes run()'s set-up, final
+            # eval and checkpoint).
             "tokens_per_s": ours_median,
             "baseline_tokens_per_s": base_median,
             "ratio": ours_median / base_median,
-            "tokens_per_s_runs": our_runs,
-            "baseline_tokens_per_s_runs": base_runs,
+            # The median step alone: the regime of a long run.
+            "steady_tokens_per_s": median(our_runs, "steady"),
+            "steady_baseline_tokens_per_s": median(base_runs, "steady"),
+            "steady_ratio": median(our_runs, "steady") / median(base_runs, "steady"),
+            # Process CPU time instead of wall clock: insensitive to other processes' load on a
+            # shared machine (meaningful on CPU only).
+            "cpu_time_ratio": median(our_runs, "cpu") / median(base_runs, "cpu"),
+            "runs": our_runs,
+            "baseline_runs": base_runs,
             "flops_per_token": per_token,
-            "mfu": per_token * ours_median / (args.peak_tflops * 1e12)
-            if args.peak_tflops
-            else None,
-            "baseline_mfu": per_token * base_median / (args.peak_tflops * 1e12)
-            if args.peak_tflops
-            else None,
+            "mfu": per_token * ours_median / peak if peak else None,
+            "baseline_mfu": per_token * base_median / peak if peak else None,
         }
         entries.append(entry)
         print(
             json.dumps(
                 {
                     k: entry[k]
-                    for k in ("name", "params", "tokens_per_s", "baseline_tokens_per_s", "ratio")
+                    for k in (
+                        "name",
+                        "params",
+                        "tokens_per_s",
+                        "baseline_tokens_per_s",
+                        "ratio",
+                        "steady_ratio",
+                        "cpu_time_ratio",
+                    )
                 }
             ),
             flush=True,

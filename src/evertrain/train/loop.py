@@ -431,15 +431,20 @@ class _Trainer:
                         loss = loss / cfg.grad_accum
                         self.scaler.scale(loss).backward()
                     loss_sum += loss.detach()
-                loss_value = float(distributed.all_reduce_mean(loss_sum, info))
+                loss_mean = distributed.all_reduce_mean(loss_sum, info)
+                self.scaler.unscale_(self.optimizer)
+                grad_norm_tensor = torch.nn.utils.clip_grad_norm_(params, clip)
+                # One host sync per step (as a hand-written loop's loss.item()): on a GPU every
+                # extra sync leaves the device idle while the host queues the next kernels.
+                loss_value, grad_norm = torch.stack(
+                    [loss_mean.float(), grad_norm_tensor.float()]
+                ).tolist()
                 finite = math.isfinite(loss_value)
                 if finite:
-                    self.scaler.unscale_(self.optimizer)
-                    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
                     self.scaler.step(self.optimizer)
-                    self.scaler.update()
                 else:
                     grad_norm = math.nan
+                self.scaler.update()  # also after a skip: unscale_ must be followed by update()
                 self.optimizer.zero_grad(set_to_none=True)
                 self.step += 1
                 self.tokens += tokens_per_step
