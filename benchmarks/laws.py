@@ -42,8 +42,24 @@ PUBLISHED = {  # Luo et al. 2025 repository README, test set, averaged over the 
     "100M": {"r2": 0.9983, "prede": 0.00142, "worste": 0.00583},
 }
 PUBLISHED_PARAMS = {  # the same repository's fitted parameters (src/config.py)
-    "25M": {"L0": 3.04045406, "A": 0.52468604, "alpha": 0.50786857, "B": 363.78751622, "C": 2.06560812, "beta": 0.58279013, "gamma": 0.64142257},
-    "100M": {"L0": 2.6514477, "A": 0.60115152, "alpha": 0.45295811, "B": 437.9464276, "C": 2.13245612, "beta": 0.59785199, "gamma": 0.65523644},
+    "25M": {
+        "L0": 3.04045406,
+        "A": 0.52468604,
+        "alpha": 0.50786857,
+        "B": 363.78751622,
+        "C": 2.06560812,
+        "beta": 0.58279013,
+        "gamma": 0.64142257,
+    },
+    "100M": {
+        "L0": 2.6514477,
+        "A": 0.60115152,
+        "alpha": 0.45295811,
+        "B": 437.9464276,
+        "C": 2.13245612,
+        "beta": 0.59785199,
+        "gamma": 0.65523644,
+    },
 }
 LAWS = {
     "mpl": lambda: MultiPowerLaw(),
@@ -102,13 +118,17 @@ def objective_speed(curves: dict) -> dict:
     data = {level: law._prepare(fitted, level) for level in ("exact", "fine", "coarse")}
     result = {"naive_ld_seconds": timed(naive, 3)}
     for level, prepared in data.items():
-        result[f"{level}_objective_and_gradient_seconds"] = timed(lambda d=prepared: law._objective(theta, d, loss), 5)
+        result[f"{level}_objective_and_gradient_seconds"] = timed(
+            lambda d=prepared: law._objective(theta, d, loss), 5
+        )
         result[f"{level}_pairs"] = len(prepared.pairs)
     return result
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--curves", type=Path, default=REPO.parent / "shared" / "loss-curves")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
@@ -123,7 +143,11 @@ def main() -> None:
             "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
             "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         },
-        "protocol": {"fit": list(SHARED_FIT), "test": list(SHARED_TEST), "metrics": "averaged over the six test curves"},
+        "protocol": {
+            "fit": list(SHARED_FIT),
+            "test": list(SHARED_TEST),
+            "metrics": "averaged over the six test curves",
+        },
     }
     fits = {}
     for law_key in LAWS:
@@ -145,7 +169,9 @@ def main() -> None:
         results.setdefault("published_mpl", {})[size] = {
             **PUBLISHED[size],
             "params": PUBLISHED_PARAMS[size],
-            "published_params_scored_here": {k: ours[k] for k in ("prede", "worste", "worste_max", "r2")},
+            "published_params_scored_here": {
+                k: ours[k] for k in ("prede", "worste", "worste_max", "r2")
+            },
         }
         if size == "25M":
             results["objective_speed_25M"] = objective_speed(curves)
@@ -174,7 +200,12 @@ def main() -> None:
         (optimum.wsd["label"], lr_array(optimum.wsd["schedule"], 24000)),
     ):
         curves_to_plot[label] = (grid, lr[grid], law.predict_lr(lr, grid))
-    plot_predictions(law, curves_to_plot, out_dir / "laws_optimized_25M.png", title="25M MPL fit: optimised schedule")
+    plot_predictions(
+        law,
+        curves_to_plot,
+        out_dir / "laws_optimized_25M.png",
+        title="25M MPL fit: optimised schedule",
+    )
     print(
         f"optimised 25M schedule: {optimum.final_loss:.5f} vs cosine {optimum.cosine['final_loss']:.5f}, "
         f"best WSD {optimum.wsd['label']} {optimum.wsd['final_loss']:.5f} ({seconds:.1f} s)",

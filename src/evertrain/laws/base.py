@@ -279,7 +279,7 @@ class Law:
         curves: Sequence[LossCurve] | Mapping[str, LossCurve],
         *,
         seed: int = 0,
-        n_starts: int = 4,
+        n_starts: int = 3,
         init: Mapping[str, float] | None = None,
         maxiter: int = 2000,
     ) -> FitResult:
