@@ -139,7 +139,7 @@ def test_rerun_on_a_finished_directory_is_a_noop(english, tokenizer_path) -> Non
 def test_rerun_with_other_inputs_is_refused_unless_overwrite(tmp_path, tokenizer_path) -> None:
     folder = write_docs(tmp_path / "docs", DOCS)
     prepare([folder], tmp_path / "out", tokenizer=tokenizer_path, progress=False)
-    with pytest.raises(DataError, match="different inputs"):
+    with pytest.raises(DataError, match=r"other inputs \(seed differ\)"):
         prepare([folder], tmp_path / "out", tokenizer=tokenizer_path, seed=5, progress=False)
     ds = prepare(
         [folder], tmp_path / "out", tokenizer=tokenizer_path, seed=5, overwrite=True, progress=False

@@ -273,10 +273,13 @@ def _finished(out_dir: Path, inputs: dict[str, Any]) -> tuple[bool, str]:
         return False, "has an unreadable manifest.json"
     if manifest.get("format") != FORMAT:
         return False, f"has a manifest of format {manifest.get('format')!r}, not {FORMAT!r}"
-    if manifest.get("inputs") != json.loads(json.dumps(inputs)):
+    wanted = json.loads(json.dumps(inputs))
+    if manifest.get("inputs") != wanted:
+        held = manifest.get("inputs") or {}
+        differ = [key for key in wanted if held.get(key) != wanted[key]] or ["format"]
         raise DataError(
-            f"out_dir {str(out_dir)!r} already holds a prepared dataset made from different inputs "
-            "(sources, tokenizer, val_fraction, seed or caps differ): choose another out_dir, or pass overwrite=True"
+            f"out_dir {str(out_dir)!r} already holds a prepared dataset made from other inputs "
+            f"({', '.join(differ)} differ): choose another out_dir, or pass overwrite=True (CLI: --overwrite)"
         )
     for split, shard in manifest["shards"].items():
         path = out_dir / shard["file"]
@@ -339,6 +342,10 @@ def prepare(
                 raise
             done, why = False, "holds a dataset of other inputs (overwrite=True)"
         if done:
+            if progress:
+                print(
+                    f"evertrain data: {out_dir} already holds these inputs prepared: nothing to do"
+                )
             return PreparedDataset(out_dir)
         _clear_unfinished(out_dir, why, progress)
     out_dir.mkdir(parents=True, exist_ok=True)
