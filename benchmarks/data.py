@@ -49,6 +49,14 @@ def _throughput(next_batch, seconds: float = 1.5, repeats: int = 3) -> float:
     return best
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process, all threads."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def nanogpt_get_batch(path: Path, dtype: np.dtype, seq_len: int, batch_size: int):
     """nanoGPT's train.py get_batch (CPU branch), verbatim apart from names."""
     import torch
@@ -119,17 +127,19 @@ def bench_prepare(tokenizer_path: Path, work: Path, repeats: int = 3) -> dict:
             ids.append(eos)
         return len(np.array(ids, dtype=np.uint16))
 
-    ours_seconds, plain_seconds = [], []
+    ours_seconds, plain_seconds, ours_cpu, plain_cpu = [], [], [], []
     for repeat in range(repeats):
         out = work / f"prepared-{repeat}"
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu_seconds()
         dataset = prepare(sources, out, tokenizer=tokenizer_path, val_fraction=0.05, progress=False)
         ours_seconds.append(time.perf_counter() - start)
+        ours_cpu.append(_cpu_seconds() - cpu)
         ours_tokens = dataset.manifest["tokens"]["train"] + dataset.manifest["tokens"]["val"]
         shutil.rmtree(out)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu_seconds()
         plain_tokens = plain_loop()
         plain_seconds.append(time.perf_counter() - start)
+        plain_cpu.append(_cpu_seconds() - cpu)
     assert ours_tokens == plain_tokens, (ours_tokens, plain_tokens)  # same work, same tokens
     ours, plain = megabytes / min(ours_seconds), megabytes / min(plain_seconds)
     return {
@@ -140,6 +150,11 @@ def bench_prepare(tokenizer_path: Path, work: Path, repeats: int = 3) -> dict:
         "plain_loop_mb_per_s": plain,
         "ours_seconds": ours_seconds,
         "plain_loop_seconds": plain_seconds,
+        # CPU seconds (all threads): less sensitive to other load than wall time.
+        "ours_cpu_seconds": ours_cpu,
+        "plain_loop_cpu_seconds": plain_cpu,
+        "ours_mb_per_cpu_s": megabytes / min(ours_cpu),
+        "plain_loop_mb_per_cpu_s": megabytes / min(plain_cpu),
         "speedup": ours / plain,
     }
 
