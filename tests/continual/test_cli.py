@@ -3,6 +3,7 @@ results on good input, exit code 2 and a one-line error naming the fix on bad in
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -106,3 +107,24 @@ def test_branches_lists_the_tree(tmp_path, make_run):
     assert lines[2].startswith("└─ decay-1000 forked at 1,000")
     assert "unrelated" not in result.output
     assert (tmp_path / "tree.png").exists()
+
+
+def test_demo_names_the_data_source_that_cannot_be_split(tmp_path):
+    pytest.importorskip("tokenizers")
+    (tmp_path / "old.txt").write_text("one single document about apples and pears. " * 200)
+    (tmp_path / "new.jsonl").write_text(
+        "".join(f'{{"text": "def f{i}(x):\\n    return x + {i}"}}\n' for i in range(50))
+    )
+    result = _invoke(
+        "demo",
+        "--data",
+        str(tmp_path / "old.txt"),
+        str(tmp_path / "new.jsonl"),
+        "--scale",
+        "0.05",
+        "--out",
+        str(tmp_path / "d"),
+    )
+    assert result.exit_code == 2
+    assert "--data D0 (" in result.output and "the corpus has 1 document" in result.output
+    assert "folder of .txt files or a .jsonl file" in result.output

@@ -124,15 +124,22 @@ def prepare_data(
         atomic_write_json(stamp, inputs)
     paths = {}
     for role, source in zip(("D0", "D1"), sources, strict=True):
-        prepared = prepare(
-            [source],
-            data_dir / role,
-            tokenizer=tokenizer,
-            max_bytes=settings.max_bytes,
-            seed=settings.seed,
-            progress=progress,
-            overwrite=True,
-        )
+        try:
+            prepared = prepare(
+                [source],
+                data_dir / role,
+                tokenizer=tokenizer,
+                max_bytes=settings.max_bytes,
+                seed=settings.seed,
+                progress=progress,
+                overwrite=True,
+            )
+        except ValueError as error:
+            # Name which of the two --data sources failed; each needs a validation split.
+            raise ContinualError(
+                f"--data {role} ({source}): {error}. The demo evaluates on a held-out set of documents: "
+                "pass a folder of .txt files or a .jsonl file with one document per line"
+            ) from None
         paths[role] = str(prepared.path)
     return paths
 
