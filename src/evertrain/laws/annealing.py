@@ -138,6 +138,32 @@ class AnnealingLaw(Law):
             power = params["A"] * s1 ** -params["alpha"]
         return params["L0"] + power - params["C"] * s2
 
+    def final_loss_and_grad(self, lr: np.ndarray, t: int) -> tuple[float, np.ndarray]:
+        """L(t) and dL(t)/d eta_m for m = 0..t, O(t).
+
+        Unrolling the momentum, S2(t) = sum_{j=1..t} (eta_{j-1} - eta_j) w_j with
+        w_j = (1 - lambda^(t-j+1)) / (1 - lambda), so dS2/d eta_m = w_{m+1} - w_m.
+        """
+        p = self._require_params()
+        raw = np.asarray(lr[: t + 1], dtype=np.float64)
+        eta = self.effective_lr(raw)
+        lam = p["lam"]
+        j = np.arange(1, t + 1)
+        weights = -np.expm1((t - j + 1) * np.log(lam)) / (1.0 - lam)
+        s2 = float(np.sum((eta[j - 1] - eta[j]) * weights))
+        s1 = float(np.sum(eta))
+        grad_s2 = np.zeros(t + 1)
+        grad_s2[1:] -= weights
+        grad_s2[:-1] += weights
+        grad = -p["alpha"] * p["A"] * s1 ** (-p["alpha"] - 1.0) - p["C"] * grad_s2
+        if self.warmup == "peak":
+            length = warmup_length(raw) if self.warmup_steps is None else min(self.warmup_steps, t)
+            if length > 0:  # warmup steps read eta[length]
+                grad[length] += grad[:length].sum()
+                grad[:length] = 0.0
+        value = p["L0"] + p["A"] * s1 ** -p["alpha"] - p["C"] * s2
+        return float(value), grad
+
     # ---- fitting --------------------------------------------------------------------------------
     def _check_identifiable(self, curves: list[LossCurve]) -> None:
         super()._check_identifiable(curves)
@@ -249,35 +275,3 @@ class AnnealingLaw(Law):
             }
             starts.append(self._theta(params))
         return starts
-
-
-def _annealing_final_and_grad(
-    law: AnnealingLaw, lr: np.ndarray, t: int
-) -> tuple[float, np.ndarray]:
-    """L(t) and dL(t)/d eta_m for m = 0..t, O(t).
-
-    Unrolling the momentum, S2(t) = sum_{j=1..t} (eta_{j-1} - eta_j) w_j with
-    w_j = (1 - lambda^(t-j+1)) / (1 - lambda), so dS2/d eta_m = w_{m+1} - w_m.
-    """
-    p = law._require_params()
-    raw = np.asarray(lr[: t + 1], dtype=np.float64)
-    eta = law.effective_lr(raw)
-    lam = p["lam"]
-    j = np.arange(1, t + 1)
-    weights = -np.expm1((t - j + 1) * np.log(lam)) / (1.0 - lam)
-    s2 = float(np.sum((eta[j - 1] - eta[j]) * weights))
-    s1 = float(np.sum(eta))
-    grad_s2 = np.zeros(t + 1)
-    grad_s2[1:] -= weights
-    grad_s2[:-1] += weights
-    grad = -p["alpha"] * p["A"] * s1 ** (-p["alpha"] - 1.0) - p["C"] * grad_s2
-    if law.warmup == "peak":
-        length = warmup_length(raw) if law.warmup_steps is None else min(law.warmup_steps, t)
-        if length > 0:  # warmup steps read eta[length]
-            grad[length] += grad[:length].sum()
-            grad[:length] = 0.0
-    value = p["L0"] + p["A"] * s1 ** -p["alpha"] - p["C"] * s2
-    return float(value), grad
-
-
-AnnealingLaw.final_loss_and_grad = _annealing_final_and_grad  # type: ignore[attr-defined]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -272,7 +271,3 @@ def compare(
             atomic_write_json(json_out, {"steps": steps, "law": law.to_dict(), "ranking": ranking})
 
     _run(body)
-
-
-def _dump(obj: Any) -> str:
-    return json.dumps(obj, indent=2)

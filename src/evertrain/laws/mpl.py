@@ -96,6 +96,36 @@ class MultiPowerLaw(Law):
             p["gamma"],
         )
 
+    def final_loss_and_grad(self, lr: np.ndarray, t: int) -> tuple[float, np.ndarray]:
+        """L(t) and dL(t)/d eta_m for m = 0..t (schedule optimisation), O(t).
+
+        With x_k = C eta_k^-gamma S_k(t), G'(x) = beta C (1 + C x')^(-beta-1) in terms of the raw
+        argument, and d_k = eta_{k-1} - eta_k, the LD sum's derivative at step m collects
+        G(x_{m+1}) - G(x_m) (from d_{m+1}, d_m), -gamma d_m G'(x_m) x_m / eta_m (from eta_m^-gamma)
+        and sum_{k<=m} d_k G'(x_k) dx_k/dS (eta_m is inside S_k(t) for every k <= m).
+        """
+        p = self._require_params()
+        eta = np.asarray(lr[: t + 1], dtype=np.float64)
+        prefix = np.cumsum(eta)
+        s1 = prefix[t] + self.warmup_area
+        k = np.arange(1, t + 1)
+        drop = eta[k - 1] - eta[k]
+        eta_k = np.maximum(eta[k], 1e-300)
+        scale = p["C"] * eta_k ** -p["gamma"]  # dx_k / dS_k
+        x = scale * (prefix[t] - prefix[k - 1])
+        u = (1.0 + x) ** -p["beta"]
+        g = 1.0 - u
+        g_prime = p["beta"] * u / (1.0 + x)  # dG/dx
+        ld_sum_value = float(np.sum(drop * g))
+        grad_ld = np.zeros(t + 1)
+        grad_ld[1:] -= g  # d_m = eta_{m-1} - eta_m
+        grad_ld[:-1] += g  # d_{m+1} = eta_m - eta_{m+1}
+        grad_ld[1:] += -p["gamma"] * drop * g_prime * x / eta_k
+        grad_ld[1:] += np.cumsum(drop * g_prime * scale)
+        value = p["L0"] + p["A"] * s1 ** -p["alpha"] - p["B"] * ld_sum_value
+        grad = -p["alpha"] * p["A"] * s1 ** (-p["alpha"] - 1.0) - p["B"] * grad_ld
+        return float(value), grad
+
     # ---- fitting ------------------------------------------------------------------------------
     def _check_identifiable(self, curves: list[LossCurve]) -> None:
         super()._check_identifiable(curves)
@@ -233,37 +263,3 @@ class MultiPowerLaw(Law):
                 )
             )
         return starts
-
-
-def _mpl_final_and_grad(law: MultiPowerLaw, lr: np.ndarray, t: int) -> tuple[float, np.ndarray]:
-    """L(t) and dL(t)/d eta_m for m = 0..t (schedule optimisation), O(t).
-
-    With x_k = C eta_k^-gamma S_k(t), G'(x) = beta C (1 + C x')^(-beta-1) in terms of the raw
-    argument, and d_k = eta_{k-1} - eta_k, the LD sum's derivative at step m collects
-    G(x_{m+1}) - G(x_m) (from d_{m+1}, d_m), -gamma d_m G'(x_m) x_m / eta_m (from eta_m^-gamma)
-    and sum_{k<=m} d_k G'(x_k) dx_k/dS (eta_m is inside S_k(t) for every k <= m).
-    """
-    p = law._require_params()
-    eta = np.asarray(lr[: t + 1], dtype=np.float64)
-    prefix = np.cumsum(eta)
-    s1 = prefix[t] + law.warmup_area
-    k = np.arange(1, t + 1)
-    drop = eta[k - 1] - eta[k]
-    eta_k = np.maximum(eta[k], 1e-300)
-    scale = p["C"] * eta_k ** -p["gamma"]  # dx_k / dS_k
-    x = scale * (prefix[t] - prefix[k - 1])
-    u = (1.0 + x) ** -p["beta"]
-    g = 1.0 - u
-    g_prime = p["beta"] * u / (1.0 + x)  # dG/dx
-    ld_sum_value = float(np.sum(drop * g))
-    grad_ld = np.zeros(t + 1)
-    grad_ld[1:] -= g  # d_m = eta_{m-1} - eta_m
-    grad_ld[:-1] += g  # d_{m+1} = eta_m - eta_{m+1}
-    grad_ld[1:] += -p["gamma"] * drop * g_prime * x / eta_k
-    grad_ld[1:] += np.cumsum(drop * g_prime * scale)
-    value = p["L0"] + p["A"] * s1 ** -p["alpha"] - p["B"] * ld_sum_value
-    grad = -p["alpha"] * p["A"] * s1 ** (-p["alpha"] - 1.0) - p["B"] * grad_ld
-    return float(value), grad
-
-
-MultiPowerLaw.final_loss_and_grad = _mpl_final_and_grad  # type: ignore[attr-defined]
