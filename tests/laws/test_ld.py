@@ -116,3 +116,15 @@ def test_coarse_pairs_are_close_and_small():
     coarse = ld_sum(coarse_p, 2.0, 0.6, 0.6)
     assert len(coarse_p) < len(exact_pairs(lr, steps)) / 2
     np.testing.assert_allclose(coarse, exact, rtol=0, atol=1e-5 * np.abs(exact).max())
+
+
+def test_coarse_pairs_in_chunks_equal_one_block():
+    rng = np.random.default_rng(1)
+    lr = _random_schedule(rng, 2000)
+    steps = np.arange(40, 2000, 13)
+    whole = coarse_pairs(lr, steps, near=16, rel=0.05)
+    chunked = coarse_pairs(lr, steps, near=16, rel=0.05, max_pairs=5_000)
+    np.testing.assert_array_equal(chunked.point, whole.point)
+    np.testing.assert_allclose(
+        ld_sum(chunked, 2.0, 0.6, 0.6), ld_sum(whole, 2.0, 0.6, 0.6), rtol=1e-15, atol=0
+    )

@@ -93,14 +93,37 @@ def exact_pairs(lr: np.ndarray, steps: np.ndarray) -> LDPairs:
 
 
 def coarse_pairs(
-    lr: np.ndarray, steps: np.ndarray, *, near: int = 32, rel: float = 0.05
+    lr: np.ndarray,
+    steps: np.ndarray,
+    *,
+    near: int = 32,
+    rel: float = 0.05,
+    max_pairs: int = 2_000_000,
 ) -> LDPairs:
     """Approximate pairs: change points within ``near`` steps of t stay exact; farther ones are
     merged into buckets of relative width ``rel`` of their distance to t, never across a sign
     change of the LR drop (warmup rises and decays stay apart). Bucket weight = summed drop,
-    log-LR and area = drop-weighted means (midpoint rule)."""
+    log-LR and area = drop-weighted means (midpoint rule).
+
+    Built in chunks of steps holding at most ``max_pairs`` exact pairs, so a long curve (e.g.
+    547 logged steps of a 72,000-step cosine: 20M exact pairs) never needs them all in memory.
+    """
     lr = np.asarray(lr, dtype=np.float64)
     steps = np.asarray(steps, dtype=np.int64)
+    if len(steps) == 0:
+        return exact_pairs(lr, steps)
+    counts = np.searchsorted(change_points(lr[: int(steps.max()) + 1]), steps, side="right")
+    cumulative = np.cumsum(counts)
+    parts, start = [], 0
+    while start < len(steps):
+        limit = (cumulative[start - 1] if start else 0) + max_pairs
+        stop = max(start + 1, int(np.searchsorted(cumulative, limit, side="right")))
+        parts.append(_coarse_block(lr, steps[start:stop], near, rel))
+        start = stop
+    return parts[0] if len(parts) == 1 else LDPairs.concat(parts)
+
+
+def _coarse_block(lr: np.ndarray, steps: np.ndarray, near: int, rel: float) -> LDPairs:
     pairs = exact_pairs(lr, steps)
     if len(pairs) == 0:
         return pairs
