@@ -175,8 +175,8 @@ def optimize(
         typer.Option(help="PNG of optimum vs cosine vs best WSD (default: <output>.png)"),
     ] = None,
 ) -> None:
-    """The schedule minimising the predicted final loss (non-increasing after warmup, LR in
-    [floor, peak]) as a piecewise_linear spec, with its gain over cosine and the best WSD."""
+    """The schedule minimising the predicted final loss (non-increasing after warmup, LR
+    between floor and peak) as a piecewise_linear spec, with its gain over cosine and the best WSD."""
 
     def body() -> None:
         import numpy as np
