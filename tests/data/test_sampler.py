@@ -309,6 +309,19 @@ def test_callable_weights_are_functions_of_tokens() -> None:
         ({"weights": {"old": 1.0, "new": 1.0, "other": 1.0}}, "unknown ['other']"),
         ({"weights": {"old": -0.5, "new": 1.0}}, "weights['old']=-0.5"),
         ({"weights": {"old": 0.0, "new": 0.0}}, "are all 0"),
+        (
+            {
+                "weights": {
+                    "old": {"name": "piecewise_linear", "points": [[0, 0.0], [9, 1.0]]},
+                    "new": 0.0,
+                }
+            },
+            "all mixture weights are 0 at tokens=0",
+        ),
+        (
+            {"weights": {"old": lambda t: -np.ones_like(t), "new": 1.0}},
+            "weight of 'old' is -1.0 at tokens=0",
+        ),
         ({"weights": {"old": "nonsense:peak=1", "new": 1.0}}, "weights['old']"),
         ({"weights": {"old": [1, 2], "new": 1.0}}, "weights['old'] is a list"),
         (
@@ -326,6 +339,8 @@ def test_bad_arguments_name_the_field(kwargs: dict, message: str) -> None:
 
 
 def test_bad_datasets_and_rehearsal_parameters() -> None:
+    with pytest.raises(DataError, match="names must be strings"):
+        MixtureSampler({0: OLD}, seq_len=8, batch_size=4)
     with pytest.raises(DataError, match="non-empty dict"):
         MixtureSampler({}, seq_len=8, batch_size=4)
     with pytest.raises(DataError, match="1-D integer"):

@@ -200,7 +200,9 @@ class MixtureSampler:
             raise DataError(f"split={split!r} must be 'train' or 'val'")
         if not isinstance(datasets, Mapping) or not datasets:
             raise DataError("datasets must be a non-empty dict name -> PreparedDataset")
-        self.names: list[str] = [str(name) for name in datasets]
+        if not all(isinstance(name, str) for name in datasets):
+            raise DataError(f"dataset names must be strings, got {list(datasets)}")
+        self.names: list[str] = list(datasets)
         if weights is None:
             weights = {name: 1.0 for name in self.names}
         if not isinstance(weights, Mapping):
@@ -255,6 +257,8 @@ class MixtureSampler:
         self._row_dtype = np.result_type(*self._tokens)
         self._plan_first, self._plan_choice = 0, np.zeros(0, dtype=np.intp)
         self._plan_starts = np.zeros(0, dtype=np.intp)
+        # Fail at construction, not at the first batch, if the weights are unusable from the start.
+        self.weights_at(0)
 
     # ----------------------------------------------------------------------------------------
     @property
@@ -297,7 +301,7 @@ class MixtureSampler:
         if not np.all(np.isfinite(raw)) or np.any(raw < 0):
             bad = np.argwhere(~np.isfinite(raw) | (raw < 0))[0]
             raise DataError(
-                f"weight of {self.names[bad[0]]!r} is {raw[bad[0], bad[1]]!r} at tokens={int(t[bad[1]])}: "
+                f"weight of {self.names[bad[0]]!r} is {float(raw[bad[0], bad[1]])!r} at tokens={int(t[bad[1]])}: "
                 "weights must be finite and >= 0 at every point of training"
             )
         totals = raw.sum(axis=0)
