@@ -16,7 +16,13 @@ pytest.importorskip("torch")
 pytest.importorskip("tokenizers")
 
 from evertrain.continual import recipes as R  # noqa: E402
-from evertrain.continual.branches import branch_tree, format_tree, plot_tree, run_branches  # noqa: E402
+from evertrain.continual.branches import (  # noqa: E402
+    branch_tree,
+    format_tree,
+    plot_tree,
+    resume_from_branch,
+    run_branches,
+)
 from evertrain.continual.demo import DemoSettings, run_demo  # noqa: E402
 from evertrain.continual.runner import ContinualError, Setup, lr_state  # noqa: E402
 from evertrain.continual.runs import load_run  # noqa: E402
@@ -151,4 +157,19 @@ def test_decay_branches_share_one_main_run_and_record_their_lineage(demo, tmp_pa
         "decay-1280",
         "decay-2560",
     ]
+    # WSD-S: go on at the peak from the decayed 1280-token branch; the tree records it
+    resumed = resume_from_branch(
+        setup,
+        branch_dir=tmp_path / "wsd" / "decay-1280",
+        out_dir=tmp_path / "wsd" / "main-s",
+        datasets={"D0": str(data / "D0")},
+        tokens=512,
+        peak=3e-3,
+        progress=False,
+    )
+    assert [r["lr"] for r in load_run(resumed.out_dir).train_records] == pytest.approx([3e-3] * 4)
+    tree = branch_tree(tmp_path / "wsd" / "main")
+    decayed = next(c for c in tree.children if c.name == "decay-1280")
+    assert [c.name for c in decayed.children] == ["main-s"]
+    assert decayed.children[0].offset_tokens == 1280  # 1024 main + 256 decay
     assert R.RECIPES  # the recipes module stays importable next to torch

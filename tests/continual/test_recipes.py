@@ -51,6 +51,9 @@ def test_rewarm_warms_up_over_one_percent_to_the_peak_then_cosine_to_ten_percent
     assert schedule(STAGE) == pytest.approx(3e-4)
     linear = from_spec(_build("rewarm", decay_shape="linear", peak=1e-3).schedule)
     assert linear(1_000 + 0.5 * (STAGE - 1_000)) == pytest.approx(1e-4 + 0.5 * (1e-3 - 1e-4))
+    wsd = from_spec(_build("rewarm", decay_shape="wsd").schedule)
+    assert wsd(1_000) == wsd(80_000) == pytest.approx(3e-3)  # stable until the last 20 %
+    assert wsd(90_000) == pytest.approx(0.5 * (3e-3 + 3e-4)) and wsd(STAGE) == pytest.approx(3e-4)
 
 
 def test_rewarm_replay_defaults_to_25_percent_old_data_and_is_overridable():

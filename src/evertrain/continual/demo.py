@@ -320,12 +320,12 @@ def run_demo(
                             futures[name] = pool.submit(_job, name, recipe_kwargs[name], threads)
                         submitted_recipes = True
                     trained = _tokens_trained(list(run_dirs.values()))
-                    running = ",".join(k for k, f in futures.items() if not f.done())
+                    running = ",".join(k for k, f in futures.items() if f.running())
                     if trained != bar.n or running != postfix:
                         bar.update(trained - bar.n)
                         bar.set_postfix_str(running, refresh=False)
                         postfix = running
-                    if submitted_recipes and not running:
+                    if submitted_recipes and all(f.done() for f in futures.values()):
                         break
                     time.sleep(0.5)
                 for future in futures.values():

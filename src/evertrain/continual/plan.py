@@ -3,8 +3,9 @@
 Stage 0 pre-trains from scratch; every later stage continues the previous one (its final or its
 pre-anneal checkpoint) on new data, with replay of every earlier stage's data and a schedule:
 
-- ``rewarm``: linear warmup over ``warmup_fraction`` of the stage to ``peak``, then cosine (or
-  linear) decay to ``floor_fraction * peak`` (Gupta et al., 2023; Ibrahim et al., 2024);
+- ``rewarm``: linear warmup over ``warmup_fraction`` of the stage to ``peak``, then cosine,
+  linear or WSD (constant, then a linear decay over the last 20 %) decay to
+  ``floor_fraction * peak`` (Gupta et al., 2023; Ibrahim et al., 2024);
 - ``continue``: the previous stage used an ``infinite`` schedule; stay at its constant LR and
   anneal over the last ``anneal_fraction`` only for a release (Singh et al., 2025);
 - ``finetune``: constant LR at the previous stage's final LR (no re-warming);
@@ -62,7 +63,7 @@ class Stage(BaseModel):
     )
     warmup_fraction: float = Field(0.01, ge=0.0, lt=1.0)
     floor_fraction: float = Field(0.1, ge=0.0, le=1.0)
-    decay_shape: Literal["cosine", "linear"] = "cosine"
+    decay_shape: Literal["cosine", "linear", "wsd"] = "cosine"
     anneal_fraction: float = Field(0.1, ge=0.0, le=1.0)
     init: str = Field("previous", description="'previous' (default), 'scratch' or a checkpoint dir")
 

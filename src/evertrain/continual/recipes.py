@@ -86,7 +86,9 @@ CITATIONS: dict[str, str] = {
     "infinite+replay": "Singh et al. 2025 (arXiv:2503.02844); Ibrahim et al. 2024 §7 (arXiv:2403.08763)",
 }
 
-DECAY_SHAPES = ("cosine", "linear")
+DECAY_SHAPES = ("cosine", "linear", "wsd")
+#: Length of the final decay when a re-warm uses ``decay_shape="wsd"`` (Hägele et al., 2024).
+WSD_DECAY_FRACTION = 0.2
 ANNEAL_SHAPES = ("linear", "cosine", "1-sqrt", "exponential")
 
 
@@ -189,13 +191,29 @@ def rewarm_schedule(
     """Linear warmup from 0 to ``peak`` over ``warmup_fraction * tokens``, then ``decay_shape``
     decay to ``floor_fraction * peak`` at ``tokens``:
 
-    lr(t) = peak·t/W for t < W;  cosine: f + (peak − f)·½(1 + cos(π (t − W)/(T − W))).
+    lr(t) = peak·t/W for t < W;  cosine: f + (peak − f)·½(1 + cos(π (t − W)/(T − W)));
+    ``wsd``: constant ``peak`` after the warmup, linear decay over the last 20 % of the stage.
     """
     if decay_shape not in DECAY_SHAPES:
         raise RecipeError(f"decay_shape={decay_shape!r} is not one of {DECAY_SHAPES}")
     _check_fraction("warmup_fraction", warmup_fraction, upper=1.0, upper_open=True)
     _check_fraction("floor_fraction", floor_fraction, upper=1.0)
     _check_positive("peak", peak)
+    if decay_shape == "wsd":
+        if warmup_fraction + WSD_DECAY_FRACTION > 1:
+            raise RecipeError(
+                f"warmup_fraction={warmup_fraction} leaves no room for the WSD decay: use < 0.8"
+            )
+        return {
+            "name": "wsd",
+            "peak": float(peak),
+            "floor": _clean(peak * floor_fraction),
+            "total": int(tokens),
+            "warmup": int(round(warmup_fraction * tokens)),
+            "decay_fraction": WSD_DECAY_FRACTION,
+            "decay_shape": "linear",
+            "unit": "tokens",
+        }
     return {
         "name": decay_shape,
         "peak": float(peak),
