@@ -7,7 +7,9 @@ Fitting minimises the Huber loss of log residuals (Luo et al. 2025; Tissue et al
 (divided by delta * #points so its scale is O(1) for L-BFGS-B's tolerances) with analytic
 gradients, bounded and reparameterised parameters (log-space for positive scale parameters),
 multi-start L-BFGS-B: a grid of starting points is screened cheaply, the best few are refined,
-the best of those is polished on the exact objective. Everything is deterministic given ``seed``.
+the best of those is polished on an accurate objective (for the multi-power law: LD with 1 %
+distance buckets, ~1e-7 relative); residuals and metrics are then computed exactly.
+Everything is deterministic given ``seed``.
 """
 
 from __future__ import annotations
@@ -285,9 +287,9 @@ class Law:
     ) -> FitResult:
         """Fit the law's parameters to ``curves``; sets ``self.params`` and returns a FitResult.
 
-        ``n_starts`` starting points (best of a screened grid plus seeded jitter; ``init`` adds
-        a user-given one) are refined on the fast objective, the best is polished on the exact
-        objective.
+        ``n_starts`` starting points (best of a screened grid plus seeded random draws; ``init``
+        adds a user-given one) are refined on the fast ("coarse") objective, the best is polished
+        on the accurate ("fine") one; the reported residuals and metrics are exact.
         """
         curve_list = _as_list(curves)
         if not curve_list:
