@@ -389,10 +389,14 @@ class _Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         final_eval: dict[str, float] = {}
         last_checkpoint = self.resumed_from
-        if self.step >= total_steps and info.is_main:
+        if self.step >= total_steps:
             # Already finished (e.g. resumed after the final checkpoint): report the recorded eval.
-            evals = [r for r in read_log(self.out_dir / "log.jsonl") if r.get("kind") == "eval"]
-            final_eval = evals[-1]["eval"] if evals else self._evaluate()
+            recorded = None
+            if info.is_main:
+                evals = [r for r in read_log(self.out_dir / "log.jsonl") if r.get("kind") == "eval"]
+                recorded = evals[-1]["eval"] if evals else None
+            recorded = distributed.broadcast_object(recorded, info)
+            final_eval = recorded if recorded is not None else self._evaluate()
         bar = None
         if progress_enabled := (self.progress and info.is_main):
             from tqdm.auto import tqdm
