@@ -328,3 +328,57 @@ def test_a_run_killed_mid_write_is_detected_and_rebuilt(tmp_path, tokenizer_path
     assert np.array_equal(rebuilt.train_tokens, clean.train_tokens)
     assert np.array_equal(rebuilt.val_tokens, clean.val_tokens)
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+
+
+def test_one_big_txt_file_is_split_into_documents_with_txt_separator(
+    tmp_path, tokenizer_path
+) -> None:
+    paragraphs = [f"Paragraph {i}: " + "words and more words " * (i % 5 + 1) for i in range(30)]
+    book = tmp_path / "book.txt"
+    book.write_text("\n\n".join(paragraphs))
+    with pytest.raises(DataError, match="txt_separator"):
+        prepare([book], tmp_path / "one", tokenizer=tokenizer_path, progress=False)
+    ds = prepare(
+        [book],
+        tmp_path / "out",
+        tokenizer=tokenizer_path,
+        txt_separator="\n\n",
+        val_fraction=0.2,
+        progress=False,
+    )
+    assert sum(ds.manifest["documents"].values()) == 30 and ds.manifest["documents"]["val"] > 0
+    assert ds.manifest["inputs"]["txt_separator"] == "\n\n"
+    tok = load_tokenizer(ds.tokenizer_path)
+    ids = np.asarray(ds.train_tokens)
+    ends = np.flatnonzero(ids == ds.eos_id)
+    first = tok.decode(ids[: ends[0]].tolist())
+    assert first in paragraphs
+    with pytest.raises(DataError, match="txt_separator=''"):
+        prepare(
+            [book], tmp_path / "bad", tokenizer=tokenizer_path, txt_separator="", progress=False
+        )
+
+
+def test_cli_txt_separator_reads_escapes(tmp_path, tokenizer_path) -> None:
+    from typer.testing import CliRunner
+
+    from evertrain.cli import app
+
+    (tmp_path / "book.txt").write_text("one para\n\ntwo para\n\nthree para")
+    result = CliRunner().invoke(
+        app,
+        [
+            "data",
+            "prepare",
+            str(tmp_path / "book.txt"),
+            "-t",
+            str(tokenizer_path),
+            "-o",
+            str(tmp_path / "o"),
+            "-q",
+            "--txt-separator",
+            "\\n\\n",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert sum(PreparedDataset(tmp_path / "o").manifest["documents"].values()) == 3

@@ -57,6 +57,11 @@ def prepare_command(
     text_column: str = typer.Option(
         "text", "--text-column", help="Column of parquet / HF datasets that holds the text."
     ),
+    txt_separator: str | None = typer.Option(
+        None,
+        "--txt-separator",
+        help="Split .txt files into documents at this string ('\\n\\n': paragraphs; \\n and \\t are read as escapes).",
+    ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Rebuild even if OUT holds a dataset of other inputs."
     ),
@@ -76,6 +81,9 @@ def prepare_command(
             max_bytes=max_bytes,
             text_field=text_field,
             text_column=text_column,
+            txt_separator=None
+            if txt_separator is None
+            else txt_separator.replace("\\n", "\n").replace("\\t", "\t"),
             overwrite=overwrite,
             progress=not quiet,
         )

@@ -266,10 +266,13 @@ def source_fingerprint(source: Any) -> dict[str, Any]:
     }
 
 
-def _iter_txt(path: Path, stats: SourceStats) -> Iterator[str]:
+def _iter_txt(path: Path, separator: str | None, stats: SourceStats) -> Iterator[str]:
     text, replaced = decode_utf8_counting(path.read_bytes())
     stats.undecodable_bytes += replaced
-    yield text
+    if separator is None:
+        yield text
+    else:
+        yield from text.split(separator)
 
 
 def _iter_jsonl(path: Path, text_field: str, stats: SourceStats) -> Iterator[str]:
@@ -357,19 +360,26 @@ def _iter_hf(dataset: Any, where: str, text_column: str, stats: SourceStats) -> 
 
 
 def _iter_raw(
-    source: Any, kind: str, text_field: str, text_column: str, stats: SourceStats
+    source: Any,
+    kind: str,
+    text_field: str,
+    text_column: str,
+    txt_separator: str | None,
+    stats: SourceStats,
 ) -> Iterator[str]:
     if kind == "builtin":
         yield from iter_builtin_documents(source)
     elif kind == "txt":
-        yield from _iter_txt(Path(source), stats)
+        yield from _iter_txt(Path(source), txt_separator, stats)
     elif kind == "jsonl":
         yield from _iter_jsonl(Path(source), text_field, stats)
     elif kind == "parquet":
         yield from _iter_parquet(Path(source), text_column, stats)
     elif kind == "folder":
         for file in _folder_files(Path(source)):
-            yield from _iter_raw(file, file.suffix.lower()[1:], text_field, text_column, stats)
+            yield from _iter_raw(
+                file, file.suffix.lower()[1:], text_field, text_column, txt_separator, stats
+            )
     elif kind == "hf-disk":
         import datasets
 
@@ -385,19 +395,25 @@ def iter_documents(
     *,
     text_field: str = "text",
     text_column: str = "text",
+    txt_separator: str | None = None,
     max_bytes: int | None = None,
     stats: SourceStats | None = None,
 ) -> Iterator[str]:
     """Yield the non-empty documents of one source, updating ``stats`` as it goes.
 
-    ``max_bytes`` caps the UTF-8 size of what is yielded: the document that crosses the cap is
+    ``txt_separator`` splits each .txt file into documents at that string (e.g. ``"\\n\\n"``
+    for paragraphs); by default a .txt file is one document. ``max_bytes`` caps the UTF-8 size of what is yielded: the document that crosses the cap is
     cut at the last whole character before it and reading stops (``truncated_at_max_bytes``).
     """
     if max_bytes is not None and (not isinstance(max_bytes, int) or max_bytes < 1):
         raise DataError(f"max_bytes={max_bytes!r} must be a positive integer (or None for no cap)")
     kind = source_kind(source)
     stats = stats if stats is not None else SourceStats(source=str(source), kind=kind)
-    for text in _iter_raw(source, kind, text_field, text_column, stats):
+    if txt_separator is not None and (not isinstance(txt_separator, str) or not txt_separator):
+        raise DataError(
+            f"txt_separator={txt_separator!r} must be a non-empty string, e.g. '\\n\\n'"
+        )
+    for text in _iter_raw(source, kind, text_field, text_column, txt_separator, stats):
         if not text.strip():
             stats.empty_documents_skipped += 1
             continue

@@ -190,6 +190,7 @@ def _inputs_record(
     max_bytes: int | None,
     text_field: str,
     text_column: str,
+    txt_separator: str | None,
 ) -> dict[str, Any]:
     """What the output depends on; a finished directory with the same record is not rebuilt."""
     return {
@@ -202,6 +203,7 @@ def _inputs_record(
         "max_bytes": max_bytes,
         "text_field": text_field,
         "text_column": text_column,
+        "txt_separator": txt_separator,
     }
 
 
@@ -302,6 +304,7 @@ def prepare(
     max_bytes: int | None = None,
     text_field: str = "text",
     text_column: str = "text",
+    txt_separator: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> PreparedDataset:
@@ -318,6 +321,8 @@ def prepare(
         seed: decides which documents are held out.
         max_bytes: cap on UTF-8 bytes read from each source (None: all).
         text_field / text_column: the text field of .jsonl records / column of parquet and HF data.
+        txt_separator: split .txt files into documents at this string (e.g. ``"\\n\\n"``);
+            None: each .txt file is one document.
         overwrite: rebuild even if ``out_dir`` holds a finished dataset of other inputs.
         progress: tqdm bar over bytes tokenised, and a summary line.
 
@@ -326,11 +331,23 @@ def prepare(
     from tqdm.auto import tqdm
 
     sources = _check_arguments(sources, val_fraction, seed, vocab_size, tokenizer)
+    if txt_separator is not None and (not isinstance(txt_separator, str) or not txt_separator):
+        raise DataError(
+            f"txt_separator={txt_separator!r} must be a non-empty string, e.g. '\\n\\n'"
+        )
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"out_dir {str(out_dir)!r} is a file: pass a directory path")
     inputs = _inputs_record(
-        sources, tokenizer, vocab_size, val_fraction, seed, max_bytes, text_field, text_column
+        sources,
+        tokenizer,
+        vocab_size,
+        val_fraction,
+        seed,
+        max_bytes,
+        text_field,
+        text_column,
+        txt_separator,
     )
     # Read a given tokenizer now: it may live in out_dir, which a rebuild empties.
     tokenizer_bytes = None if tokenizer is None else _tokenizer_file(tokenizer).read_bytes()
@@ -359,6 +376,7 @@ def prepare(
             max_bytes=max_bytes,
             text_field=text_field,
             text_column=text_column,
+            txt_separator=txt_separator,
         )
     else:
         tokenizer_path = out_dir / TOKENIZER_FILE
@@ -383,6 +401,7 @@ def prepare(
                 source,
                 text_field=text_field,
                 text_column=text_column,
+                txt_separator=txt_separator,
                 max_bytes=max_bytes,
                 stats=stats,
             )
@@ -418,7 +437,8 @@ def prepare(
         if val_fraction > 0 and documents_total < 2:
             raise DataError(
                 f"the corpus has {documents_total} document: a validation split by document "
-                "needs at least 2, so add documents or set val_fraction=0"
+                "needs at least 2, so add documents, split .txt files with txt_separator (e.g. "
+                "'\\n\\n' for paragraphs) or set val_fraction=0"
             )
         # A tiny corpus can leave a split empty by chance: move one whole document across
         # (the last one of the other split), so both splits exist whenever there are 2 documents.

@@ -69,12 +69,21 @@ def eos_token_id(tokenizer: Any, where: str = "tokenizer") -> tuple[str, int]:
 
 
 def _documents(
-    sources: Sequence[Any], max_bytes: int | None, text_field: str, text_column: str
+    sources: Sequence[Any],
+    max_bytes: int | None,
+    text_field: str,
+    text_column: str,
+    txt_separator: str | None = None,
 ) -> Iterable[str]:
     for source in sources:
         stats = SourceStats(source=str(source), kind=source_kind(source))
         yield from iter_documents(
-            source, text_field=text_field, text_column=text_column, max_bytes=max_bytes, stats=stats
+            source,
+            text_field=text_field,
+            text_column=text_column,
+            txt_separator=txt_separator,
+            max_bytes=max_bytes,
+            stats=stats,
         )
         check_not_empty(stats)
 
@@ -98,6 +107,7 @@ def train_tokenizer(
     max_bytes: int | None = None,
     text_field: str = "text",
     text_column: str = "text",
+    txt_separator: str | None = None,
     min_frequency: int = 2,
     progress: bool = False,
 ) -> Path:
@@ -109,6 +119,7 @@ def train_tokenizer(
         out_path: the JSON file to write; an existing directory gets ``tokenizer.json`` inside.
         vocab_size: final vocabulary size including the 256 bytes and ``<|endoftext|>``.
         max_bytes: cap on the UTF-8 bytes read from *each* source (None: everything).
+        text_field / text_column / txt_separator: as for :func:`evertrain.data.prepare`.
         min_frequency: a pair must occur this often to be merged.
 
     Returns:
@@ -136,7 +147,8 @@ def train_tokenizer(
         show_progress=progress,
     )
     tokenizer.train_from_iterator(
-        _documents(list(sources), max_bytes, text_field, text_column), trainer=trainer
+        _documents(list(sources), max_bytes, text_field, text_column, txt_separator),
+        trainer=trainer,
     )
     atomic_write_text(out_path, tokenizer.to_str())
     return out_path
