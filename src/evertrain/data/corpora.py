@@ -9,7 +9,7 @@ source               one document per
                      in source order, separated by blank lines), then one per
                      ``pydoc_data.topics.topics`` entry (sorted by key)
 ``stdlib-code``      standard-library ``.py`` file (its source text)
-``*.txt``            file
+``*.txt``            file (or piece between ``txt_separator``, e.g. ``"\\n\\n"``)
 ``*.jsonl``          non-blank line (the ``text_field`` of the JSON object on it)
 ``*.parquet``        row (the ``text_column``)
 folder               its ``.txt``/``.jsonl``/``.parquet`` files, recursively, in sorted order
