@@ -67,3 +67,14 @@ def test_lr_array_inputs():
     assert tokens[1] == pytest.approx(0.9)
     with pytest.raises(LawError, match="tokens_per_step"):
         lr_array({"name": "linear", "peak": 1.0, "total": 1000, "unit": "tokens"}, 4)
+
+
+def test_load_curve_recognises_shared_curves_only_by_their_lr(loss_curves_dir, tmp_path):
+    curve = load_curve(loss_curves_dir / "25M" / "wsdcon_9.csv")
+    np.testing.assert_array_equal(
+        curve.lr[: len(shared_curve_lr("wsdcon_9"))], shared_curve_lr("wsdcon_9")
+    )
+    impostor = tmp_path / "cosine_24000.csv"  # same name, a different run
+    impostor.write_text("step,lr,loss\n100,1e-3,4.0\n200,1e-3,3.9\n")
+    with pytest.raises(LawError, match="pass the run's schedule spec"):
+        load_curve(impostor)

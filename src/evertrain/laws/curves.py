@@ -321,6 +321,12 @@ def read_curve_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return steps.astype(np.int64), loss, lr
 
 
+def _matches_shared(name: str, steps: np.ndarray, logged_lr: np.ndarray, n_steps: int) -> bool:
+    """True when a CSV named like a shared curve logs exactly that curve's LR."""
+    lr = shared_curve_lr(name, max(shared_curve_total(name), n_steps))
+    return bool(np.allclose(lr[steps], logged_lr, rtol=1e-9, atol=0))
+
+
 def load_curve(
     path: str | Path,
     schedule: Any = None,
@@ -338,7 +344,12 @@ def load_curve(
     n_steps = int(steps.max()) + 1
     if schedule is not None:
         lr = lr_array(schedule, n_steps, tokens_per_step=tokens_per_step)
-    elif path.stem in SHARED_CURVES:
+    elif (
+        path.stem in SHARED_CURVES
+        and lr_col is not None
+        and _matches_shared(path.stem, steps, lr_col, n_steps)
+    ):
+        # a shared curve (sparse log): its README gives the exact per-step schedule
         lr = shared_curve_lr(path.stem, max(shared_curve_total(path.stem), n_steps))
     elif lr_col is not None:
         if len(steps) != n_steps or not np.array_equal(steps, np.arange(n_steps)):
