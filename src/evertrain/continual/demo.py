@@ -144,6 +144,15 @@ def prepare_data(
     return paths
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. under ``taskset`` or a
+    container's cpuset), not the machine's total: more workers than cores only thrash."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS and Windows have no affinity mask
+        return os.cpu_count() or 1
+
+
 def _job(kind: str, kwargs: dict[str, Any], threads: int) -> dict[str, Any]:
     """Run one training job in a worker process (one torch thread per core)."""
     import torch
@@ -245,7 +254,7 @@ def run_demo(
     stage_tokens = setup.round_tokens(settings.stage_tokens)
     total_tokens = 2 * base_tokens + (len(CONTINUAL_RECIPES) + 1) * stage_tokens
 
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     workers = workers or max(1, min(cores, 4))
     threads = max(1, cores // workers)
     recipe_kwargs = {
