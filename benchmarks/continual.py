@@ -178,13 +178,26 @@ def branching(
     ) as pool:
         for future in [pool.submit(_branch_job, kind, kwargs) for kind, kwargs in jobs]:
             results.update(future.result())
-    wsd_tokens = results["main"]["tokens"] + sum(results[f"decay-{b}"]["tokens"] for b in budgets)
+    # run_branches rounds each budget to whole optimizer steps (150000 -> decay-150528); the
+    # cosine runs train the same ceil(budget / step) steps.
+    decay_names = sorted(
+        (k for k in results if k.startswith("decay-")), key=lambda k: int(k.split("-")[1])
+    )
+    decay_of = dict(zip(sorted(budgets), decay_names, strict=True))
+    wsd_tokens = results["main"]["tokens"] + sum(results[decay_of[b]]["tokens"] for b in budgets)
     cosine_tokens = sum(results[f"cosine-{b}"]["tokens"] for b in budgets)
     return {
         "dataset": "D0",
         "budgets": list(budgets),
         "decay_fraction": BRANCH_DECAY_FRACTION,
-        "wsd_branches": {str(b): results[f"decay-{b}"]["final_eval"]["D0"] for b in budgets},
+        "wsd_branches": {str(b): results[decay_of[b]]["final_eval"]["D0"] for b in budgets},
+        "tokens_per_model": {
+            str(b): {
+                "wsd_branch": int(decay_of[b].split("-")[1]),
+                "cosine_run": results[f"cosine-{b}"]["tokens"],
+            }
+            for b in budgets
+        },
         "cosine_runs": {str(b): results[f"cosine-{b}"]["final_eval"]["D0"] for b in budgets},
         "total_tokens": {"wsd_branches": wsd_tokens, "cosine_runs": cosine_tokens},
         "compute_saving": 1 - wsd_tokens / cosine_tokens,
