@@ -56,6 +56,10 @@ BENCH = DemoSettings(
     eval_tokens=16_384,
     eval_points=5,
 )
+#: One size up (3 layers x 160 wide, 1.25M parameters, ~1.9x the compute per token), same tokens.
+MEDIUM = DemoSettings(
+    **{**BENCH.__dict__, "n_layer": 3, "n_head": 5, "d_model": 160},
+)
 BRANCH_BUDGETS = (150_000, 300_000, 450_000)
 #: A toy size to check the script end to end in a minute (``--toy``); its figures mean nothing.
 TOY = DemoSettings(
@@ -216,6 +220,7 @@ def main() -> None:
         "--demo-only", action="store_true", help="only time a plain demo; update demo_seconds"
     )
     parser.add_argument("--skip-branching", action="store_true")
+    parser.add_argument("--size", choices=("small", "medium"), default="small", help="model size")
     parser.add_argument(
         "--toy", action="store_true", help="tiny sizes, to check the script (no results file)"
     )
@@ -232,7 +237,7 @@ def main() -> None:
         atomic_write_json(results_path, {**existing, "demo_seconds": demo_seconds})
         return
 
-    settings = TOY if args.toy else BENCH
+    settings = TOY if args.toy else MEDIUM if args.size == "medium" else BENCH
     budgets = (1280, 2560, 3840) if args.toy else BRANCH_BUDGETS
     result = run_demo(out / "recipes", settings=settings, workers=args.workers, progress=True)
     rows = {row["run"]: row for row in result.rows}
@@ -277,7 +282,7 @@ def main() -> None:
             for k in ("finetune", "rewarm+replay", "infinite+replay")
         },
         "base": {
-            "tokens": result.settings.base_tokens,
+            "tokens": rows["base"]["tokens"],
             "loss_old": rows["base"]["after"]["D0"],
             "loss_new": rows["base"]["after"]["D1"],
         },
