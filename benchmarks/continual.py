@@ -250,6 +250,7 @@ def main() -> None:
             "loss_avg": row["loss_avg"],
             "tokens": row["tokens"],
             "forgetting_old": row.get("forgetting"),
+            "peak_forgetting_old": row.get("peak_forgetting"),
             "wall_seconds": row.get("wall_seconds"),
         }
     retrain = recipes["retrain"]
@@ -278,8 +279,8 @@ def main() -> None:
             "within_1pct_at_most_60pct_tokens": bool(gap <= 0.01 and share <= 0.6),
         },
         "forgetting_old": {
-            k: recipes[k]["forgetting_old"]
-            for k in ("finetune", "rewarm+replay", "infinite+replay")
+            k: {"final": recipes[k]["forgetting_old"], "peak": recipes[k]["peak_forgetting_old"]}
+            for k in ("finetune", "rewarm", "rewarm+replay", "infinite+replay")
         },
         "base": {
             "tokens": rows["base"]["tokens"],

@@ -73,6 +73,10 @@ def test_stage_outcome_measures_forgetting_against_the_parent_checkpoint(tmp_pat
     assert outcome.before == {"d0": 2.0, "d1": 4.0}
     assert outcome.forgetting == pytest.approx(0.6)
     assert outcome.adaptation == pytest.approx(1.8)
+    assert outcome.old_trajectory == (2.4, 2.6)
+    assert outcome.peak_forgetting == pytest.approx(0.6)
+    replay = stage_outcome(runs["replay"])  # 2.0 -> 2.2 -> 2.1: the rise peaks mid-stage
+    assert replay.peak_forgetting == pytest.approx(0.2) and replay.forgetting == pytest.approx(0.1)
     assert outcome.loss_avg == pytest.approx((2.6 + 2.2) / 2)
     assert outcome.tokens == 1000
     # a run from scratch has no "before": forgetting is undefined, not 0

@@ -3,6 +3,7 @@
 For a stage that continues a parent checkpoint, with validation losses L on every dataset:
 
 - forgetting  = mean over old datasets  of  L_after(old) − L_before(old)   (> 0: forgot)
+- peak forgetting = the largest rise of that loss above "before" at any evaluation of the stage
 - adaptation  = mean over new datasets  of  L_before(new) − L_after(new)   (> 0: learned)
 - average     = mean over every evaluated dataset of L_after                (the headline number)
 
@@ -34,6 +35,8 @@ class StageOutcome:
     after: dict[str, float]
     tokens: int
     wall_seconds: float | None
+    #: mean loss on the old datasets at each evaluation of the stage, in order
+    old_trajectory: tuple[float, ...] = ()
 
     @property
     def loss_old(self) -> float:
@@ -58,6 +61,15 @@ class StageOutcome:
         return mean(pairs)
 
     @property
+    def peak_forgetting(self) -> float:
+        """The largest rise of the old-data loss above "before" at any evaluation of the stage
+        (re-warming forgets most early on, then partly recovers; Ibrahim et al. 2024, Fig. 2)."""
+        before = [self.before[n] for n in self.old if n in self.before]
+        if not before or not self.old_trajectory:
+            return math.nan
+        return max(self.old_trajectory) - mean(before)
+
+    @property
     def adaptation(self) -> float:
         pairs = [
             self.before[n] - self.after[n] for n in self.new if n in self.after and n in self.before
@@ -67,7 +79,15 @@ class StageOutcome:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["old"], out["new"] = list(self.old), list(self.new)
-        for key in ("loss_old", "loss_new", "loss_avg", "forgetting", "adaptation"):
+        out["old_trajectory"] = list(self.old_trajectory)
+        for key in (
+            "loss_old",
+            "loss_new",
+            "loss_avg",
+            "forgetting",
+            "peak_forgetting",
+            "adaptation",
+        ):
             value = getattr(self, key)
             out[key] = None if math.isnan(value) else value
         return out
@@ -91,6 +111,11 @@ def stage_outcome(
         after=run.final_eval,
         tokens=run.tokens,
         wall_seconds=run.wall_seconds,
+        old_trajectory=tuple(
+            mean([float(r["eval"][n]) for n in old if n in r["eval"]])
+            for r in run.eval_records
+            if any(n in r["eval"] for n in old)
+        ),
     )
 
 

@@ -339,6 +339,7 @@ def _html(
         cells += [
             f"<td><b>{_fmt(row['loss_avg'])}</b></td>",
             f"<td>{_fmt(row['forgetting'], '+.4f')}</td>",
+            f"<td>{_fmt(row['peak_forgetting'], '+.4f')}</td>",
             f"<td>{_fmt(row['adaptation'], '+.4f')}</td>",
             f"<td>{row['tokens']:,}</td>",
             f"<td>{_fmt(row['wall_seconds'], '.1f')}</td>",
@@ -359,14 +360,15 @@ img {{ max-width: 100%; }} .headline {{ font-size: 1.1em; background: #eef5ee; p
 <h1>{html.escape(title)}</h1>
 <p class="headline">{html.escape(sentence)}</p>
 <h2>Final losses and compute</h2>
-<table id="results"><thead><tr><th>run</th><th>recipe</th>{head}<th>average</th><th>forgetting (old)</th>
+<table id="results"><thead><tr><th>run</th><th>recipe</th>{head}<th>average</th><th>forgetting (old)</th><th>peak forgetting</th>
 <th>adaptation (new)</th><th>tokens</th><th>wall s</th><th>tokens vs {baseline_name}</th>
 <th>avg loss vs {baseline_name}</th></tr></thead>
 <tbody>
 {chr(10).join(body)}
 </tbody></table>
-<p>Forgetting = loss on old data after the stage − before it (positive: forgotten); adaptation = loss
-on new data before − after. Tokens are the tokens each run trained (a continual stage's own
+<p>Forgetting = loss on old data after the stage − before it (positive: forgotten); peak forgetting =
+the largest rise of that loss at any evaluation during the stage; adaptation = loss on new data
+before − after. Tokens are the tokens each run trained (a continual stage's own
 tokens; the baseline trains from scratch).</p>
 <h2>Loss, learning rate and replay against tokens</h2>
 {_img(out / "curves.png", "loss on each distribution, learning rate and replay share against tokens")}
