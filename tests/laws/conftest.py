@@ -22,5 +22,6 @@ def annealing_curves() -> list[LossCurve]:
 @pytest.fixture(scope="session")
 def fitted_mpl(mpl_curves):
     law = MultiPowerLaw()
-    result = law.fit(mpl_curves, seed=0)
+    # the converged optimiser: recovering known parameters tests it, not the early-stopped one
+    result = law.fit(mpl_curves, seed=0, method="multistart")
     return law, result

@@ -25,6 +25,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from evertrain._atomic import atomic_write_json
+from evertrain.laws._threads import single_threaded_blas
 from evertrain.laws.curves import LawError, LossCurve, lr_array, schedule_total, validate_lr
 
 HUBER_DELTA = 1e-3
@@ -100,6 +101,7 @@ class FitResult:
     converged: bool
     seed: int
     curves: list[str] = field(default_factory=list)
+    method: str = "multistart"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary (residuals as lists)."""
@@ -117,6 +119,7 @@ class FitResult:
                 "n_starts": self.n_starts,
                 "converged": self.converged,
                 "seed": self.seed,
+                "method": self.method,
                 "per_curve": self.per_curve,
                 "residuals": {k: v.tolist() for k, v in self.residuals.items()},
             },
@@ -156,6 +159,8 @@ class Law:
 
     name: ClassVar[str] = "law"
     param_names: ClassVar[tuple[str, ...]] = ()
+    fit_methods: ClassVar[tuple[str, ...]] = ("multistart",)
+    default_fit_method: ClassVar[str] = "multistart"
 
     def __init__(self, params: Mapping[str, float] | None = None) -> None:
         self.params: dict[str, float] | None = None
@@ -284,12 +289,15 @@ class Law:
         n_starts: int = 3,
         init: Mapping[str, float] | None = None,
         maxiter: int = 2000,
+        method: str | None = None,
     ) -> FitResult:
         """Fit the law's parameters to ``curves``; sets ``self.params`` and returns a FitResult.
 
-        ``n_starts`` starting points (best of a screened grid plus seeded random draws; ``init``
-        adds a user-given one) are refined on the fast ("coarse") objective, the best is polished
-        on the accurate ("fine") one; the reported residuals and metrics are exact.
+        ``method="multistart"``: ``n_starts`` starting points (best of a screened grid plus seeded
+        random draws; ``init`` adds a user-given one) are refined on the fast ("coarse")
+        objective, the best is polished on the accurate ("fine") one. Laws may offer other
+        methods (``fit_methods``; ``None`` picks ``default_fit_method``), e.g. the multi-power
+        law's ``"reference"``. The reported residuals and metrics are always exact.
         """
         curve_list = _as_list(curves)
         if not curve_list:
@@ -299,8 +307,31 @@ class Law:
             raise LawError(f"curve names must be distinct, got {names}")
         if n_starts < 1:
             raise LawError(f"n_starts={n_starts} must be >= 1")
+        method = self.default_fit_method if method is None else method
+        if method not in self.fit_methods:
+            raise LawError(
+                f"method={method!r} is not a fitting method of the {self.name} law: "
+                f"choose one of {list(self.fit_methods)}"
+            )
         self._check_identifiable(curve_list)
         self._setup(curve_list)
+        # L-BFGS-B calls BLAS on a handful of numbers per iteration: threads only cost there
+        with single_threaded_blas():
+            if method != "multistart":
+                return self._fit_other(method, curve_list, seed=seed, started=time.perf_counter())
+            return self._fit_multistart(
+                curve_list, seed=seed, n_starts=n_starts, init=init, maxiter=maxiter
+            )
+
+    def _fit_multistart(
+        self,
+        curve_list: list[LossCurve],
+        *,
+        seed: int,
+        n_starts: int,
+        init: Mapping[str, float] | None,
+        maxiter: int,
+    ) -> FitResult:
         started = time.perf_counter()
         rng = np.random.default_rng(seed)
         loss = np.concatenate([c.loss for c in curve_list])
@@ -340,7 +371,38 @@ class Law:
                 options=options,
             )
         fit_seconds = time.perf_counter() - started
-        self.params = self._params(best.x)
+        return self._fit_result(
+            curve_list,
+            self._params(best.x),
+            fit_seconds=fit_seconds,
+            objective=float(best.fun),
+            n_starts=len(screened),
+            converged=bool(best.success),
+            seed=seed,
+            method="multistart",
+        )
+
+    def _fit_other(
+        self, method: str, curve_list: list[LossCurve], *, seed: int, started: float
+    ) -> FitResult:
+        """Hook: fitting methods other than "multistart" (see ``fit_methods``)."""
+        raise NotImplementedError(method)
+
+    def _fit_result(
+        self,
+        curve_list: list[LossCurve],
+        params: dict[str, float],
+        *,
+        fit_seconds: float,
+        objective: float,
+        n_starts: int,
+        converged: bool,
+        seed: int,
+        method: str,
+    ) -> FitResult:
+        """Set ``self.params`` and report the fit: exact residuals and metrics per curve."""
+        self.params = dict(params)
+        names = [c.name for c in curve_list]
         residuals, per_curve = {}, {}
         for curve in curve_list:
             part = self.predict_lr(curve.lr, curve.steps)  # exact evaluation for the report
@@ -357,11 +419,12 @@ class Law:
             prede=averages["prede"],
             worste=averages["worste"],
             fit_seconds=fit_seconds,
-            objective=float(best.fun),
-            n_starts=len(screened),
-            converged=bool(best.success),
+            objective=objective,
+            n_starts=n_starts,
+            converged=converged,
             seed=seed,
             curves=names,
+            method=method,
         )
 
     _has_coarse: ClassVar[bool] = False

@@ -54,6 +54,13 @@ def fit(
     ] = None,
     seed: Annotated[int, typer.Option(help="seed of the multi-start")] = 0,
     warmup: Annotated[str, typer.Option(help="annealing law only: peak | as-is")] = "peak",
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help="mpl: reference (default; the paper's early-stopped protocol) | multistart "
+            "(converged multi-start L-BFGS-B); annealing: multistart"
+        ),
+    ] = None,
 ) -> None:
     """Fit a law to logged curves; write the fit JSON and a plot of fitted vs logged."""
 
@@ -72,11 +79,11 @@ def fit(
         ]
         options = {"warmup": warmup} if law == "annealing" else {}
         model = make_law(law, **options)
-        result = model.fit(loaded, seed=seed)
+        result = model.fit(loaded, seed=seed, method=method)
         result.save(output)
         plot_path = plot_fit(model, loaded, plot or output.with_suffix(".png"))
         typer.echo(
-            f"{law} fit on {len(loaded)} curves in {result.fit_seconds:.2f} s -> {output}, {plot_path}"
+            f"{law} fit ({result.method}) on {len(loaded)} curves in {result.fit_seconds:.2f} s -> {output}, {plot_path}"
         )
         typer.echo("  " + ", ".join(f"{k}={v:.6g}" for k, v in result.params.items()))
         typer.echo(f"  R2={result.r2:.5f} PredE={result.prede:.5f} WorstE={result.worste:.5f}")
