@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import statistics
 import tempfile
@@ -112,9 +113,27 @@ def baseline(
             **{k: spec[k] for k in ("n_layer", "n_head", "d_model", "seq_len")},
         )
     ).to(dev)
+    # nanoGPT's configure_optimizers: decay matrices, not norms/biases (nor, as in evertrain, the
+    # embedding tables); the same split and hyper-parameters as the trainer's.
+    decay = [
+        p for n, p in model.named_parameters() if p.dim() >= 2 and not n.startswith(("wte", "wpe"))
+    ]
+    no_decay = [
+        p for n, p in model.named_parameters() if p.dim() < 2 or n.startswith(("wte", "wpe"))
+    ]
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=1e-3, weight_decay=0.1, betas=(0.9, 0.95), fused=dev.type == "cuda"
+        [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=1e-3,
+        betas=(0.9, 0.95),
+        fused=dev.type == "cuda",
     )
+    warmup = steps // 10
+
+    def get_lr(step: int) -> float:  # nanoGPT's get_lr: linear warm-up, cosine to zero
+        if step < warmup:
+            return 1e-3 * step / warmup
+        return 1e-3 * 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / (steps - warmup)))
+
     amp = (
         torch.autocast(dev.type, dtype=torch.bfloat16)
         if dtype == "bfloat16"
@@ -131,7 +150,7 @@ def baseline(
         y = torch.from_numpy(
             np.stack([data[s + 1 : s + 1 + seq_len] for s in starts]).astype(np.int64)
         ).to(dev)
-        lr = 1e-3 * min(1.0, (step + 1) / max(1, steps // 10))
+        lr = get_lr(step)
         for group in optimizer.param_groups:
             group["lr"] = lr
         with amp:
