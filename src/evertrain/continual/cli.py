@@ -88,7 +88,9 @@ def compare_command(
         ..., help="recipes: retrain finetune rewarm rewarm+replay infinite+replay"
     ),
     base: Path = typer.Option(
-        ..., "--base", help="the base run directory (trained on the old data)"
+        ...,
+        "--base",
+        help="the base run directory, or one of its checkpoints, trained on the old data",
     ),
     old: list[str] = typer.Option(..., "--old", help="NAME=PREPARED_DIR of old data (repeatable)"),
     new: list[str] = typer.Option(..., "--new", help="NAME=PREPARED_DIR of new data (repeatable)"),
@@ -99,11 +101,13 @@ def compare_command(
 ) -> None:
     """Run several recipes from the same base and report them together."""
     from evertrain.continual.report import write_report
-    from evertrain.continual.runner import Setup, base_info, run_recipe
+    from evertrain.continual.runner import Setup, base_info, resolve_base, run_recipe
 
     try:
         old_sets, new_sets = _named_paths("--old", old), _named_paths("--new", new)
-        _, config = base_info(base)
+        _, config = base_info(
+            base
+        )  # for a checkpoint: its run's config, the LR state at its tokens
         train = {
             k: config[k]
             for k in ("batch_size", "grad_accum", "device", "seed", "dtype", "optimizer")
@@ -111,7 +115,7 @@ def compare_command(
         }
         train["eval_tokens"] = config.get("data", {}).get("eval_tokens", 65536)
         setup = Setup(model=config["model"], train=train, eval={**old_sets, **new_sets})
-        done = [base]
+        done = [resolve_base(base)[0]]
         for recipe in recipes:
             result = run_recipe(
                 recipe,

@@ -250,8 +250,19 @@ def train_base(
     )
 
 
+def resolve_base(base: str | Path) -> tuple[Path, Path | None]:
+    """``base`` is a run directory or one of its checkpoints (``RUN/checkpoints/NAME``, holding
+    ``meta.json``): return (run directory, checkpoint or None for "its last one")."""
+    path = Path(base)
+    if (path / "meta.json").is_file() and path.parent.name == "checkpoints":
+        return path.parent.parent, path
+    return path, None
+
+
 def base_info(base_dir: str | Path) -> tuple[R.BaseModelInfo, dict[str, Any]]:
-    """Read a finished base run: its LR state (from its schedule) and its config."""
+    """Read a finished base run (or a checkpoint of one): its LR state at that point (from its
+    schedule) and its config."""
+    base_dir, checkpoint = resolve_base(base_dir)
     base = load_run(base_dir)
     if not base.config:
         raise ContinualError(
@@ -264,6 +275,8 @@ def base_info(base_dir: str | Path) -> tuple[R.BaseModelInfo, dict[str, Any]]:
         * int(config["model"]["seq_len"])
     )
     tokens = base.tokens
+    if checkpoint is not None:
+        tokens = int(json.loads((checkpoint / "meta.json").read_text()).get("tokens", 0))
     if tokens <= 0:
         raise ContinualError(f"{base_dir} has trained no tokens yet: finish the base run first")
     info = lr_state(config["schedule"], tokens, tokens_per_step, base.meta.get("pre_anneal_tokens"))
@@ -304,9 +317,11 @@ def run_recipe(
     train_sets = {**old, **new}
     init_from: Path | None = None
     offset = 0
+    base_dir, base_checkpoint = resolve_base(base_dir)
     if recipe.init == "final":
         base_run = load_run(base_dir)
-        init_from, offset = _final_checkpoint(base_run.path, base_run.manifest), info.tokens
+        init_from = base_checkpoint or _final_checkpoint(base_run.path, base_run.manifest)
+        offset = info.tokens
     elif recipe.init == "pre-anneal":
         init_from = pre_anneal_checkpoint(base_dir)
         if init_from is None:
