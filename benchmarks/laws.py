@@ -2,10 +2,12 @@
 
     python benchmarks/laws.py [--curves ../shared/loss-curves] [--out benchmarks/results]
 
-For each model size (25M, 100M) and law (multi-power ``mpl``, annealing ``annealing`` with the
-paper's warmup-at-peak convention, and ``annealing_as_is``): fit on cosine_24000, constant_24000,
-wsdcon_9; predict the six other curves from their schedules; PredE / WorstE / R^2 per held-out
-curve, averaged over the six (and the largest WorstE). Side by side in one process: the cost of
+For each model size (25M, 100M) and law (multi-power ``mpl`` fitted by the reference protocol,
+the default, and ``mpl_multistart`` by converged multi-start L-BFGS-B; annealing ``annealing``
+with the paper's warmup-at-peak convention, and ``annealing_as_is``): fit on cosine_24000,
+constant_24000, wsdcon_9; predict the six other curves from their schedules; PredE / WorstE /
+R^2 per held-out curve, averaged over the six (and the largest WorstE). For both MPL fitting
+methods, a validation that uses the three training curves only (held-out tails, left-out curve). Side by side in one process: the cost of
 one fitting-objective evaluation with the naive O(T^2) LD (the reference implementation's loop)
 against the exact change-point LD and the bucketed LD the fit uses. Then the schedule that
 minimises the 25M MPL fit's predicted loss at 24,000 steps against cosine and the best WSD.
@@ -28,6 +30,7 @@ from evertrain.laws import (
     SHARED_FIT,
     SHARED_TEST,
     AnnealingLaw,
+    LossCurve,
     MultiPowerLaw,
     load_shared_curves,
     lr_array,
@@ -61,16 +64,18 @@ PUBLISHED_PARAMS = {  # the same repository's fitted parameters (src/config.py)
         "gamma": 0.65523644,
     },
 }
-LAWS = {
-    "mpl": lambda: MultiPowerLaw(),
-    "annealing": lambda: AnnealingLaw(warmup="peak"),
-    "annealing_as_is": lambda: AnnealingLaw(warmup="as-is"),
+LAWS = {  # key -> (fresh law, fitting method)
+    "mpl": (lambda: MultiPowerLaw(), "reference"),
+    "mpl_multistart": (lambda: MultiPowerLaw(), "multistart"),
+    "annealing": (lambda: AnnealingLaw(warmup="peak"), "multistart"),
+    "annealing_as_is": (lambda: AnnealingLaw(warmup="as-is"), "multistart"),
 }
 
 
 def protocol(law_key: str, curves: dict, out_dir: Path, size: str) -> dict:
-    law = LAWS[law_key]()
-    fit = law.fit([curves[name] for name in SHARED_FIT], seed=0)
+    make, method = LAWS[law_key]
+    law = make()
+    fit = law.fit([curves[name] for name in SHARED_FIT], seed=0, method=method)
     held_out = law.score([curves[name] for name in SHARED_TEST])
     plot_held_out(
         law,
@@ -84,6 +89,7 @@ def protocol(law_key: str, curves: dict, out_dir: Path, size: str) -> dict:
         "worste": held_out["worste"],
         "worste_max": held_out["worste_max"],
         "r2": held_out["r2"],
+        "fit_method": fit.method,
         "fit_seconds": fit.fit_seconds,
         "fit_objective": fit.objective,
         "fit_converged": fit.converged,
@@ -92,6 +98,36 @@ def protocol(law_key: str, curves: dict, out_dir: Path, size: str) -> dict:
         "fitted_curves": {"prede": fit.prede, "worste": fit.worste, "r2": fit.r2},
         "per_curve": held_out["per_curve"],
     }
+
+
+def _split_tail(curve: LossCurve, fraction: float) -> tuple[LossCurve, LossCurve]:
+    """(head, tail): the tail holds the logged points in the last ``fraction`` of the curve's
+    logged step range; both keep the full LR array (the schedule is known in advance)."""
+    cut = curve.steps[0] + (1.0 - fraction) * (curve.steps[-1] - curve.steps[0])
+    head = curve.steps <= cut
+    return (
+        LossCurve(curve.name, curve.steps[head], curve.loss[head], curve.lr),
+        LossCurve(f"{curve.name}_tail", curve.steps[~head], curve.loss[~head], curve.lr),
+    )
+
+
+def training_only_validation(method: str, curves: dict) -> dict:
+    """PredE of the MPL fitted by ``method`` on splits of the three TRAINING curves only (no test
+    curve is used): the last 25 % / 50 % of every training curve held out at once, and each
+    training curve left out in turn (fit on the other two, both keep a decay curve)."""
+    fitted = [curves[name] for name in SHARED_FIT]
+    result = {}
+    for fraction in (0.25, 0.5):
+        parts = [_split_tail(curve, fraction) for curve in fitted]
+        law = MultiPowerLaw()
+        law.fit([head for head, _ in parts], method=method)
+        result[f"tail_{int(fraction * 100)}"] = law.score([tail for _, tail in parts])["prede"]
+    for i, curve in enumerate(fitted):
+        law = MultiPowerLaw()
+        law.fit([c for j, c in enumerate(fitted) if j != i], method=method)
+        result[f"leave_out_{curve.name}"] = law.score([curve])["prede"]
+    result["mean"] = float(np.mean(list(result.values())))
+    return result
 
 
 def objective_speed(curves: dict) -> dict:
@@ -173,6 +209,12 @@ def main() -> None:
                 k: ours[k] for k in ("prede", "worste", "worste_max", "r2")
             },
         }
+        for method in ("reference", "multistart"):
+            validation = training_only_validation(method, curves)
+            results.setdefault("training_only_validation", {}).setdefault(size, {})[method] = (
+                validation
+            )
+            print(f"training-only validation {size} {method}: {validation}", flush=True)
         if size == "25M":
             results["objective_speed_25M"] = objective_speed(curves)
             print("objective speed", results["objective_speed_25M"], flush=True)

@@ -171,6 +171,7 @@ def test_cli_bad_input_exits_2(fit_json, curve_files, tmp_path):
         ["law", "optimize", str(fit_json), "--steps", "100", "--peak", "3e-4", "--floor", "0"],
         ["law", "compare", str(fit_json), "--peak", "3e-4"],
         ["law", "fit", str(curve_files[0]), "--law", "power"],
+        ["law", "fit", str(curve_files[0]), "--method", "lbfgs", "-o", str(tmp_path / "x.json")],
     ]
     for args in cases:
         result = runner.invoke(app, args)
