@@ -54,6 +54,8 @@ def test_mpl_fit_is_deterministic(mpl_curves, fitted_mpl):
     assert reference[0].params == reference[1].params and reference[0].method == "reference"
     with pytest.raises(LawError, match="method='lbfgs' is not a fitting method of the mpl law"):
         MultiPowerLaw().fit(mpl_curves, method="lbfgs")
+    with pytest.raises(LawError, match="init= sets a starting point of method='multistart'"):
+        MultiPowerLaw().fit(mpl_curves, init=MPL_TRUE)
     with pytest.raises(LawError, match="choose one of \\['multistart'\\]"):
         AnnealingLaw().fit(mpl_curves, method="reference")
 

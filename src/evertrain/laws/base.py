@@ -313,6 +313,11 @@ class Law:
                 f"method={method!r} is not a fitting method of the {self.name} law: "
                 f"choose one of {list(self.fit_methods)}"
             )
+        if init is not None and method != "multistart":
+            raise LawError(
+                f"init= sets a starting point of method='multistart' only; method={method!r} "
+                "starts from its own fixed protocol: drop init or pass method='multistart'"
+            )
         self._check_identifiable(curve_list)
         self._setup(curve_list)
         # L-BFGS-B calls BLAS on a handful of numbers per iteration: threads only cost there
