@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.signal import lfilter
 
 from evertrain.laws.base import Law, register
 from evertrain.laws.curves import LawError, LossCurve
@@ -112,6 +111,9 @@ class AnnealingLaw(Law):
     def _s2(
         drops: np.ndarray, lam: float, steps: np.ndarray, with_grad: bool
     ) -> tuple[np.ndarray, np.ndarray | None]:
+        # scipy.signal costs ~1 s to import; only pay it when the law is evaluated.
+        from scipy.signal import lfilter
+
         momentum = lfilter([1.0], [1.0, -lam], drops)
         s2 = np.cumsum(momentum)[steps]
         if not with_grad:
