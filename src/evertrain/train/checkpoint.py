@@ -284,5 +284,5 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
             raise CheckpointError(f"run {path} has no valid checkpoint to start from")
         return found[0]
     raise CheckpointError(
-        f"init_from: {path} is neither a checkpoint directory (with {META}) nor a run directory"
+        f"{path} is neither a checkpoint directory (with {META}) nor a run directory"
     )
