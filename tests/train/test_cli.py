@@ -9,9 +9,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from .conftest import make_config
 from evertrain.cli import app
 from evertrain.train import history
+
+from .conftest import make_config
 
 runner = CliRunner()
 

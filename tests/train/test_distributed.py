@@ -13,8 +13,9 @@ import pytest
 import torch
 import yaml
 
-from .conftest import make_config
 from evertrain.train import history, run
+
+from .conftest import make_config
 
 OVERRIDES = {
     "budget_tokens": 6 * 256,

@@ -11,11 +11,12 @@ import pytest
 import torch
 import yaml
 
-from .conftest import make_config
 from evertrain.schedules import from_spec
 from evertrain.train import ConfigError, NonFiniteLossError, TrainConfig, history, run
 from evertrain.train.checkpoint import load_checkpoint, verify_checkpoint
 from evertrain.train.model import GPT, GPTConfig
+
+from .conftest import make_config
 
 COMPARED = ("step", "tokens", "lr", "loss", "grad_norm", "tokens_per_source", "skipped")
 

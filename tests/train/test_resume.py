@@ -17,9 +17,10 @@ import pytest
 import torch
 import yaml
 
-from .conftest import make_config
 from evertrain.train import TrainConfig, history, run
 from evertrain.train.checkpoint import list_checkpoints
+
+from .conftest import make_config
 
 KILL_POINTS = [
     "step:1",  # before the first checkpoint: the resume starts from scratch
