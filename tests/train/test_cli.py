@@ -149,3 +149,21 @@ def test_nonfinite_stop_exits_3(
         "non-finite loss (nan) at step 2" in result.output
         and "no checkpoint was written yet" in result.output
     )
+
+
+def test_module_entry_point_defaults_to_run(
+    tiny_data: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python -m evertrain.train CONFIG` (what torchrun launches) means `... run CONFIG`."""
+    from evertrain.train.__main__ import main
+
+    config = write_config(
+        tmp_path / "c.yaml",
+        make_config(tmp_path / "run", tiny_data, budget_tokens=5 * 256, log_interval=2),
+    )
+    monkeypatch.setattr("sys.argv", ["python -m evertrain.train", str(config), "--no-progress"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 0
+    # log_interval=2: a train record every second step (and always the last).
+    assert [r["step"] for r in history(tmp_path / "run")] == [2, 4, 5]
