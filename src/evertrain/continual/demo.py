@@ -64,7 +64,7 @@ class DemoSettings:
 
 def demo_settings(scale: float = 1.0) -> DemoSettings:
     """The demo's sizes at ``scale``: tokens grow ×scale, width ×√scale, depth ×scale^¼
-    (compute grows roughly ×scale²). ``scale=1`` took 91 s on 2 idle CPU cores."""
+    (compute grows roughly ×scale²). ``scale=1`` took 134 s on the 2-core project machine."""
     if not (isinstance(scale, (int, float)) and math.isfinite(scale) and 0.05 <= scale <= 1000):
         raise ContinualError(
             f"scale={scale!r} must be a number in [0.05, 1000]; 1 is the default demo"
