@@ -329,7 +329,13 @@ def run_demo(
                             futures[name] = pool.submit(_job, name, recipe_kwargs[name], threads)
                         submitted_recipes = True
                     trained = _tokens_trained(list(run_dirs.values()))
-                    running = ",".join(k for k, f in futures.items() if f.running())
+                    # A pool pre-queues work, so Future.running() is true for waiting jobs too: a
+                    # job is shown once its run has written its log.
+                    running = ",".join(
+                        k
+                        for k, f in futures.items()
+                        if not f.done() and (run_dirs[k] / "log.jsonl").exists()
+                    )
                     if trained != bar.n or running != postfix:
                         bar.update(trained - bar.n)
                         bar.set_postfix_str(running, refresh=False)
