@@ -173,3 +173,13 @@ def test_decay_branches_share_one_main_run_and_record_their_lineage(demo, tmp_pa
     assert [c.name for c in decayed.children] == ["main-s"]
     assert decayed.children[0].offset_tokens == 1280  # 1024 main + 256 decay
     assert R.RECIPES  # the recipes module stays importable next to torch
+
+
+def test_demo_with_two_worker_processes_gives_the_same_runs(demo, tmp_path):
+    parallel = run_demo(tmp_path / "parallel", settings=TOY, workers=2, progress=False)
+    assert set(parallel.runs) == set(demo.runs)
+    for name in demo.runs:
+        one, two = load_run(demo.runs[name]), load_run(parallel.runs[name])
+        assert two.tokens == one.tokens
+        # same seed, same data, same schedule: the same losses whichever process trained them
+        assert two.final_eval == pytest.approx(one.final_eval, rel=1e-5)
