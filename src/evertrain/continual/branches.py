@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from evertrain._atomic import atomic_write_json
+from evertrain.continual.forgetting import before_eval
 from evertrain.continual.runner import ContinualError, Setup, StageRun, run_stage, train_config
 from evertrain.continual.runs import Run, RunError, load_run, mean
 
@@ -185,13 +186,13 @@ def tree_figure_data(node: BranchNode) -> dict[str, Any]:
             }
         )
         evals = current.run.eval_records
-        series_loss.append(
-            {
-                "label": current.name,
-                "x": [float(offset + int(r["tokens"])) for r in evals],
-                "y": [mean([float(v) for v in r["eval"].values()]) for r in evals],
-            }
-        )
+        xs = [float(offset + int(r["tokens"])) for r in evals]
+        ys = [mean([float(v) for v in r["eval"].values()]) for r in evals]
+        # A fork starts from its parent checkpoint's loss, so each branch visibly leaves the trunk.
+        start = before_eval(current.run) if current.fork_checkpoint else {}
+        if start:
+            xs, ys = [float(offset), *xs], [mean(list(start.values())), *ys]
+        series_loss.append({"label": current.name, "x": xs, "y": ys})
     return {
         "xlabel": "tokens trained into the model",
         "panels": [
