@@ -38,6 +38,7 @@ to the last bit that floating point allows.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -60,22 +61,27 @@ LERP = "lerp"
 GEOMETRIC_SHAPES = ("exponential",)
 
 
-def falling_weight(shape: str, x: float, u: float, power: float) -> float:
+# One formula per shape serves both paths: ``xp`` is the ``math`` module for scalars (the fast
+# path, no numpy overhead) or ``numpy`` for arrays. ``0.5 ** x`` calls the same C ``pow`` as
+# ``math.pow`` / ``np.power``, so both paths give bit-identical values.
+
+
+def falling_weight(shape: str, x: Any, u: Any, power: float, xp: Any = math) -> Any:
     """Weight ``w`` of the start value in a decaying phase (1 at the start, 0 at the end)."""
     if shape == "linear":
         return u
     if shape == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * x))
+        return 0.5 * (1.0 + xp.cos(xp.pi * x))
     if shape == "1-sqrt":
-        return 1.0 - math.sqrt(x)
+        return 1.0 - xp.sqrt(x)
     if shape == "power":
         return u**power
     if shape == "exp2":
-        return 2.0 * math.pow(0.5, x) - 1.0
+        return 2.0 * 0.5**x - 1.0
     if shape == "rex":
         return u / (0.5 + 0.5 * u)
     if shape == "cosine_power":
-        c = 0.5 * (1.0 + math.cos(math.pi * x))
+        c = 0.5 * (1.0 + xp.cos(xp.pi * x))
         return (power ** (c + 1.0) - power) / (power * power - power)
     if shape == "inverse_sqrt":
         r = 1.0 / (1.0 + power) ** 0.5
@@ -85,22 +91,22 @@ def falling_weight(shape: str, x: float, u: float, power: float) -> float:
     raise ValueError(shape)
 
 
-def rising_weight(shape: str, x: float, u: float, power: float) -> float:
+def rising_weight(shape: str, x: Any, u: Any, power: float, xp: Any = math) -> Any:
     """Weight ``p`` of the end value in a rising phase (0 at the start, 1 at the end)."""
     if shape == "linear":
         return x
     if shape == "cosine":
-        return 0.5 * (1.0 - math.cos(math.pi * x))
+        return 0.5 * (1.0 - xp.cos(xp.pi * x))
     if shape == "1-sqrt":
-        return 1.0 - math.sqrt(1.0 - x)
+        return 1.0 - xp.sqrt(1.0 - x)
     if shape == "power":
         return x**power
     if shape == "exp2":
-        return 2.0 * math.pow(0.5, 1.0 - x) - 1.0
+        return 2.0 * 0.5 ** (1.0 - x) - 1.0
     if shape == "rex":
         return x / (0.5 + 0.5 * x)
     if shape == "cosine_power":
-        c = 0.5 * (1.0 + math.cos(math.pi * u))
+        c = 0.5 * (1.0 + xp.cos(xp.pi * u))
         return (power ** (c + 1.0) - power) / (power * power - power)
     if shape == "inverse_sqrt":
         r = 1.0 / (1.0 + power) ** 0.5
@@ -111,48 +117,8 @@ def rising_weight(shape: str, x: float, u: float, power: float) -> float:
 
 
 def falling_weight_np(shape: str, x: np.ndarray, u: np.ndarray, power: float) -> np.ndarray:
-    if shape == "linear":
-        return u
-    if shape == "cosine":
-        return 0.5 * (1.0 + np.cos(np.pi * x))
-    if shape == "1-sqrt":
-        return 1.0 - np.sqrt(x)
-    if shape == "power":
-        return u**power
-    if shape == "exp2":
-        return 2.0 * np.power(0.5, x) - 1.0
-    if shape == "rex":
-        return u / (0.5 + 0.5 * u)
-    if shape == "cosine_power":
-        c = 0.5 * (1.0 + np.cos(np.pi * x))
-        return (power ** (c + 1.0) - power) / (power * power - power)
-    if shape == "inverse_sqrt":
-        r = 1.0 / (1.0 + power) ** 0.5
-        return (1.0 / (1.0 + power * x) ** 0.5 - r) / (1.0 - r)
-    if shape == LERP:
-        return 1.0 - x
-    raise ValueError(shape)
+    return falling_weight(shape, x, u, power, np)
 
 
 def rising_weight_np(shape: str, x: np.ndarray, u: np.ndarray, power: float) -> np.ndarray:
-    if shape == "linear":
-        return x
-    if shape == "cosine":
-        return 0.5 * (1.0 - np.cos(np.pi * x))
-    if shape == "1-sqrt":
-        return 1.0 - np.sqrt(1.0 - x)
-    if shape == "power":
-        return x**power
-    if shape == "exp2":
-        return 2.0 * np.power(0.5, 1.0 - x) - 1.0
-    if shape == "rex":
-        return x / (0.5 + 0.5 * x)
-    if shape == "cosine_power":
-        c = 0.5 * (1.0 + np.cos(np.pi * u))
-        return (power ** (c + 1.0) - power) / (power * power - power)
-    if shape == "inverse_sqrt":
-        r = 1.0 / (1.0 + power) ** 0.5
-        return (1.0 / (1.0 + power * u) ** 0.5 - r) / (1.0 - r)
-    if shape == LERP:
-        return x
-    raise ValueError(shape)
+    return rising_weight(shape, x, u, power, np)
