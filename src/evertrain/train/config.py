@@ -122,6 +122,9 @@ class TrainConfig(_Strict):
     compile: bool = False
     deterministic: bool = False
     threads: int | None = Field(default=None, gt=0)
+    # CPU runs on Linux/glibc: keep activation buffers in the heap between steps instead of
+    # mapping/unmapping them every step (process-wide; see evertrain.train.allocator).
+    cpu_malloc_tuning: bool = True
     model: ModelConfig
     data: DataConfig
     schedule: dict[str, Any] | str

@@ -32,6 +32,7 @@ import torch
 from evertrain._atomic import atomic_write_text
 from evertrain.train import checkpoint as ckpt
 from evertrain.train import distributed
+from evertrain.train.allocator import tune_glibc_malloc
 from evertrain.train.config import ConfigError, TrainConfig
 from evertrain.train.logging import RunLogger, read_log, truncate_log
 from evertrain.train.model import GPT, GPTConfig
@@ -192,6 +193,8 @@ def run(
         torch.use_deterministic_algorithms(True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if device.type == "cpu" and cfg.cpu_malloc_tuning:
+        tune_glibc_malloc()
     try:
         return _Trainer(cfg, info, device, progress).train(resume)
     finally:
