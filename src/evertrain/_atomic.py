@@ -10,18 +10,27 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 
-def _default_file_mode() -> int:
-    # mkstemp creates files 0600; a plain open() would give 0666 minus the umask. Reports,
-    # logs and checkpoints are shared with teammates, so give them the mode open() would.
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+def _create_temp(directory: Path, name: str) -> tuple[int, str]:
+    """Create a new, unique temporary file next to the target and return (fd, path).
+
+    Not ``tempfile.mkstemp``: it creates files 0600, which would make reports, logs and
+    checkpoints owner-only after the rename. Opening with mode 0666 lets the kernel apply the
+    umask exactly as a plain ``open()`` would, without reading or changing the process umask.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = directory / f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), str(tmp)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a unique temporary file for {name} in {directory}")
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -50,9 +59,8 @@ def atomic_open(
         raise ValueError(f"atomic_open mode must be 'w' or 'wb', got {mode!r}")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = _create_temp(target.parent, target.name)
     try:
-        os.fchmod(fd, _default_file_mode())
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
             yield handle
             handle.flush()
