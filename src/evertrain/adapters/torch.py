@@ -104,6 +104,19 @@ def _count_tokens(tokens: Any, *, what: str = "tokens") -> int:
     return count
 
 
+def _innermost_optimizer(optimizer: Optimizer) -> Optimizer:
+    """The optimizer that really holds the state: follow ``.optimizer`` through wrappers such as
+    Accelerate's ``AcceleratedOptimizer`` (which shares its ``param_groups`` with the inner one)."""
+    seen = {id(optimizer)}
+    while not hasattr(optimizer, "_optimizer_load_state_dict_post_hooks"):
+        inner = getattr(optimizer, "optimizer", None)
+        if not isinstance(inner, Optimizer) or id(inner) in seen:
+            break
+        seen.add(id(inner))
+        optimizer = inner
+    return optimizer
+
+
 class ScheduleLR(LRScheduler):
     """Drive an optimizer's learning rate (and optionally weight decay) from an evertrain schedule.
 
@@ -454,14 +467,18 @@ class ScheduleLR(LRScheduler):
     # Re-apply our LRs after optimizer.load_state_dict: the optimizer's checkpoint carries the
     # group LRs of the old plan, which would otherwise silently win for one step.
     def _register_optimizer_load_hook(self) -> None:
-        register = getattr(self.optimizer, "register_load_state_dict_post_hook", None)
-        if register is None:
+        # Wrappers (Accelerate's ``AcceleratedOptimizer``, and others built the same way) subclass
+        # Optimizer without running its __init__, so they have no hook registry of their own;
+        # their load_state_dict forwards to the wrapped optimizer, whose hooks do fire.
+        target = _innermost_optimizer(self.optimizer)
+        register = getattr(target, "register_load_state_dict_post_hook", None)
+        if register is None or not hasattr(target, "_optimizer_load_state_dict_post_hooks"):
             return
         ref = weakref.ref(self)
 
         def reapply(optimizer: Optimizer) -> None:
             scheduler = ref()
-            if scheduler is not None and scheduler.optimizer is optimizer:
+            if scheduler is not None and _innermost_optimizer(scheduler.optimizer) is optimizer:
                 scheduler._apply()
 
         register(reapply)
