@@ -344,7 +344,7 @@ def _folders_to_create(out_dir: Path) -> list[Path]:
     """
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(
-            f"out_dir {str(out_dir)!r} is a file: pass a directory path (new, empty, or a prepared dataset)"
+            f"out_dir {str(out_dir)!r} is a file: choose a directory path (new, empty, or a prepared dataset)"
         )
     missing: list[Path] = []
     existing = out_dir
