@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from evertrain.cli import app
@@ -192,14 +193,18 @@ def test_a_missing_column_names_the_flag_and_leaves_no_folder(tmp_path, tokenize
     pq.write_table(pa.table({"content": ["alpha", "beta"]}), tmp_path / "t.parquet")
     out = tmp_path / "new" / "out"
     result = runner.invoke(
-        app, ["data", "prepare", str(tmp_path / "t.parquet"), "-t", str(tokenizer_path), "-o", str(out)]
+        app,
+        ["data", "prepare", str(tmp_path / "t.parquet"), "-t", str(tokenizer_path), "-o", str(out)],
     )
     assert result.exit_code == 2
-    assert "set --text-column to one of them" in result.output and "text_column" not in result.output
+    assert (
+        "set --text-column to one of them" in result.output and "text_column" not in result.output
+    )
     assert not (tmp_path / "new").exists()
     (tmp_path / "a.jsonl").write_text('{"body": "x"}\n')
     result = runner.invoke(
-        app, ["data", "prepare", str(tmp_path / "a.jsonl"), "-t", str(tokenizer_path), "-o", str(out)]
+        app,
+        ["data", "prepare", str(tmp_path / "a.jsonl"), "-t", str(tokenizer_path), "-o", str(out)],
     )
     assert result.exit_code == 2 and "set --text-field to the field" in result.output
     assert not (tmp_path / "new").exists()
@@ -229,19 +234,16 @@ def test_quiet_prepare_still_reports_a_cut_source(tmp_path, tokenizer_path) -> N
     args = _prepare_args(tmp_path, tokenizer_path, tmp_path / "out")
     result = CliRunner().invoke(app, [*args, "-q", "--max-bytes", "300"])
     assert result.exit_code == 0, result.output
-    line = next(line for line in result.output.splitlines() if "was cut" in line)
-    assert "--max-bytes=300" in line and "300 of" in line and "%" in line
+    line = next(line for line in result.output.splitlines() if "cut at the" in line)
+    assert "300-byte cap per source" in line and "300 of" in line and "%" in line
     # 0 means everything, as in `evertrain demo --max-bytes`.
     result = CliRunner().invoke(app, [*args[:-1], str(tmp_path / "all"), "-q", "--max-bytes", "0"])
-    assert result.exit_code == 0 and "was cut" not in result.output
+    assert result.exit_code == 0 and "cut at the" not in result.output
 
 
 def test_mixture_yaml_reads_exponent_numbers_as_numbers(tmp_path) -> None:
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(
-        "old: 3e-3\n"
-        "new:\n  name: piecewise_linear\n  points: [[0, 1], [1e5, 0.5]]\n"
-    )
+    recipe.write_text("old: 3e-3\nnew:\n  name: piecewise_linear\n  points: [[0, 1], [1e5, 0.5]]\n")
     result = runner.invoke(
         app, ["data", "mixture", str(recipe), "--total-tokens", "100000", "--points", "2"]
     )
@@ -251,6 +253,25 @@ def test_mixture_yaml_reads_exponent_numbers_as_numbers(tmp_path) -> None:
     last = result.output.splitlines()[2].split()
     assert abs(float(last[1]) - 0.003 / 0.503) < 1e-4
     (tmp_path / "bad.yaml").write_text("old: [1,\n")
-    result = runner.invoke(app, ["data", "mixture", str(tmp_path / "bad.yaml"), "--total-tokens", "10"])
+    result = runner.invoke(
+        app, ["data", "mixture", str(tmp_path / "bad.yaml"), "--total-tokens", "10"]
+    )
     assert result.exit_code == 2 and "is not valid YAML" in result.output
     assert result.output.count("\n") == 1
+
+
+def test_tokenizer_and_plot_outputs_below_a_file_are_one_line_exit_2(tmp_path) -> None:
+    (tmp_path / "taken").write_text("a file")
+    (tmp_path / "a.txt").write_text("hello world " * 50)
+    result = runner.invoke(
+        app,
+        ["data", "tokenizer", str(tmp_path / "a.txt"), "-o", str(tmp_path / "taken" / "t.json")],
+    )
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "--out" in result.output and "is a file, not a folder" in result.output
+    result = runner.invoke(
+        app,
+        ["data", "mixture", '{"a": 1, "b": 1}', "--total-tokens", "10", "--plot", str(tmp_path)],
+    )
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert f"--plot {str(tmp_path)!r} is a folder" in result.output

@@ -395,15 +395,18 @@ def test_a_cut_source_is_recorded_and_named_with_the_fraction(tmp_path, tokenize
     ]
     assert ds.manifest["sources"][0]["bytes_available"] == total
     out = capsys.readouterr().out
-    line = next(line for line in out.splitlines() if "was cut" in line)
+    line = next(line for line in out.splitlines() if "cut at the" in line)
     assert str(folder) in line and f"1,000 of {total:,} bytes used" in line
     assert f"({1000 / total:.1%})" in line
     # Not cut: everything used, nothing printed about it.
     whole = prepare([folder], tmp_path / "whole", tokenizer=tokenizer_path)
     assert whole.sources[0] == {
-        "source": str(folder), "bytes_used": total, "bytes_available": total, "truncated": False
+        "source": str(folder),
+        "bytes_used": total,
+        "bytes_available": total,
+        "truncated": False,
     }
-    assert "was cut" not in capsys.readouterr().out
+    assert "cut at the" not in capsys.readouterr().out
 
 
 def test_a_cut_jsonl_source_has_an_unknown_total(tmp_path, tokenizer_path, capsys):

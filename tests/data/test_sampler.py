@@ -526,9 +526,10 @@ def test_datasets_of_two_tokenizers_are_refused_naming_both(tmp_path, english, c
     other = prepare(
         [tmp_path / "docs"], tmp_path / "other", tokenizer=other_tokenizer, progress=False
     )
-    assert check_same_tokenizer({"old": english, "new": code}) == english.manifest["tokenizer"][
-        "sha256"
-    ]
+    assert (
+        check_same_tokenizer({"old": english, "new": code})
+        == english.manifest["tokenizer"]["sha256"]
+    )
     shas = (english.manifest["tokenizer"]["sha256"], other.manifest["tokenizer"]["sha256"])
     assert shas[0] != shas[1]
     for datasets in ({"old": english, "new": other}, {"old": str(english.path), "new": other}):

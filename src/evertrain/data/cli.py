@@ -39,11 +39,12 @@ _PREPARE_FLAGS = {
     "overwrite=True": "--overwrite",
 }
 _TOKENIZER_FLAGS = {
+    "out_path": "--out",
     "vocab_size": "--vocab-size",
     "max_bytes": "--max-bytes",
     "None for no cap": "0 for no cap",
 }
-_MIXTURE_FLAGS = {"total_tokens": "--total-tokens"}
+_MIXTURE_FLAGS = {"total_tokens": "--total-tokens", "plot path": "--plot"}
 
 
 def cli_words(message: str, flags: Mapping[str, str]) -> str:
@@ -56,9 +57,7 @@ def cli_words(message: str, flags: Mapping[str, str]) -> str:
         # A token ending in a letter must end a word: max_bytes, not max_bytes_used.
         end = r"(?![\w])" if token[-1].isalnum() or token[-1] == "_" else ""
         alternatives.append(re.escape(token) + end)
-    pattern = re.compile(
-        r"'[^']*'|\"[^\"]*\"|(?<![\w./-])(" + "|".join(alternatives) + ")"
-    )
+    pattern = re.compile(r"'[^']*'|\"[^\"]*\"|(?<![\w./-])(" + "|".join(alternatives) + ")")
 
     def swap(match: re.Match[str]) -> str:
         token = match.group(1)

@@ -285,6 +285,14 @@ def source_fingerprint(source: Any) -> dict[str, Any]:
     }
 
 
+def check_max_bytes(max_bytes: Any) -> None:
+    """Raise unless ``max_bytes`` is None (no cap) or a positive integer."""
+    if max_bytes is not None and (
+        isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1
+    ):
+        raise DataError(f"max_bytes={max_bytes!r} must be a positive integer (or None for no cap)")
+
+
 def check_txt_separator(txt_separator: Any) -> None:
     """Raise unless ``txt_separator`` is None, a rule name or a non-empty separator string."""
     if txt_separator is not None and (not isinstance(txt_separator, str) or not txt_separator):
@@ -544,10 +552,7 @@ def iter_documents(
     cut at the last whole character before it and reading stops (``truncated_at_max_bytes``,
     and ``bytes_available`` where the whole size is known).
     """
-    if max_bytes is not None and (
-        isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1
-    ):
-        raise DataError(f"max_bytes={max_bytes!r} must be a positive integer (or None for no cap)")
+    check_max_bytes(max_bytes)
     kind = source_kind(source)
     stats = stats if stats is not None else SourceStats(source=str(source), kind=kind)
     check_txt_separator(txt_separator)

@@ -35,9 +35,11 @@ import numpy as np
 
 from evertrain._atomic import _fsync_dir, atomic_write_json
 from evertrain._lock import LOCK_NAME, FolderLock, FolderLockedError
+from evertrain.data._paths import check_output_path
 from evertrain.data._rng import random_uniform, stream_key
 from evertrain.data.corpora import (
     SourceStats,
+    check_max_bytes,
     check_not_empty,
     check_txt_separator,
     iter_documents,
@@ -255,12 +257,16 @@ def _check_arguments(
     return sources
 
 
+def _is_own_temp(name: str) -> bool:
+    """A temp file of one of prepare's files: ``.train.bin.<pid>.tmp``, ``.manifest.json.<hex>.tmp``."""
+    bare = name.lstrip(".")  # a temp of a temp (the trained tokenizer) has two leading dots
+    return name.endswith(".tmp") and any(bare.startswith(f"{own}.") for own in _OWN_FILES)
+
+
 def _check_foreign(out_dir: Path) -> None:
     """Refuse to write into a folder that holds files prepare did not write."""
     foreign = [
-        p.name
-        for p in out_dir.iterdir()
-        if p.name not in _OWN_FILES and not p.name.endswith(".tmp")
+        p.name for p in out_dir.iterdir() if p.name not in _OWN_FILES and not _is_own_temp(p.name)
     ]
     if foreign:
         raise DataError(
@@ -272,7 +278,7 @@ def _check_foreign(out_dir: Path) -> None:
 def _remove_stale_temps(out_dir: Path) -> None:
     """Temp files of earlier prepares that died: safe to remove, we hold the folder's lock."""
     for path in out_dir.iterdir():
-        if path.name.endswith(".tmp") and path.is_file():
+        if _is_own_temp(path.name) and path.is_file():
             path.unlink(missing_ok=True)
 
 
@@ -314,7 +320,7 @@ def _finished(out_dir: Path, inputs: dict[str, Any]) -> tuple[bool, str]:
         expected = shard["tokens"] * np.dtype(manifest["dtype"]).itemsize
         if not path.exists() or path.stat().st_size != expected:
             return False, f"has a missing or truncated {split} shard"
-    if [p for p in out_dir.iterdir() if p.name.endswith(".tmp")]:
+    if [p for p in out_dir.iterdir() if _is_own_temp(p.name)]:
         return False, "has stale temporary files"
     return True, ""
 
@@ -334,34 +340,6 @@ def _state_of(out_dir: Path, inputs: dict[str, Any], overwrite: bool) -> tuple[s
             raise
         return "replace", "holds a dataset of other inputs (overwrite=True)"
     return ("done", "") if done else ("rebuild", why)
-
-
-def _folders_to_create(out_dir: Path) -> list[Path]:
-    """The folders prepare would create for out_dir, deepest first; a one-line error if it cannot.
-
-    Checked before any work: an out_dir that is a file, below a file, or in a folder this user
-    cannot write would otherwise fail only after the tokenizer is trained.
-    """
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DataError(
-            f"out_dir {str(out_dir)!r} is a file: choose a directory path (new, empty, or a prepared dataset)"
-        )
-    missing: list[Path] = []
-    existing = out_dir
-    while not existing.exists() and existing != existing.parent:
-        missing.append(existing)
-        existing = existing.parent
-    if not existing.is_dir():
-        raise DataError(
-            f"out_dir {str(out_dir)!r} cannot be created: {str(existing)!r} is a file, not a folder: "
-            "choose another out_dir"
-        )
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise DataError(
-            f"out_dir {str(out_dir)!r} cannot be written: {str(existing)!r} is read-only for this user: "
-            "choose a writable out_dir"
-        )
-    return missing
 
 
 def _remove_created(created: list[Path]) -> None:
@@ -445,6 +423,7 @@ def prepare(
     a prepare that fails leaves no folder it created and keeps what the directory held before.
     """
     sources = _check_arguments(sources, val_fraction, seed, vocab_size, tokenizer)
+    check_max_bytes(max_bytes)
     check_txt_separator(txt_separator)
     out_dir = Path(out_dir)
     inputs = _inputs_record(
@@ -463,7 +442,8 @@ def prepare(
     # A finished dataset is reopened without the lock, so read-only dataset folders still work.
     if out_dir.is_dir() and _state_of(out_dir, inputs, overwrite)[0] == "done":
         return _already_done(out_dir, progress)
-    created = _folders_to_create(out_dir)
+    # Before any work: a file, a path below a file or a read-only folder fails in one line.
+    created = check_output_path(out_dir, "out_dir", folder=True)
     for source in sources:
         peek_text_fields(source, text_field, text_column)
     with _writing(out_dir, created):
@@ -696,8 +676,11 @@ def _tokenise_and_commit(
 
 
 def cut_source_lines(dataset: PreparedDataset, max_bytes: int | None = None) -> list[str]:
-    """One line per source that ``max_bytes`` cut: the source, bytes used / available, fraction."""
-    cap = f"max_bytes={max_bytes:,}" if max_bytes is not None else "max_bytes"
+    """One line per source that ``max_bytes`` cut: the source, bytes used / available, fraction.
+
+    Worded without keyword names, so the Python API and the CLI print the same line.
+    """
+    cap = f"the {max_bytes:,}-byte cap" if max_bytes is not None else "the byte cap"
     lines = []
     for record in dataset.sources:
         if not record["truncated"]:
@@ -708,10 +691,7 @@ def cut_source_lines(dataset: PreparedDataset, max_bytes: int | None = None) -> 
             if available
             else f"{used:,} bytes used, of a total not known without reading it all"
         )
-        lines.append(
-            f"evertrain data: {record['source']} was cut at {cap}: {of}; raise max_bytes "
-            "(None: all) to use more"
-        )
+        lines.append(f"evertrain data: {record['source']} cut at {cap} per source: {of}")
     return lines
 
 
