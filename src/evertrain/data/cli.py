@@ -178,7 +178,7 @@ def info_command(
         if verify:
             dataset.verify()
     except ValueError as error:
-        _fail(error)
+        _fail(error, _PREPARE_FLAGS)  # "re-run prepare with --overwrite"
     summary = dataset.summary()
     if verify:
         summary["verified"] = True
