@@ -134,7 +134,10 @@ def test_parquet_column_and_errors(tmp_path: Path) -> None:
 
 
 def test_hf_datasets_from_disk_and_from_local_files(tmp_path: Path, tokenizer_path) -> None:
-    import datasets
+    # Optional: evertrain reads HF datasets only when the user has `datasets` installed.
+    datasets = pytest.importorskip(
+        "datasets", reason="HF `datasets` is not installed (an optional source, no extra ships it)"
+    )
 
     ds = datasets.Dataset.from_dict(
         {"text": ["first row", "second row", "third"], "label": [0, 1, 0]}

@@ -269,9 +269,8 @@ def test_a_failed_prepare_leaves_no_shards_or_temp_files(tmp_path, tokenizer_pat
     (folder / "zz.jsonl").write_text('{"text": "fine"}\n{"body": "no text field"}\n')
     with pytest.raises(DataError, match="text_field"):
         prepare([folder], tmp_path / "out", tokenizer=tokenizer_path, progress=False)
-    left = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert left == ["tokenizer.json"]  # no shard, no temp file, no manifest
-    assert not any(name.endswith(".tmp") for name in os.listdir(tmp_path / "out"))
+    # The folder did not exist: the failed prepare removes it (no shard, temp file, tokenizer).
+    assert not (tmp_path / "out").exists()
 
 
 def test_manifest_is_json_with_no_nan(english) -> None:
@@ -382,3 +381,177 @@ def test_cli_txt_separator_reads_escapes(tmp_path, tokenizer_path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert sum(PreparedDataset(tmp_path / "o").manifest["documents"].values()) == 3
+
+
+# --- what max_bytes cut ------------------------------------------------------------------------
+
+
+def test_a_cut_source_is_recorded_and_named_with_the_fraction(tmp_path, tokenizer_path, capsys):
+    folder = write_docs(tmp_path / "docs", DOCS)
+    total = sum(len(doc.encode()) for doc in DOCS)
+    ds = prepare([folder], tmp_path / "out", tokenizer=tokenizer_path, max_bytes=1000)
+    assert ds.sources == [
+        {"source": str(folder), "bytes_used": 1000, "bytes_available": total, "truncated": True}
+    ]
+    assert ds.manifest["sources"][0]["bytes_available"] == total
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if "cut at the" in line)
+    assert str(folder) in line and f"1,000 of {total:,} bytes used" in line
+    assert f"({1000 / total:.1%})" in line
+    # Not cut: everything used, nothing printed about it.
+    whole = prepare([folder], tmp_path / "whole", tokenizer=tokenizer_path)
+    assert whole.sources[0] == {
+        "source": str(folder),
+        "bytes_used": total,
+        "bytes_available": total,
+        "truncated": False,
+    }
+    assert "cut at the" not in capsys.readouterr().out
+
+
+def test_a_cut_jsonl_source_has_an_unknown_total(tmp_path, tokenizer_path, capsys):
+    lines = "".join(json.dumps({"text": doc}) + "\n" for doc in DOCS)
+    (tmp_path / "a.jsonl").write_text(lines)
+    ds = prepare([tmp_path / "a.jsonl"], tmp_path / "out", tokenizer=tokenizer_path, max_bytes=500)
+    assert ds.sources[0]["truncated"] and ds.sources[0]["bytes_available"] is None
+    assert "500 bytes used, of a total not known" in capsys.readouterr().out
+
+
+def test_a_cap_filled_exactly_by_whole_documents_still_counts_as_a_cut(tmp_path) -> None:
+    from evertrain.data import SourceStats, iter_documents
+
+    folder = write_docs(tmp_path / "docs", ["aaaa", "bbbb", "cccc"])
+    stats = SourceStats(source=str(folder), kind="folder")
+    assert list(iter_documents(folder, max_bytes=8, stats=stats)) == ["aaaa", "bbbb"]
+    assert stats.truncated_at_max_bytes and stats.bytes_available == 12
+    stats = SourceStats(source=str(folder), kind="folder")
+    assert len(list(iter_documents(folder, max_bytes=12, stats=stats))) == 3
+    assert not stats.truncated_at_max_bytes and stats.bytes_available == 12
+
+
+def test_stdlib_code_knows_its_size_when_cut(code) -> None:
+    (record,) = code.sources
+    assert record["truncated"] and record["bytes_used"] <= 300_000
+    assert record["bytes_available"] > 1_000_000  # the whole stdlib, from its file sizes
+
+
+# --- a failed prepare --------------------------------------------------------------------------
+
+
+def test_a_failed_prepare_removes_every_folder_it_created(tmp_path, tokenizer_path) -> None:
+    folder = write_docs(tmp_path / "docs", DOCS)
+    (folder / "zz.jsonl").write_text('{"text": "fine"}\n{"body": "no text field"}\n')
+    with pytest.raises(DataError, match="text_field"):
+        prepare([folder], tmp_path / "a" / "b" / "out", tokenizer=tokenizer_path, progress=False)
+    assert sorted(os.listdir(tmp_path)) == ["docs"]
+    # A folder that existed is kept, and left as it was (no lock file, no temp file).
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(DataError, match="text_field"):
+        prepare([folder], tmp_path / "mine", tokenizer=tokenizer_path, progress=False)
+    assert os.listdir(tmp_path / "mine") == []
+
+
+def test_a_failed_overwrite_keeps_the_previous_dataset(tmp_path, tokenizer_path) -> None:
+    folder = write_docs(tmp_path / "docs", DOCS)
+    good = prepare([folder], tmp_path / "out", tokenizer=tokenizer_path, progress=False)
+    train, manifest = np.array(good.train_tokens), good.manifest
+    bad = write_docs(tmp_path / "bad", DOCS[:5])
+    (bad / "zz.jsonl").write_text('{"text": "fine"}\n{"body": "no text field"}\n')
+    with pytest.raises(DataError, match="text_field"):
+        prepare([bad], tmp_path / "out", tokenizer=tokenizer_path, overwrite=True, progress=False)
+    kept = PreparedDataset(tmp_path / "out")
+    kept.verify()
+    assert kept.manifest == manifest and np.array_equal(kept.train_tokens, train)
+    assert not [name for name in os.listdir(tmp_path / "out") if name.endswith(".tmp")]
+
+
+def test_a_missing_column_fails_before_the_tokenizer_is_trained(tmp_path, monkeypatch) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import evertrain.data.shards as shards
+
+    def never(*args, **kwargs):
+        raise AssertionError("tokenizer training started before the inputs were checked")
+
+    monkeypatch.setattr(shards, "train_tokenizer", never)
+    pq.write_table(pa.table({"content": ["alpha", "beta"]}), tmp_path / "t.parquet")
+    with pytest.raises(DataError, match="no column 'text'"):
+        prepare([tmp_path / "t.parquet"], tmp_path / "out", progress=False)
+    (tmp_path / "a.jsonl").write_text('{"body": "x"}\n')
+    with pytest.raises(DataError, match="has no field 'text'"):
+        prepare(["stdlib-code", tmp_path / "a.jsonl"], tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+# --- the output folder -------------------------------------------------------------------------
+
+HOLD_LOCK = """
+import sys, time
+from evertrain._lock import FolderLock
+with FolderLock(sys.argv[1], what="dataset folder"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_prepare_into_a_held_folder_is_refused(tmp_path, tokenizer_path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(out)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(DataError, match=rf"dataset folder {out} is in use by pid {holder.pid}"):
+            prepare([write_docs(tmp_path / "docs", DOCS)], out, tokenizer=tokenizer_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder died: its lock is taken over.
+    ds = prepare([tmp_path / "docs"], out, tokenizer=tokenizer_path, progress=False)
+    assert ds.manifest["documents"]["train"] > 0
+
+
+@pytest.mark.parametrize("where", ["file", "below a file"])
+def test_an_out_dir_that_cannot_be_a_folder_fails_before_any_work(
+    tmp_path, monkeypatch, where
+) -> None:
+    import evertrain.data.shards as shards
+
+    monkeypatch.setattr(shards, "train_tokenizer", lambda *a, **k: pytest.fail("work started"))
+    (tmp_path / "taken").write_text("a file")
+    out = tmp_path / "taken" if where == "file" else tmp_path / "taken" / "sub" / "out"
+    message = "is a file" if where == "file" else r"cannot be created: '.*taken' is a file"
+    with pytest.raises(DataError, match=message):
+        prepare([write_docs(tmp_path / "docs", DOCS)], out, progress=False)
+    assert (tmp_path / "taken").read_text() == "a file"
+
+
+def test_a_read_only_parent_fails_before_any_work(tmp_path, tokenizer_path) -> None:
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("this user (root) can write a 0555 folder: read-only is not testable here")
+        with pytest.raises(DataError, match="is read-only for this user"):
+            prepare([write_docs(tmp_path / "docs", DOCS)], locked / "out", tokenizer=tokenizer_path)
+    finally:
+        locked.chmod(0o755)
+
+
+def test_a_finished_dataset_in_a_read_only_folder_still_reopens(tmp_path, tokenizer_path) -> None:
+    folder = write_docs(tmp_path / "docs", DOCS)
+    ds = prepare([folder], tmp_path / "out", tokenizer=tokenizer_path, progress=False)
+    (tmp_path / "out").chmod(0o555)
+    try:
+        again = prepare([folder], tmp_path / "out", tokenizer=tokenizer_path, progress=False)
+    finally:
+        (tmp_path / "out").chmod(0o755)
+    assert again.manifest == ds.manifest

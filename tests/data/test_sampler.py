@@ -514,3 +514,30 @@ def test_prepared_dataset_paths_and_the_val_split(english, code) -> None:
     }
     for row in x.astype(english.dtype):
         assert any(row.tobytes() in blob for blob in val)  # every window lies inside a val split
+
+
+def test_datasets_of_two_tokenizers_are_refused_naming_both(tmp_path, english, code) -> None:
+    from evertrain.data import check_same_tokenizer, prepare, train_tokenizer
+
+    (tmp_path / "docs").mkdir()
+    for i in range(20):
+        (tmp_path / "docs" / f"{i}.txt").write_text(f"other text number {i} " * 30)
+    other_tokenizer = train_tokenizer([tmp_path / "docs"], tmp_path / "other.json", vocab_size=300)
+    other = prepare(
+        [tmp_path / "docs"], tmp_path / "other", tokenizer=other_tokenizer, progress=False
+    )
+    assert (
+        check_same_tokenizer({"old": english, "new": code})
+        == english.manifest["tokenizer"]["sha256"]
+    )
+    shas = (english.manifest["tokenizer"]["sha256"], other.manifest["tokenizer"]["sha256"])
+    assert shas[0] != shas[1]
+    for datasets in ({"old": english, "new": other}, {"old": str(english.path), "new": other}):
+        with pytest.raises(DataError, match="different tokenizers") as caught:
+            MixtureSampler(datasets, seq_len=16, batch_size=2)
+        message = str(caught.value)
+        assert "'old'" in message and "'new'" in message and "\n" not in message
+        assert shas[0][:12] in message and shas[1][:12] in message
+        assert str(other.tokenizer_path) in message and "same tokenizer" in message
+    # Token arrays carry no tokenizer: they mix with anything.
+    MixtureSampler({"old": english, "raw": np.arange(100)}, seq_len=16, batch_size=2)

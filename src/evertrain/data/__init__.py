@@ -11,7 +11,13 @@
 No torch here: everything is numpy (``torch.from_numpy(x)`` is zero-copy).
 """
 
-from evertrain.data.corpora import BUILTIN_CORPORA, SourceStats, builtin_documents, iter_documents
+from evertrain.data.corpora import (
+    BUILTIN_CORPORA,
+    TXT_DOCUMENT_BYTES,
+    SourceStats,
+    builtin_documents,
+    iter_documents,
+)
 from evertrain.data.errors import DataError
 from evertrain.data.mixtures import (
     cyclic,
@@ -23,7 +29,7 @@ from evertrain.data.mixtures import (
     stages,
 )
 from evertrain.data.sampler import MixtureSampler, PowerLawRehearsal, iter_eval_batches
-from evertrain.data.shards import PreparedDataset, prepare, token_dtype
+from evertrain.data.shards import PreparedDataset, check_same_tokenizer, prepare, token_dtype
 from evertrain.data.tokenizer import EOS_TOKEN, load_tokenizer, train_tokenizer
 
 __all__ = [
@@ -34,7 +40,9 @@ __all__ = [
     "PowerLawRehearsal",
     "PreparedDataset",
     "SourceStats",
+    "TXT_DOCUMENT_BYTES",
     "builtin_documents",
+    "check_same_tokenizer",
     "iter_documents",
     "iter_eval_batches",
     "cyclic",

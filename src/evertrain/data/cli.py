@@ -7,6 +7,8 @@ module level: `evertrain.cli` imports every area's CLI at start-up.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import typer
@@ -19,9 +21,61 @@ def _callback() -> None:
     """Corpora to token shards; inspect prepared data."""
 
 
-def _fail(error: Exception) -> None:
-    typer.echo(f"error: {error}", err=True)
+# The Python API's errors name keyword arguments (``text_column``, ``max_bytes=0``); through the
+# CLI they name the flag instead (``--max-bytes=0`` is also how the flag can be typed). Names
+# that are also plain words (seed, tokenizer, overwrite) are only rewritten as ``name=``.
+_PREPARE_FLAGS = {
+    "out_dir": "--out",
+    "vocab_size": "--vocab-size",
+    "val_fraction": "--val-fraction",
+    "seed=": "--seed=",
+    "max_bytes": "--max-bytes",
+    "None for no cap": "0 for no cap",
+    "text_field": "--text-field",
+    "text_column": "--text-column",
+    "txt_separator": "--txt-separator",
+    "tokenizer=None": "no --tokenizer",
+    "tokenizer=PATH": "--tokenizer PATH",
+    "overwrite=True": "--overwrite",
+}
+_TOKENIZER_FLAGS = {
+    "out_path": "--out",
+    "vocab_size": "--vocab-size",
+    "max_bytes": "--max-bytes",
+    "None for no cap": "0 for no cap",
+}
+_MIXTURE_FLAGS = {"total_tokens": "--total-tokens", "plot path": "--plot"}
+
+
+def cli_words(message: str, flags: Mapping[str, str]) -> str:
+    """``message`` with keyword names swapped for flags (``max_bytes=0`` -> ``--max-bytes=0``).
+
+    Quoted text (paths, values shown with ``!r``) is never rewritten.
+    """
+    alternatives = []
+    for token in sorted(flags, key=len, reverse=True):
+        # A token ending in a letter must end a word: max_bytes, not max_bytes_used.
+        end = r"(?![\w])" if token[-1].isalnum() or token[-1] == "_" else ""
+        alternatives.append(re.escape(token) + end)
+    pattern = re.compile(r"'[^']*'|\"[^\"]*\"|(?<![\w./-])(" + "|".join(alternatives) + ")")
+
+    def swap(match: re.Match[str]) -> str:
+        token = match.group(1)
+        return match.group(0) if token is None else flags[token]
+
+    return pattern.sub(swap, message)
+
+
+def _fail(error: Exception, flags: Mapping[str, str] | None = None) -> None:
+    message = str(error) if flags is None else cli_words(str(error), flags)
+    typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
+
+
+def _unescape(text: str) -> str:
+    """Read \\n, \\t, \\r and \\\\ in a shell argument as the characters they name."""
+    table = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+    return re.sub(r"\\(.)", lambda m: table.get(m.group(1), m.group(0)), text)
 
 
 @app.command("prepare")
@@ -48,8 +102,10 @@ def prepare_command(
         0.05, "--val-fraction", help="Fraction of documents held out for validation."
     ),
     seed: int = typer.Option(0, "--seed", help="Decides which documents are held out."),
-    max_bytes: int | None = typer.Option(
-        None, "--max-bytes", help="Read at most this many UTF-8 bytes from each source."
+    max_bytes: int = typer.Option(
+        0,
+        "--max-bytes",
+        help="Read at most this many UTF-8 bytes from each source (0: all); a cut is reported.",
     ),
     text_field: str = typer.Option(
         "text", "--text-field", help="Field of .jsonl records that holds the text."
@@ -60,7 +116,11 @@ def prepare_command(
     txt_separator: str | None = typer.Option(
         None,
         "--txt-separator",
-        help="Split .txt files into documents at this string ('\\n\\n': paragraphs; \\n and \\t are read as escapes).",
+        metavar="SEP",
+        help="How .txt files become documents: 'paragraphs' (default: whole paragraphs packed "
+        "into documents of at most 8 KiB, a smaller file is one document), 'file' (one document "
+        "per file), or an exact separator, e.g. '\\n\\n' (one document per paragraph; \\n, \\t, "
+        "\\r and \\\\ are read as escapes).",
     ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Rebuild even if OUT holds a dataset of other inputs."
@@ -68,7 +128,7 @@ def prepare_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Tokenise SOURCE... into token shards with a held-out split and a manifest (a no-op if done)."""
-    from evertrain.data.shards import prepare
+    from evertrain.data.shards import cut_source_lines, prepare
 
     try:
         dataset = prepare(
@@ -78,27 +138,28 @@ def prepare_command(
             vocab_size=vocab_size,
             val_fraction=val_fraction,
             seed=seed,
-            max_bytes=max_bytes,
+            max_bytes=max_bytes or None,
             text_field=text_field,
             text_column=text_column,
-            txt_separator=None
-            if txt_separator is None
-            else txt_separator.replace("\\n", "\n").replace("\\t", "\t"),
+            txt_separator=None if txt_separator is None else _unescape(txt_separator),
             overwrite=overwrite,
             progress=not quiet,
         )
     except ValueError as error:
-        _fail(error)
+        _fail(error, _PREPARE_FLAGS)
     summary = dataset.summary()
     typer.echo(
         f"{summary['path']}: {summary['tokens_train']:,} train + {summary['tokens_val']:,} val tokens, "
         f"vocab {summary['vocab_size']} ({summary['dtype']})"
     )
-    if quiet and summary["undecodable_bytes"]:
-        # Never silent, even with --quiet: replaced bytes change the text the model sees.
-        typer.echo(
-            f"replaced {summary['undecodable_bytes']:,} undecodable bytes with U+FFFD", err=True
-        )
+    if quiet:
+        # Never silent, even with --quiet: a cut source or replaced bytes change what the model sees.
+        for line in cut_source_lines(dataset, max_bytes or None):
+            typer.echo(cli_words(line, _PREPARE_FLAGS), err=True)
+        if summary["undecodable_bytes"]:
+            typer.echo(
+                f"replaced {summary['undecodable_bytes']:,} undecodable bytes with U+FFFD", err=True
+            )
 
 
 @app.command("info")
@@ -117,7 +178,7 @@ def info_command(
         if verify:
             dataset.verify()
     except ValueError as error:
-        _fail(error)
+        _fail(error, _PREPARE_FLAGS)  # "re-run prepare with --overwrite"
     summary = dataset.summary()
     if verify:
         summary["verified"] = True
@@ -169,17 +230,19 @@ def tokenizer_command(
         ..., "--out", "-o", help="tokenizer.json to write (or a directory)."
     ),
     vocab_size: int = typer.Option(4096, "--vocab-size", help="Final vocabulary size (>= 257)."),
-    max_bytes: int | None = typer.Option(
-        None, "--max-bytes", help="Read at most this many bytes from each source."
+    max_bytes: int = typer.Option(
+        0, "--max-bytes", help="Read at most this many bytes from each source (0: all)."
     ),
 ) -> None:
     """Train a byte-level BPE tokenizer on SOURCE... and save it."""
     from evertrain.data.tokenizer import train_tokenizer
 
     try:
-        path = train_tokenizer(sources, out_path, vocab_size, max_bytes=max_bytes, progress=False)
+        path = train_tokenizer(
+            sources, out_path, vocab_size, max_bytes=max_bytes or None, progress=False
+        )
     except ValueError as error:
-        _fail(error)
+        _fail(error, _TOKENIZER_FLAGS)
     typer.echo(f"wrote {path} (vocab {vocab_size})")
 
 
@@ -205,7 +268,7 @@ def mixture_command(
         if plot is not None:
             plot_mixture(spec, total_tokens, plot)
     except ValueError as error:
-        _fail(error)
+        _fail(error, _MIXTURE_FLAGS)
     names = [key for key in table if key != "tokens"]
     typer.echo(f"{'tokens':>14}" + "".join(f"{name:>12}" for name in names))
     for row, tokens in enumerate(table["tokens"]):
@@ -222,9 +285,16 @@ def _load_weights(text: str) -> dict:
             raise ValueError(
                 f"weights file {text!r} does not exist: pass a .json/.yaml file or a JSON string"
             )
-        import yaml
+        from evertrain import _yaml
 
-        loaded = yaml.safe_load(path.read_text())  # YAML is a superset of JSON
+        try:
+            # YAML is a superset of JSON; this loader reads 3e-3 as a number, as JSON does.
+            loaded = _yaml.load(path.read_text(encoding="utf-8"))
+        except _yaml.YAMLError as error:
+            first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise ValueError(
+                f"weights file {text!r} is not valid YAML ({first_line}): fix the file"
+            ) from None
     else:
         try:
             loaded = json.loads(text)

@@ -9,7 +9,9 @@ source               one document per
                      in source order, separated by blank lines), then one per
                      ``pydoc_data.topics.topics`` entry (sorted by key)
 ``stdlib-code``      standard-library ``.py`` file (its source text)
-``*.txt``            file (or piece between ``txt_separator``, e.g. ``"\\n\\n"``)
+``*.txt``            block of paragraphs up to 8 KiB (``TXT_DOCUMENT_BYTES``; a file that
+                     small is one document); ``txt_separator`` changes the rule: ``"file"``
+                     (one document per file) or an exact separator such as ``"\\n\\n"``
 ``*.jsonl``          non-blank line (the ``text_field`` of the JSON object on it)
 ``*.parquet``        row (the ``text_column``)
 folder               its ``.txt``/``.jsonl``/``.parquet`` files, recursively, in sorted order
@@ -28,6 +30,7 @@ import ast
 import codecs
 import json
 import os
+import re
 import sys
 import sysconfig
 import threading
@@ -47,6 +50,18 @@ BUILTIN_CORPORA: dict[str, str] = {
 }
 
 TEXT_SUFFIXES = (".txt", ".jsonl", ".parquet")
+
+#: The default rule for .txt files packs paragraphs into documents of at most this many UTF-8
+#: bytes. A book or a dump then becomes many documents (a validation split by document needs
+#: several), while a file this small stays one document, as it always was. 8 KiB is about 2,000
+#: tokens: long enough for any training context the demos use, short enough that a 100 KB text
+#: gives a dozen documents.
+TXT_DOCUMENT_BYTES = 8192
+#: ``txt_separator`` values that name a rule instead of an exact separator string.
+TXT_PARAGRAPHS = "paragraphs"
+TXT_WHOLE_FILE = "file"
+# A paragraph ends at a blank line: two or more line breaks with only spaces/tabs between them.
+_BLANK_LINES = re.compile(r"\r?\n(?:[ \t\f\v]*\r?\n)+")
 
 # Directories of the standard library that are not library code (tests, GUI, demos), are
 # machine-specific (config-*, lib-dynload, site-packages) or are generated tables (encodings).
@@ -80,6 +95,10 @@ class SourceStats:
     undecodable_bytes: int = 0
     empty_documents_skipped: int = 0
     truncated_at_max_bytes: bool = False
+    #: UTF-8 bytes the whole source holds: ``bytes`` when nothing was cut; when ``max_bytes`` cut
+    #: it, what can be known without reading the rest (file sizes of .txt sources and of
+    #: ``stdlib-code``, a corpus already in memory), else None.
+    bytes_available: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -266,13 +285,137 @@ def source_fingerprint(source: Any) -> dict[str, Any]:
     }
 
 
+def check_max_bytes(max_bytes: Any) -> None:
+    """Raise unless ``max_bytes`` is None (no cap) or a positive integer."""
+    if max_bytes is not None and (
+        isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1
+    ):
+        raise DataError(f"max_bytes={max_bytes!r} must be a positive integer (or None for no cap)")
+
+
+def check_txt_separator(txt_separator: Any) -> None:
+    """Raise unless ``txt_separator`` is None, a rule name or a non-empty separator string."""
+    if txt_separator is not None and (not isinstance(txt_separator, str) or not txt_separator):
+        raise DataError(
+            f"txt_separator={txt_separator!r} must be a non-empty string: {TXT_PARAGRAPHS!r} "
+            f"(the default), {TXT_WHOLE_FILE!r} (one document per file) or a separator such as '\\n\\n'"
+        )
+
+
+def txt_rule(txt_separator: str | None) -> dict[str, Any]:
+    """How .txt files become documents under ``txt_separator``, as a manifest records it.
+
+    The record names the cap of the default rule, so a prepared dataset made under another rule
+    (or an older version, when a .txt file was always one document) is never taken for current.
+    """
+    check_txt_separator(txt_separator)
+    if txt_separator is None or txt_separator == TXT_PARAGRAPHS:
+        return {"rule": TXT_PARAGRAPHS, "max_document_bytes": TXT_DOCUMENT_BYTES}
+    if txt_separator == TXT_WHOLE_FILE:
+        return {"rule": TXT_WHOLE_FILE}
+    return {"rule": "separator", "separator": txt_separator}
+
+
+def reads_txt(source: Any) -> bool:
+    """Whether ``source`` is a .txt file or a folder holding one (so the .txt rule matters)."""
+    kind = source_kind(source)
+    if kind == "folder":
+        return any(f.suffix.lower() == ".txt" for f in _folder_files(Path(source)))
+    return kind == "txt"
+
+
+def _utf8_size(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def _paragraph_spans(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of each paragraph: the text between runs of blank lines."""
+    position = 0
+    for match in _BLANK_LINES.finditer(text):
+        yield position, match.start()
+        position = match.end()
+    yield position, len(text)
+
+
+def _pack_lines(paragraph: str, max_bytes: int) -> Iterator[str]:
+    """A paragraph over the cap, cut only between lines (a single longer line stays whole)."""
+    piece: list[str] = []
+    size = 0
+    for line in paragraph.splitlines(keepends=True):
+        line_size = _utf8_size(line)
+        if piece and size + line_size > max_bytes:
+            yield "".join(piece)
+            piece, size = [], 0
+        piece.append(line)
+        size += line_size
+    if piece:
+        yield "".join(piece)
+
+
+def pack_paragraphs(text: str, max_bytes: int = TXT_DOCUMENT_BYTES) -> Iterator[str]:
+    """Split a text into documents of whole paragraphs of at most ``max_bytes`` UTF-8 bytes.
+
+    A text within the cap is one document. Otherwise consecutive paragraphs (separated by blank
+    lines) are packed into a document while it stays within the cap; each document is the
+    text's exact span, blank lines inside it included, and the blank lines at a boundary
+    between two documents are dropped. A paragraph longer than the cap is cut between lines
+    (``_pack_lines``), never inside one.
+    """
+    if _utf8_size(text) <= max_bytes:
+        yield text
+        return
+    start: int | None = None  # span of the document being packed: text[start:end]
+    end = size = 0
+    for paragraph_start, paragraph_end in _paragraph_spans(text):
+        paragraph_size = _utf8_size(text[paragraph_start:paragraph_end])
+        if start is not None:
+            joined = size + _utf8_size(text[end:paragraph_start]) + paragraph_size
+            if joined <= max_bytes:
+                end, size = paragraph_end, joined
+                continue
+            yield text[start:end]
+            start = None
+        if paragraph_size > max_bytes:
+            yield from _pack_lines(text[paragraph_start:paragraph_end], max_bytes)
+        else:
+            start, end, size = paragraph_start, paragraph_end, paragraph_size
+    if start is not None:
+        yield text[start:end]
+
+
 def _iter_txt(path: Path, separator: str | None, stats: SourceStats) -> Iterator[str]:
     text, replaced = decode_utf8_counting(path.read_bytes())
     stats.undecodable_bytes += replaced
-    if separator is None:
+    if separator == TXT_WHOLE_FILE:
         yield text
+    elif separator is None or separator == TXT_PARAGRAPHS:
+        yield from pack_paragraphs(text)
     else:
         yield from text.split(separator)
+
+
+def available_bytes(source: Any, kind: str) -> int | None:
+    """The size of a whole source in bytes, where it is known without reading it all; else None.
+
+    .txt files: their size on disk (the text's UTF-8 bytes, up to replaced bytes and the blank
+    lines dropped between documents); ``stdlib-code``: the sizes of its files; a builtin corpus
+    already read in this process: its exact size. JSON lines, parquet and HF data hold other
+    bytes than the text (keys, compression), so for them it is unknown.
+    """
+    if kind == "txt":
+        return Path(source).stat().st_size
+    if kind == "folder":
+        files = _folder_files(Path(source))
+        if all(f.suffix.lower() == ".txt" for f in files):
+            return sum(f.stat().st_size for f in files)
+        return None
+    if kind == "builtin":
+        cached = _builtin_cache.get(source)
+        if cached is not None:
+            return sum(_utf8_size(document) for document in cached)
+        if source == "stdlib-code":
+            return sum(path.stat().st_size for path in _stdlib_files())
+    return None
 
 
 def _iter_jsonl(path: Path, text_field: str, stats: SourceStats) -> Iterator[str]:
@@ -401,37 +544,60 @@ def iter_documents(
 ) -> Iterator[str]:
     """Yield the non-empty documents of one source, updating ``stats`` as it goes.
 
-    ``txt_separator`` splits each .txt file into documents at that string (e.g. ``"\\n\\n"``
-    for paragraphs); by default a .txt file is one document. ``max_bytes`` caps the UTF-8 size of what is yielded: the document that crosses the cap is
-    cut at the last whole character before it and reading stops (``truncated_at_max_bytes``).
+    ``txt_separator`` says how a .txt file becomes documents: None or ``"paragraphs"`` (default)
+    packs whole paragraphs into documents of at most ``TXT_DOCUMENT_BYTES`` (8 KiB; a smaller
+    file is one document, see :func:`pack_paragraphs`); ``"file"`` makes each file one document;
+    any other string is an exact separator (e.g. ``"\\n\\n"``: one document per paragraph).
+    ``max_bytes`` caps the UTF-8 size of what is yielded: the document that crosses the cap is
+    cut at the last whole character before it and reading stops (``truncated_at_max_bytes``,
+    and ``bytes_available`` where the whole size is known).
     """
-    if max_bytes is not None and (not isinstance(max_bytes, int) or max_bytes < 1):
-        raise DataError(f"max_bytes={max_bytes!r} must be a positive integer (or None for no cap)")
+    check_max_bytes(max_bytes)
     kind = source_kind(source)
     stats = stats if stats is not None else SourceStats(source=str(source), kind=kind)
-    if txt_separator is not None and (not isinstance(txt_separator, str) or not txt_separator):
-        raise DataError(
-            f"txt_separator={txt_separator!r} must be a non-empty string, e.g. '\\n\\n'"
-        )
+    check_txt_separator(txt_separator)
     for text in _iter_raw(source, kind, text_field, text_column, txt_separator, stats):
         if not text.strip():
             stats.empty_documents_skipped += 1
             continue
+        if max_bytes is not None and stats.bytes >= max_bytes:
+            # Earlier documents filled the cap exactly: this one, and all after it, are cut.
+            stats.truncated_at_max_bytes = True
+            break
         size = len(text.encode("utf-8"))
-        if max_bytes is not None and stats.bytes + size >= max_bytes:
-            remaining = max_bytes - stats.bytes
-            if remaining < size:
-                text = text.encode("utf-8")[:remaining].decode("utf-8", "ignore")
-                size = len(text.encode("utf-8"))
-                stats.truncated_at_max_bytes = True
+        if max_bytes is not None and stats.bytes + size > max_bytes:
+            text = text.encode("utf-8")[: max_bytes - stats.bytes].decode("utf-8", "ignore")
+            stats.truncated_at_max_bytes = True
             if text.strip():
                 stats.documents += 1
-                stats.bytes += size
+                stats.bytes += len(text.encode("utf-8"))
                 yield text
-            return
+            break
         stats.documents += 1
         stats.bytes += size
         yield text
+    if stats.truncated_at_max_bytes:
+        known = available_bytes(source, kind)
+        stats.bytes_available = None if known is None else max(known, stats.bytes)
+    else:
+        stats.bytes_available = stats.bytes
+
+
+def peek_text_fields(source: Any, text_field: str = "text", text_column: str = "text") -> None:
+    """Fail now, not after minutes of tokenising, if a .jsonl field or parquet column is missing.
+
+    Reads only the first record of each .jsonl file and the schema and first rows of each
+    parquet file (a later record without the field still fails when it is reached).
+    """
+    kind = source_kind(source)
+    files = _folder_files(Path(source)) if kind == "folder" else [source]
+    for file in files:
+        suffix = Path(file).suffix.lower() if kind in ("folder", "jsonl", "parquet") else ""
+        stats = SourceStats(source=str(file), kind=suffix[1:])
+        if suffix == ".jsonl":
+            next(_iter_jsonl(Path(file), text_field, stats), None)
+        elif suffix == ".parquet":
+            next(_iter_parquet(Path(file), text_column, stats), None)
 
 
 def check_not_empty(stats: SourceStats) -> None:

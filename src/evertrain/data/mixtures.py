@@ -201,7 +201,10 @@ def plot_mixture(
     import matplotlib.pyplot as plt
 
     from evertrain._atomic import atomic_write_bytes
+    from evertrain.data._paths import check_output_path
 
+    path = Path(path)
+    check_output_path(path, "plot path", folder=False)
     table = mixture_table(weights, total_tokens, points=400)
     tokens = np.array(table.pop("tokens"), dtype=np.float64)
     figure, axes = plt.subplots(figsize=(7, 3.5))
@@ -210,7 +213,6 @@ def plot_mixture(
     axes.set_title(title or "data mixture over training")
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     figure.tight_layout()
-    path = Path(path)
     buffer = io.BytesIO()
     figure.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=120)
     plt.close(figure)

@@ -42,7 +42,7 @@ import numpy as np
 
 from evertrain.data._rng import random_uint64, random_uniform, stream_key
 from evertrain.data.errors import DataError
-from evertrain.data.shards import PreparedDataset
+from evertrain.data.shards import PreparedDataset, check_same_tokenizer
 
 _CHOICE_STREAM = 1
 _OFFSET_STREAM = 2
@@ -154,6 +154,7 @@ class MixtureSampler:
 
     Args:
         datasets: name -> :class:`PreparedDataset` (or its directory, or a 1-D token array).
+            Prepared datasets must share one tokenizer (``check_same_tokenizer``).
         weights: name -> number | ``evertrain.schedules`` spec (dict, ``"name:k=v"`` string,
             Schedule) | callable of token progress | rehearsal spec. Evaluated at the tokens
             drawn so far (all ranks) and renormalised at every draw. None: equal weights.
@@ -218,7 +219,13 @@ class MixtureSampler:
         self.rank = int(rank)
         self.world_size = int(world_size)
         self.seed = int(seed)
-        self._tokens = [_as_tokens(name, datasets[name], split) for name in self.names]
+        # Open directories once; then refuse a mixture whose token ids mean different text.
+        opened = {
+            name: PreparedDataset(d) if isinstance(d, str | Path) else d
+            for name, d in datasets.items()
+        }
+        check_same_tokenizer(opened)
+        self._tokens = [_as_tokens(name, opened[name], split) for name in self.names]
         for name, tokens in zip(self.names, self._tokens, strict=True):
             if len(tokens) < self.seq_len + 1:
                 raise DataError(

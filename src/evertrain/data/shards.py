@@ -26,21 +26,28 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
-from evertrain._atomic import _fsync_dir, atomic_write_bytes, atomic_write_json
+from evertrain._atomic import _fsync_dir, atomic_write_json
+from evertrain._lock import LOCK_NAME, FolderLock, FolderLockedError
+from evertrain.data._paths import check_output_path
 from evertrain.data._rng import random_uniform, stream_key
 from evertrain.data.corpora import (
     SourceStats,
+    check_max_bytes,
     check_not_empty,
+    check_txt_separator,
     iter_documents,
+    peek_text_fields,
+    reads_txt,
     source_fingerprint,
     source_kind,
+    txt_rule,
 )
 from evertrain.data.errors import DataError
 from evertrain.data.tokenizer import (
@@ -55,7 +62,8 @@ FORMAT = "evertrain.prepared/1"
 MANIFEST = "manifest.json"
 TOKENIZER_FILE = "tokenizer.json"
 SHARD_FILES = {"train": "train.bin", "val": "val.bin"}
-_OWN_FILES = frozenset({MANIFEST, TOKENIZER_FILE, *SHARD_FILES.values()})
+# What prepare writes, plus the folder lock it holds while writing (evertrain._lock).
+_OWN_FILES = frozenset({MANIFEST, TOKENIZER_FILE, LOCK_NAME, *SHARD_FILES.values()})
 _VAL_STREAM = 0x5A1  # stream id of the validation-split uniforms
 # Documents per encode_batch call: enough to keep every tokenizers thread busy, bounded memory.
 _BATCH_DOCUMENTS = 256
@@ -193,7 +201,7 @@ def _inputs_record(
     txt_separator: str | None,
 ) -> dict[str, Any]:
     """What the output depends on; a finished directory with the same record is not rebuilt."""
-    return {
+    record = {
         "sources": [source_fingerprint(s) for s in sources],
         "tokenizer": {"trained_vocab_size": vocab_size}
         if tokenizer is None
@@ -205,6 +213,12 @@ def _inputs_record(
         "text_column": text_column,
         "txt_separator": txt_separator,
     }
+    # Only where a .txt file is read: the rule changed what a .txt document is (a file became
+    # packed paragraphs), so a dataset made under another rule must not pass for this one, while
+    # datasets of other sources stay valid.
+    if any(reads_txt(s) for s in sources):
+        record["txt_documents"] = txt_rule(txt_separator)
+    return record
 
 
 def _tokenizer_file(tokenizer: str | Path) -> Path:
@@ -243,21 +257,39 @@ def _check_arguments(
     return sources
 
 
-def _clear_unfinished(out_dir: Path, reason: str, progress: bool) -> None:
-    """Remove what an earlier, unfinished prepare left; refuse to touch files it did not write."""
+def _is_own_temp(name: str) -> bool:
+    """A temp file of one of prepare's files: ``.train.bin.<pid>.tmp``, ``.manifest.json.<hex>.tmp``."""
+    bare = name.lstrip(".")  # a temp of a temp (the trained tokenizer) has two leading dots
+    return name.endswith(".tmp") and any(bare.startswith(f"{own}.") for own in _OWN_FILES)
+
+
+def _check_foreign(out_dir: Path) -> None:
+    """Refuse to write into a folder that holds files prepare did not write."""
     foreign = [
-        p.name
-        for p in out_dir.iterdir()
-        if p.name not in _OWN_FILES and not p.name.endswith(".tmp")
+        p.name for p in out_dir.iterdir() if p.name not in _OWN_FILES and not _is_own_temp(p.name)
     ]
     if foreign:
         raise DataError(
             f"out_dir {str(out_dir)!r} holds files prepare did not write ({sorted(foreign)[:5]}): "
             "choose an empty or new directory"
         )
+
+
+def _remove_stale_temps(out_dir: Path) -> None:
+    """Temp files of earlier prepares that died: safe to remove, we hold the folder's lock."""
+    for path in out_dir.iterdir():
+        if _is_own_temp(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
+
+
+def _clear_unfinished(out_dir: Path, reason: str, progress: bool) -> None:
+    """Remove what an earlier, unfinished prepare left; refuse to touch files it did not write."""
+    _check_foreign(out_dir)
     if progress:
         print(f"evertrain data: {out_dir} {reason}: rebuilding it")
     for path in out_dir.iterdir():
+        if path.name == LOCK_NAME:
+            continue  # ours, held right now
         if path.is_dir():
             shutil.rmtree(path)
         else:
@@ -281,16 +313,72 @@ def _finished(out_dir: Path, inputs: dict[str, Any]) -> tuple[bool, str]:
         differ = [key for key in wanted if held.get(key) != wanted[key]] or ["format"]
         raise DataError(
             f"out_dir {str(out_dir)!r} already holds a prepared dataset made from other inputs "
-            f"({', '.join(differ)} differ): choose another out_dir, or pass overwrite=True (CLI: --overwrite)"
+            f"({', '.join(differ)} differ): choose another out_dir, or pass overwrite=True"
         )
     for split, shard in manifest["shards"].items():
         path = out_dir / shard["file"]
         expected = shard["tokens"] * np.dtype(manifest["dtype"]).itemsize
         if not path.exists() or path.stat().st_size != expected:
             return False, f"has a missing or truncated {split} shard"
-    if [p for p in out_dir.iterdir() if p.name.endswith(".tmp")]:
+    if [p for p in out_dir.iterdir() if _is_own_temp(p.name)]:
         return False, "has stale temporary files"
     return True, ""
+
+
+def _state_of(out_dir: Path, inputs: dict[str, Any], overwrite: bool) -> tuple[str, str]:
+    """What out_dir holds: ("empty" | "done" | "rebuild" | "replace", why).
+
+    "rebuild": an unfinished or damaged prepare, cleared before writing; "replace": a finished
+    dataset of other inputs with ``overwrite``, kept until the new one is complete.
+    """
+    if not out_dir.is_dir() or all(p.name == LOCK_NAME for p in out_dir.iterdir()):
+        return "empty", ""
+    try:
+        done, why = _finished(out_dir, inputs)
+    except DataError:
+        if not overwrite:
+            raise
+        return "replace", "holds a dataset of other inputs (overwrite=True)"
+    return ("done", "") if done else ("rebuild", why)
+
+
+def _remove_created(created: list[Path]) -> None:
+    """Remove the folders this prepare created (deepest first), each only if it is empty."""
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # not empty (someone else's files) or gone: its parents are not ours to judge
+
+
+@contextlib.contextmanager
+def _writing(out_dir: Path, created: list[Path]) -> Iterator[None]:
+    """Hold out_dir's folder lock; if the body fails, remove what this call created and only that.
+
+    A folder that existed before is never removed, and neither are its files: the body writes
+    only temp files until the new dataset is complete (see ``_commit``).
+    """
+    lock_file = out_dir / LOCK_NAME
+    lock_existed = lock_file.exists()
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(FolderLock(out_dir, what="dataset folder"))
+        except FolderLockedError as error:
+            raise DataError(str(error)) from None
+        except OSError as error:
+            _remove_created(created)
+            raise DataError(
+                f"out_dir {str(out_dir)!r} cannot be written ({error.strerror or error}): "
+                "choose a writable out_dir"
+            ) from None
+        try:
+            yield
+        except BaseException:
+            # Unlinked while still held: a process that opens it anew gets a fresh lock file.
+            if not lock_existed:
+                lock_file.unlink(missing_ok=True)
+            _remove_created(created)
+            raise
 
 
 def prepare(
@@ -319,25 +407,25 @@ def prepare(
         vocab_size: only used when ``tokenizer`` is None.
         val_fraction: fraction of *documents* held out (0 <= val_fraction < 1).
         seed: decides which documents are held out.
-        max_bytes: cap on UTF-8 bytes read from each source (None: all).
+        max_bytes: cap on UTF-8 bytes read from each source (None: all). A source it cuts is
+            recorded (``PreparedDataset.sources``) and, with ``progress``, named in one line.
         text_field / text_column: the text field of .jsonl records / column of parquet and HF data.
-        txt_separator: split .txt files into documents at this string (e.g. ``"\\n\\n"``);
-            None: each .txt file is one document.
-        overwrite: rebuild even if ``out_dir`` holds a finished dataset of other inputs.
+        txt_separator: how .txt files become documents: None or ``"paragraphs"`` packs whole
+            paragraphs into documents of at most 8 KiB (a smaller file is one document);
+            ``"file"``: one document per file; any other string splits at exactly that string
+            (e.g. ``"\\n\\n"``: one document per paragraph).
+        overwrite: rebuild even if ``out_dir`` holds a finished dataset of other inputs (the old
+            one stays until the new one is complete).
         progress: tqdm bar over bytes tokenised, and a summary line.
 
-    A re-run with the same inputs on a finished directory returns at once without writing.
+    A re-run with the same inputs on a finished directory returns at once without writing. One
+    prepare writes a directory at a time (a second one gets a ``DataError`` naming the first);
+    a prepare that fails leaves no folder it created and keeps what the directory held before.
     """
-    from tqdm.auto import tqdm
-
     sources = _check_arguments(sources, val_fraction, seed, vocab_size, tokenizer)
-    if txt_separator is not None and (not isinstance(txt_separator, str) or not txt_separator):
-        raise DataError(
-            f"txt_separator={txt_separator!r} must be a non-empty string, e.g. '\\n\\n'"
-        )
+    check_max_bytes(max_bytes)
+    check_txt_separator(txt_separator)
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DataError(f"out_dir {str(out_dir)!r} is a file: pass a directory path")
     inputs = _inputs_record(
         sources,
         tokenizer,
@@ -351,27 +439,106 @@ def prepare(
     )
     # Read a given tokenizer now: it may live in out_dir, which a rebuild empties.
     tokenizer_bytes = None if tokenizer is None else _tokenizer_file(tokenizer).read_bytes()
-    if out_dir.exists() and any(out_dir.iterdir()):
-        try:
-            done, why = _finished(out_dir, inputs)
-        except DataError:
-            if not overwrite:
-                raise
-            done, why = False, "holds a dataset of other inputs (overwrite=True)"
-        if done:
+    # A finished dataset is reopened without the lock, so read-only dataset folders still work.
+    if out_dir.is_dir() and _state_of(out_dir, inputs, overwrite)[0] == "done":
+        return _already_done(out_dir, progress)
+    # Before any work: a file, a path below a file or a read-only folder fails in one line.
+    created = check_output_path(out_dir, "out_dir", folder=True)
+    for source in sources:
+        peek_text_fields(source, text_field, text_column)
+    with _writing(out_dir, created):
+        _remove_stale_temps(out_dir)
+        state, why = _state_of(out_dir, inputs, overwrite)  # again: another writer may have run
+        if state == "done":
+            return _already_done(out_dir, progress)
+        if state == "rebuild":
+            _clear_unfinished(out_dir, why, progress)
+        elif state == "replace":
+            _check_foreign(out_dir)
             if progress:
-                print(
-                    f"evertrain data: {out_dir} already holds these inputs prepared: nothing to do"
-                )
-            return PreparedDataset(out_dir)
-        _clear_unfinished(out_dir, why, progress)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-
-    if tokenizer is None:
-        tokenizer_path = train_tokenizer(
+                print(f"evertrain data: {out_dir} {why}: rebuilding it")
+        return _build(
             sources,
-            out_dir / TOKENIZER_FILE,
+            out_dir,
+            inputs,
+            tokenizer_bytes,
+            vocab_size=vocab_size,
+            val_fraction=val_fraction,
+            seed=seed,
+            max_bytes=max_bytes,
+            text_field=text_field,
+            text_column=text_column,
+            txt_separator=txt_separator,
+            progress=progress,
+        )
+
+
+def _already_done(out_dir: Path, progress: bool) -> PreparedDataset:
+    if progress:
+        print(f"evertrain data: {out_dir} already holds these inputs prepared: nothing to do")
+    return PreparedDataset(out_dir)
+
+
+def _build(
+    sources: list[Any],
+    out_dir: Path,
+    inputs: dict[str, Any],
+    tokenizer_bytes: bytes | None,
+    *,
+    vocab_size: int,
+    val_fraction: float,
+    seed: int,
+    max_bytes: int | None,
+    text_field: str,
+    text_column: str,
+    txt_separator: str | None,
+    progress: bool,
+) -> PreparedDataset:
+    """Tokenise into temp files in out_dir, then commit them (the caller holds the lock)."""
+    tokenizer_tmp = out_dir / f".{TOKENIZER_FILE}.{os.getpid()}.tmp"
+    try:
+        return _tokenise_and_commit(
+            sources,
+            out_dir,
+            inputs,
+            tokenizer_bytes,
+            tokenizer_tmp,
+            vocab_size=vocab_size,
+            val_fraction=val_fraction,
+            seed=seed,
+            max_bytes=max_bytes,
+            text_field=text_field,
+            text_column=text_column,
+            txt_separator=txt_separator,
+            progress=progress,
+        )
+    finally:
+        tokenizer_tmp.unlink(missing_ok=True)  # renamed away on success
+
+
+def _tokenise_and_commit(
+    sources: list[Any],
+    out_dir: Path,
+    inputs: dict[str, Any],
+    tokenizer_bytes: bytes | None,
+    tokenizer_tmp: Path,
+    *,
+    vocab_size: int,
+    val_fraction: float,
+    seed: int,
+    max_bytes: int | None,
+    text_field: str,
+    text_column: str,
+    txt_separator: str | None,
+    progress: bool,
+) -> PreparedDataset:
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
+    if tokenizer_bytes is None:
+        train_tokenizer(
+            sources,
+            tokenizer_tmp,
             vocab_size,
             max_bytes=max_bytes,
             text_field=text_field,
@@ -379,10 +546,9 @@ def prepare(
             txt_separator=txt_separator,
         )
     else:
-        tokenizer_path = out_dir / TOKENIZER_FILE
-        atomic_write_bytes(tokenizer_path, tokenizer_bytes)
-    tok = load_tokenizer(tokenizer_path)
-    eos_token, eos_id = eos_token_id(tok, str(tokenizer_path))
+        tokenizer_tmp.write_bytes(tokenizer_bytes)
+    tok = load_tokenizer(tokenizer_tmp)
+    eos_token, eos_id = eos_token_id(tok, str(out_dir / TOKENIZER_FILE))
     vocab = tok.get_vocab_size()
     dtype = token_dtype(vocab)
 
@@ -450,12 +616,18 @@ def prepare(
             raise DataError(
                 f"every document went to the validation split: lower val_fraction={val_fraction} or add documents"
             )
+        # The point of no return. Remove the old manifest first: a run killed in the next lines
+        # leaves a folder without one, which the next prepare rebuilds instead of trusting.
+        (out_dir / MANIFEST).unlink(missing_ok=True)
+        _fsync_dir(out_dir)
         shards = {split: writer.commit() for split, writer in writers.items()}
     except BaseException:
         bar.close()
         for writer in writers.values():
             writer.abort()
         raise
+    tokenizer_path = out_dir / TOKENIZER_FILE
+    os.replace(tokenizer_tmp, tokenizer_path)
     _fsync_dir(out_dir)
 
     per_source = [
@@ -476,7 +648,7 @@ def prepare(
             "vocab_size": vocab,
             "eos_token": eos_token,
             "eos_id": eos_id,
-            "trained": tokenizer is None,
+            "trained": tokenizer_bytes is None,
         },
         "dtype": dtype.name,
         "documents": {split: shard["documents"] for split, shard in shards.items()},
@@ -487,17 +659,68 @@ def prepare(
         "seconds": round(time.perf_counter() - started, 3),
     }
     atomic_write_json(out_dir / MANIFEST, manifest)
+    dataset = PreparedDataset(out_dir)
     if progress:
         print(
             f"evertrain data: {out_dir}: {manifest['bytes']:,} bytes, {sum(manifest['documents'].values()):,} documents -> "
             f"{manifest['tokens']['train']:,} train + {manifest['tokens']['val']:,} val tokens ({dtype.name}) "
             f"in {manifest['seconds']:.1f} s"
         )
+        for line in cut_source_lines(dataset, max_bytes):
+            print(line)
         if undecodable:
             print(
                 f"evertrain data: replaced {undecodable:,} undecodable bytes with U+FFFD (counted in manifest.json)"
             )
-    return PreparedDataset(out_dir)
+    return dataset
+
+
+def cut_source_lines(dataset: PreparedDataset, max_bytes: int | None = None) -> list[str]:
+    """One line per source that ``max_bytes`` cut: the source, bytes used / available, fraction.
+
+    Worded without keyword names, so the Python API and the CLI print the same line.
+    """
+    cap = f"the {max_bytes:,}-byte cap" if max_bytes is not None else "the byte cap"
+    lines = []
+    for record in dataset.sources:
+        if not record["truncated"]:
+            continue
+        used, available = record["bytes_used"], record["bytes_available"]
+        of = (
+            f"{used:,} of {available:,} bytes used ({used / available:.1%})"
+            if available
+            else f"{used:,} bytes used, of a total not known without reading it all"
+        )
+        lines.append(f"evertrain data: {record['source']} cut at {cap} per source: {of}")
+    return lines
+
+
+def check_same_tokenizer(datasets: Mapping[str, Any]) -> str | None:
+    """The tokenizer sha256 that all prepared ``datasets`` share; DataError if they differ.
+
+    Token ids only mean the same text under the same tokenizer: a mixture of datasets prepared
+    with two tokenizers trains on noise for one of them without any error. Values may be
+    :class:`PreparedDataset` objects or their directories; token arrays carry no tokenizer and
+    are skipped (None when no value is a prepared dataset).
+    """
+    found: dict[str, tuple[str, PreparedDataset]] = {}
+    for name, dataset in datasets.items():
+        if isinstance(dataset, str | os.PathLike):
+            dataset = PreparedDataset(dataset)
+        if isinstance(dataset, PreparedDataset):
+            found[name] = (dataset.manifest["tokenizer"]["sha256"], dataset)
+    shas = {sha for sha, _ in found.values()}
+    if len(shas) > 1:
+        named = ", ".join(
+            f"{name!r} (tokenizer {dataset.tokenizer_path}, sha256 {sha[:12]})"
+            for name, (sha, dataset) in found.items()
+        )
+        raise DataError(
+            f"datasets were prepared with different tokenizers: {named}; token ids mean different "
+            "text under each, so prepare all of them with the same tokenizer "
+            "(prepare(..., tokenizer=PATH), CLI: evertrain data prepare ... -t PATH)"
+        )
+    return shas.pop() if shas else None
 
 
 class PreparedDataset:
@@ -564,6 +787,28 @@ class PreparedDataset:
             raise DataError(
                 f"{self.tokenizer_path} fails its sha256 check: re-run prepare with overwrite=True"
             )
+
+    @property
+    def sources(self) -> list[dict[str, Any]]:
+        """What was used of each source: ``source``, ``bytes_used``, ``bytes_available``, ``truncated``.
+
+        ``truncated``: ``max_bytes`` cut the source; ``bytes_available``: its whole size when known
+        (equal to ``bytes_used`` when it was not cut; None when it was cut and the total cannot be
+        known without reading it all, e.g. .jsonl/parquet; see ``corpora.available_bytes``).
+        """
+        records = []
+        for record in self.manifest["sources"]:
+            truncated = bool(record.get("truncated_at_max_bytes", False))
+            available = record.get("bytes_available", None if truncated else record["bytes"])
+            records.append(
+                {
+                    "source": record["source"],
+                    "bytes_used": record["bytes"],
+                    "bytes_available": available,
+                    "truncated": truncated,
+                }
+            )
+        return records
 
     def tokenizer(self) -> Any:
         """The ``tokenizers.Tokenizer`` the shards were made with."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from evertrain._atomic import atomic_write_text
+from evertrain.data._paths import check_output_path
 from evertrain.data.corpora import SourceStats, check_not_empty, iter_documents, source_kind
 from evertrain.data.errors import DataError
 
@@ -136,6 +137,7 @@ def train_tokenizer(
     out_path = Path(out_path)
     if out_path.is_dir():
         out_path = out_path / "tokenizer.json"
+    check_output_path(out_path, "out_path", folder=False)  # before the minutes of training
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
