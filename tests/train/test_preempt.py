@@ -378,6 +378,17 @@ def test_second_sigint_raises_keyboard_interrupt() -> None:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_run_preempted_survives_pickling(tmp_path: Path) -> None:
+    """A worker process of a pool sends its exception back pickled."""
+    import pickle
+
+    from evertrain.train import RunResult
+
+    result = RunResult(tmp_path, 512, 2, 0.1, {}, tmp_path / "step_00000002", preempted=True)
+    copy = pickle.loads(pickle.dumps(RunPreempted("preempted by SIGTERM", result, "SIGTERM")))
+    assert (str(copy), copy.result, copy.signal_name) == ("preempted by SIGTERM", result, "SIGTERM")
+
+
 def test_ignored_signal_stays_ignored() -> None:
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:

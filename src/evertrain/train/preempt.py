@@ -53,6 +53,10 @@ class RunPreempted(BaseException):  # noqa: N818 -- a request to stop, like Keyb
         self.result = result
         self.signal_name = signal_name
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Picklable with all its fields, so it crosses a process pool (continual's demo workers).
+        return type(self), (str(self), self.result, self.signal_name)
+
 
 class PreemptionGuard:
     """Context manager: while active, a SIGTERM/SIGINT only sets :attr:`requested`.
