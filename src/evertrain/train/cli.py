@@ -7,14 +7,18 @@ module level: `evertrain.cli` imports every area's CLI at start-up.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
+
+from evertrain.train.preempt import EXIT_PREEMPTED  # 75, EX_TEMPFAIL; stdlib only, no torch
 
 app = typer.Typer(help="The reference GPT trainer.", no_args_is_help=True)
 
 EXIT_BAD_INPUT = 2
 EXIT_NONFINITE = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: a second Ctrl-C, no checkpoint of the current step
 
 
 @app.callback()
@@ -28,6 +32,7 @@ def _train(
     from evertrain.train.checkpoint import CheckpointError
     from evertrain.train.config import TrainConfig, apply_overrides
     from evertrain.train.loop import NonFiniteLossError, run
+    from evertrain.train.preempt import RunPreempted
 
     try:
         cfg = TrainConfig.from_yaml(config, overrides)
@@ -39,6 +44,17 @@ def _train(
     except NonFiniteLossError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(EXIT_NONFINITE) from None
+    except RunPreempted as stop:  # saved; "temporary failure": a scheduler may requeue it
+        if os.environ.get("RANK", "0") == "0":  # one line per run, not one per DDP rank
+            typer.echo(str(stop), err=True)
+        raise typer.Exit(EXIT_PREEMPTED) from None
+    except KeyboardInterrupt:  # a second SIGINT while stopping: quit now, as Ctrl-C does
+        typer.echo(
+            "interrupted: stopped without saving the current step; "
+            "--resume continues from the last checkpoint",
+            err=True,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except (ValueError, CheckpointError) as error:  # ConfigError, ScheduleError, data errors
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None

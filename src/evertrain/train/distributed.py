@@ -64,6 +64,19 @@ def all_reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return value / info.world_size
 
 
+def all_reduce_max(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Elementwise maximum of ``value`` over ranks (on a copy); identity in one process.
+
+    The loop uses it on a one-element tensor each step so that a stop request (a signal number,
+    0 for none) seen by any rank stops every rank after the same step.
+    """
+    if not info.enabled:
+        return value
+    value = value.clone()
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return value
+
+
 def broadcast_object(obj, info: DistInfo):  # noqa: ANN001, ANN201
     """Rank 0's ``obj`` on every rank."""
     if not info.enabled:

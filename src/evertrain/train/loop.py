@@ -8,6 +8,7 @@ Read top to bottom, nanoGPT style::
             loss = model(x, y) / grad_accum; loss.backward()
         clip; optimizer.step()                                # or skip / stop on a non-finite loss
         log; eval every eval_interval_tokens; checkpoint every checkpoint_interval_tokens
+        if SIGTERM/SIGINT came (any rank): checkpoint, raise RunPreempted  # preempt.py
 
 State that makes a resume exact lives in the checkpoint: weights, optimizer moments, step, tokens,
 sampler state and RNG states. The schedule is a pure function of progress, so it needs no state.
@@ -20,6 +21,7 @@ import math
 import os
 import random
 import signal
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -31,7 +33,7 @@ import torch
 
 from evertrain._atomic import atomic_write_text
 from evertrain.train import checkpoint as ckpt
-from evertrain.train import distributed
+from evertrain.train import distributed, preempt
 from evertrain.train.allocator import tune_glibc_malloc
 from evertrain.train.config import ConfigError, TrainConfig
 from evertrain.train.logging import RunLogger, read_log, truncate_log
@@ -55,6 +57,7 @@ class RunResult:
     last_checkpoint: Path | None
     skipped_steps: int = 0
     params: int = 0
+    preempted: bool = False  # True only on the result a RunPreempted carries
 
 
 def resolve_device(name: str) -> torch.device:
@@ -179,7 +182,9 @@ def run(
 
     Works unchanged under ``torchrun`` (DDP: gloo on CPU, NCCL on GPU; rank 0 writes files).
     Raises :class:`ConfigError` for bad input and :class:`NonFiniteLossError` when the loss goes
-    non-finite under ``nonfinite: stop`` (the last good checkpoint is kept).
+    non-finite under ``nonfinite: stop`` (the last good checkpoint is kept). On SIGTERM/SIGINT it
+    finishes the current step, saves a checkpoint and raises
+    :class:`~evertrain.train.preempt.RunPreempted` (every rank after the same step).
     """
     if not isinstance(cfg, TrainConfig):
         cfg = TrainConfig.model_validate(cfg)
@@ -196,7 +201,9 @@ def run(
     if device.type == "cpu" and cfg.cpu_malloc_tuning:
         tune_glibc_malloc()
     try:
-        return _Trainer(cfg, info, device, progress).train(resume)
+        # SIGTERM/SIGINT: finish the step and save (preempt.py); handlers restored on return.
+        with preempt.PreemptionGuard() as preemption:
+            return _Trainer(cfg, info, device, progress).train(resume, preemption)
     finally:
         torch.use_deterministic_algorithms(previous_determinism)
         torch.set_num_threads(previous_threads)
@@ -355,6 +362,44 @@ class _Trainer:
         distributed.barrier(self.info)
         return path
 
+    def _save_preempted(
+        self,
+        signum: int,
+        saved_this_step: bool,
+        last_checkpoint: Path | None,
+        logger: RunLogger,
+        bar: Any,
+    ) -> Path | None:
+        """Checkpoint the step just finished (unless the periodic save already did) and log it.
+
+        No eval: a preempted job has seconds left (SLURM KillWait, Kubernetes grace period).
+        """
+        name = signal.Signals(signum).name
+        if self.info.is_main:
+            notice = (
+                f"{name}: stopping after step {self.step}, saving a checkpoint "
+                f"(a second signal, {preempt.DUPLICATE_WINDOW_S:g} s or more later, quits without it)"
+            )
+            if bar is not None:
+                bar.write(notice, file=sys.stderr)
+            else:
+                print(notice, file=sys.stderr, flush=True)
+        if not saved_this_step:
+            saved = self._save(f"step_{self.step:08d}", pinned=False, eval_losses={})
+            last_checkpoint = saved or last_checkpoint
+        # In log.jsonl too: under torchrun the launcher's own exit status is 1, not 75, so a
+        # requeue script can read the reason here.
+        logger.log(
+            {
+                "kind": "preempted",
+                "step": self.step,
+                "tokens": self.tokens,
+                "signal": name,
+                "checkpoint": str(last_checkpoint) if last_checkpoint else None,
+            }
+        )
+        return last_checkpoint
+
     def _evaluate(self) -> dict[str, float]:
         losses: dict[str, float] = {}
         if self.info.is_main:
@@ -370,7 +415,7 @@ class _Trainer:
         return distributed.broadcast_object(losses, self.info)
 
     # ------------------------------------------------------------------ the loop
-    def train(self, resume: bool) -> RunResult:
+    def train(self, resume: bool, preemption: preempt.PreemptionGuard) -> RunResult:
         cfg, info = self.cfg, self.info
         self._build()
         self._restore(resume)
@@ -392,6 +437,7 @@ class _Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         final_eval: dict[str, float] = {}
         last_checkpoint = self.resumed_from
+        stopped_by = 0  # number of the signal that stopped the run early, 0 if none
         if self.step >= total_steps:
             # Already finished (e.g. resumed after the final checkpoint): report the recorded eval.
             recorded = None
@@ -443,9 +489,11 @@ class _Trainer:
                 grad_norm_tensor = torch.nn.utils.clip_grad_norm_(params, clip)
                 # One host sync per step (as a hand-written loop's loss.item()): on a GPU every
                 # extra sync leaves the device idle while the host queues the next kernels.
-                loss_value, grad_norm = torch.stack(
-                    [loss_mean.float(), grad_norm_tensor.float()]
-                ).tolist()
+                synced = [loss_mean.float(), grad_norm_tensor.float()]
+                if info.enabled:  # DDP: agree on a stop request; rides on the same sync
+                    requested = torch.full((), float(preemption.requested), device=self.device)
+                    synced.append(distributed.all_reduce_max(requested, info))
+                loss_value, grad_norm, *stop_vote = torch.stack(synced).tolist()
                 finite = math.isfinite(loss_value)
                 if finite:
                     self.scaler.step(self.optimizer)
@@ -522,6 +570,14 @@ class _Trainer:
                         or last_checkpoint
                     )
                 _kill_hook(self.step)
+                # A signal stops the run here, after a whole step; one rank's vote stops all.
+                stop = int(stop_vote[0]) if info.enabled else preemption.requested
+                if stop and not last:
+                    last_checkpoint = self._save_preempted(
+                        stop, bool(save_due), last_checkpoint, logger, bar
+                    )
+                    stopped_by = stop
+                    break
         finally:
             logger.close()
             if bar is not None:
@@ -529,7 +585,7 @@ class _Trainer:
         if last_checkpoint is None and info.is_main:
             found = ckpt.latest_valid_checkpoint(self.checkpoints_dir)
             last_checkpoint = found[0] if found else None
-        return RunResult(
+        result = RunResult(
             out_dir=self.out_dir,
             tokens=self.tokens,
             steps=self.step,
@@ -538,7 +594,18 @@ class _Trainer:
             last_checkpoint=last_checkpoint,
             skipped_steps=self.skipped,
             params=self.model.num_params(),
+            preempted=bool(stopped_by),
         )
+        if stopped_by:
+            name = signal.Signals(stopped_by).name
+            raise preempt.RunPreempted(
+                f"preempted by {name} at step {self.step} of {total_steps} "
+                f"(tokens {self.tokens:,}); saved checkpoint {last_checkpoint}; "
+                "continue with --resume (run(cfg, resume=True))",
+                result,
+                name,
+            )
+        return result
 
 
 def history(out_dir: str | Path, kind: str = "train") -> list[dict[str, Any]]:
