@@ -28,6 +28,8 @@ _EXPORTS = {
     "run": "evertrain.train.loop",
     "GPT": "evertrain.train.model",
     "GPTConfig": "evertrain.train.model",
+    "EXIT_PREEMPTED": "evertrain.train.preempt",
+    "RunPreempted": "evertrain.train.preempt",
 }
 
 if TYPE_CHECKING:
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from evertrain.train.config import ConfigError, TrainConfig
     from evertrain.train.loop import NonFiniteLossError, RunResult, evaluate, history, run
     from evertrain.train.model import GPT, GPTConfig
+    from evertrain.train.preempt import EXIT_PREEMPTED, RunPreempted
 
 
 def __getattr__(name: str) -> Any:
@@ -51,11 +54,13 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "EXIT_PREEMPTED",
     "CheckpointError",
     "ConfigError",
     "GPT",
     "GPTConfig",
     "NonFiniteLossError",
+    "RunPreempted",
     "RunResult",
     "TrainConfig",
     "evaluate",
