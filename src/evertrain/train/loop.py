@@ -29,14 +29,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from evertrain._atomic import atomic_write_text
 from evertrain.train import checkpoint as ckpt
 from evertrain.train import distributed
 from evertrain.train.allocator import tune_glibc_malloc
+from evertrain.train.budget import schedule_fit_warning
 from evertrain.train.config import ConfigError, TrainConfig
+from evertrain.train.config_history import record_config
 from evertrain.train.logging import RunLogger, read_log, truncate_log
 from evertrain.train.model import GPT, GPTConfig
 from evertrain.train.optim import build_optimizer
+from evertrain.train.run_folder import hold_run_folder
 
 
 class NonFiniteLossError(RuntimeError):
@@ -121,6 +123,9 @@ def _load_datasets(cfg: TrainConfig) -> tuple[dict[str, Any], dict[str, Any], in
         evals = dict(train)
     else:
         evals = {name: open_dataset(f"data.eval.{name}", d) for name, d in cfg.data.eval.items()}
+    # TODO(merge): refuse mixed tokenizers here, before the vocabulary check, over every dataset
+    # the run reads: evertrain.data.check_same_tokenizer({**train, **evals}) (data helper's
+    # branch), re-raised as ConfigError like open_dataset's errors above.
     data_vocab = max(int(ds.vocab_size) for ds in [*train.values(), *evals.values()])
     vocab_size = cfg.model.vocab_size or data_vocab
     if vocab_size < data_vocab:
@@ -178,8 +183,11 @@ def run(
     """Train ``cfg`` to ``budget_tokens``; with ``resume=True`` continue from the newest valid checkpoint.
 
     Works unchanged under ``torchrun`` (DDP: gloo on CPU, NCCL on GPU; rank 0 writes files).
-    Raises :class:`ConfigError` for bad input and :class:`NonFiniteLossError` when the loss goes
-    non-finite under ``nonfinite: stop`` (the last good checkpoint is kept).
+    Raises :class:`ConfigError` for bad input (an unwritable ``out_dir`` included, checked before
+    any work), :class:`evertrain._lock.FolderLockedError` when another live process trains in
+    ``out_dir`` (rank 0 holds the folder's lock for the whole run), and
+    :class:`NonFiniteLossError` when the loss goes non-finite under ``nonfinite: stop`` (the last
+    good checkpoint is kept).
     """
     if not isinstance(cfg, TrainConfig):
         cfg = TrainConfig.model_validate(cfg)
@@ -196,7 +204,8 @@ def run(
     if device.type == "cpu" and cfg.cpu_malloc_tuning:
         tune_glibc_malloc()
     try:
-        return _Trainer(cfg, info, device, progress).train(resume)
+        with hold_run_folder(cfg.out_dir, info):
+            return _Trainer(cfg, info, device, progress).train(resume)
     finally:
         torch.use_deterministic_algorithms(previous_determinism)
         torch.set_num_threads(previous_threads)
@@ -224,13 +233,16 @@ class _Trainer:
         cfg = self.cfg
         self.schedule = from_spec(cfg.schedule)
         self.unit = getattr(self.schedule, "unit", "steps")
-        horizon = cfg.total_steps * (cfg.tokens_per_step if self.unit == "tokens" else 1)
-        if self.info.is_main and self.schedule.total is not None and horizon < self.schedule.total:
-            warnings.warn(
-                f"schedule total={self.schedule.total:g} {self.unit} but the run ends at {horizon} {self.unit}: "
-                "the schedule will not finish (no final decay); set its total to the budget",
-                stacklevel=4,
-            )
+        # One rule with continual plans (evertrain.train.budget): warn when the schedule ends
+        # after the run (no final decay) or before its last step (steps at the floor LR).
+        mismatch = schedule_fit_warning(
+            self.schedule,
+            budget_tokens=cfg.budget_tokens,
+            tokens_per_step=cfg.tokens_per_step,
+            total_override_hint=isinstance(cfg.schedule, dict),
+        )
+        if self.info.is_main and mismatch:
+            warnings.warn(mismatch, UserWarning, stacklevel=4)
         self.train_sets, self.eval_sets, vocab_size = _load_datasets(cfg)
         mixture = cfg.data.mixture or {name: 1.0 for name in cfg.data.train}
         try:
@@ -306,7 +318,12 @@ class _Trainer:
                 self._fork(cfg.init_from)
         if info.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.out_dir / "config.yaml", cfg.to_yaml())
+            # config.yaml stays the start config; a changed config is appended to
+            # config_history.jsonl with the step it takes effect at, one warning per field.
+            for change in record_config(
+                self.out_dir, cfg.to_dict(), step=self.step, tokens=self.tokens, fresh=not resume
+            ):
+                warnings.warn(f"resumed with a changed config: {change}", UserWarning, stacklevel=4)
             # Cut the log back to the checkpoint: the resumed run rewrites what came after it.
             truncate_log(self.out_dir / "log.jsonl", self.step)
             if self.checkpoints_dir.is_dir():  # finish a prune a crash interrupted
