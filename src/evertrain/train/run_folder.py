@@ -15,7 +15,6 @@ is how stray checkpoints used to outlive ``keep_last``.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,9 +73,11 @@ def _take_lock(out_dir: Path) -> tuple[FolderLock | None, tuple[str, str] | None
         return None, ("config", str(error))
     except OSError as error:  # e.g. the folder became unwritable between check and lock
         reason = os.strerror(error.errno) if error.errno else str(error)
-        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            reason += "; choose an out_dir you can write to"
-        return None, ("config", f"out_dir: cannot create {out_dir} or its lock file ({reason})")
+        return None, (
+            "config",
+            f"out_dir: cannot create {out_dir} or its lock file ({reason}); "
+            "choose an out_dir you can write to",
+        )
     return lock, None
 
 
