@@ -122,3 +122,57 @@ def test_overrides_do_not_mutate_input() -> None:
 def test_checkpoint_at_tokens_sorted_unique() -> None:
     cfg = TrainConfig.model_validate(with_changes(checkpoint_at_tokens=[4096, 1024, 4096]))
     assert cfg.checkpoint_at_tokens == [1024, 4096]
+
+
+def test_yaml_exponent_numbers_stay_numbers_into_the_saved_config(tmp_path: Path) -> None:
+    """PyYAML (YAML 1.1) reads ``3e-3`` as a string; the config and what it saves hold floats."""
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "out_dir: runs/x\n"
+        "model: {n_layer: 2, n_head: 4, d_model: 64, seq_len: 64}\n"
+        "data:\n  train: {web: data/web}\n  mixture: {web: {name: constant, value: '1e0'}}\n"
+        "schedule: {name: cosine, peak: 3e-3, total: 1e2, warmup: '1e1'}\n"
+        "batch_size: 8\nbudget_tokens: 5120\n"
+        "eval_interval_tokens: 2048\ncheckpoint_interval_tokens: 4096\n"
+    )
+    cfg = TrainConfig.from_yaml(path)
+    assert cfg.schedule == {"name": "cosine", "peak": 0.003, "total": 100, "warmup": 10}
+    assert cfg.data.mixture == {"web": {"name": "constant", "value": 1}}
+    saved = yaml.safe_load(cfg.to_yaml())  # as any other reader (PyYAML) reads config.yaml
+    assert isinstance(saved["schedule"]["peak"], float) and saved["schedule"]["peak"] == 0.003
+    assert TrainConfig.model_validate(saved) == cfg
+    overridden = TrainConfig.from_yaml(path, ["schedule.peak=1e-4", "optimizer.eps=1e-6"])
+    assert overridden.schedule["peak"] == 1e-4 and overridden.optimizer.eps == 1e-6
+
+
+def test_schedule_errors_show_numbers_not_strings(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({**GOOD, "schedule": {"name": "cosine", "total": 100}}))
+    with pytest.raises(ConfigError) as info:
+        TrainConfig.from_yaml(path, ["schedule.peak=-3e-3"])
+    assert "peak=-0.003 must be >= 0" in str(info.value) and "'-3e-3'" not in str(info.value)
+
+
+def test_eval_set_of_another_tokenizer_is_refused_naming_both(tiny_data, tmp_path):
+    """The sampler refuses mixed tokenizers in the train mixture; an eval set prepared with another
+    tokenizer would be scored with the wrong ids, so the run refuses it too, before any work."""
+    from evertrain.data import prepare
+    from evertrain.train import ConfigError, TrainConfig, run
+
+    from .conftest import _write_jsonl, make_config
+
+    other = prepare(
+        [_write_jsonl(tmp_path / "other.jsonl", ["alpha beta gamma delta " * 20] * 60)],
+        tmp_path / "other",
+        vocab_size=280,
+        progress=False,
+    )
+    cfg = make_config(
+        tmp_path / "run", {"prose": tiny_data["prose"]}, data__eval={"other": str(other.path)}
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"data\.train\.prose.*data\.eval\.other|data\.eval\.other.*data\.train\.prose",
+    ):
+        run(TrainConfig.model_validate(cfg), progress=False)
+    assert not (tmp_path / "run" / "checkpoints").exists()

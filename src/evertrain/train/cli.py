@@ -6,8 +6,11 @@ module level: `evertrain.cli` imports every area's CLI at start-up.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -26,21 +29,35 @@ def _callback() -> None:
     """The reference GPT trainer: run, resume, fork, list checkpoints."""
 
 
+@contextlib.contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """Print each warning as ``warning: MESSAGE`` (one line), not Python's file:line + source."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        typer.echo(f"warning: {message}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
 def _train(
     config: Path, overrides: list[str], resume: bool, init_from: str | None, progress: bool
 ) -> None:
+    from evertrain._lock import FolderLockedError
     from evertrain.train.checkpoint import CheckpointError
     from evertrain.train.config import TrainConfig, apply_overrides
     from evertrain.train.loop import NonFiniteLossError, run
     from evertrain.train.preempt import RunPreempted
 
     try:
-        cfg = TrainConfig.from_yaml(config, overrides)
-        if init_from is not None:
-            cfg = TrainConfig.model_validate(
-                apply_overrides(cfg.to_dict(), [f"init_from={init_from}"])
-            )
-        result = run(cfg, resume=resume, progress=progress)
+        with _one_line_warnings():
+            cfg = TrainConfig.from_yaml(config, overrides)
+            if init_from is not None:
+                cfg = TrainConfig.model_validate(
+                    apply_overrides(cfg.to_dict(), [f"init_from={init_from}"])
+                )
+            result = run(cfg, resume=resume, progress=progress)
     except NonFiniteLossError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(EXIT_NONFINITE) from None
@@ -55,7 +72,8 @@ def _train(
             err=True,
         )
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    except (ValueError, CheckpointError) as error:  # ConfigError, ScheduleError, data errors
+    # ConfigError, ScheduleError, data errors; another process holding the run folder.
+    except (ValueError, CheckpointError, FolderLockedError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     if result.final_eval is not None:

@@ -7,11 +7,14 @@ e.g. ``model.n_head: 3 does not divide d_model=128; choose n_head dividing d_mod
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from evertrain import _yaml
+from evertrain.train.budget import total_steps as _steps_for_budget
 
 
 class ConfigError(ValueError):
@@ -68,6 +71,16 @@ class DataConfig(_Strict):
         if not value:
             raise ValueError("at least one dataset is needed, e.g. train: {web: data/web}")
         return value
+
+    @field_validator("mixture")
+    @classmethod
+    def _mixture_numbers(
+        cls, value: dict[str, float | dict[str, Any] | str] | None
+    ) -> dict[str, float | dict[str, Any] | str] | None:
+        # Schedule-spec weights hold numbers, however they were written (see spec_numbers).
+        if value is None:
+            return None
+        return {name: spec_numbers(w) if isinstance(w, dict) else w for name, w in value.items()}
 
     @model_validator(mode="after")
     def _mixture_names(self) -> DataConfig:
@@ -150,7 +163,7 @@ class TrainConfig(_Strict):
     @property
     def total_steps(self) -> int:
         """Optimizer steps in the run: enough to reach ``budget_tokens`` (ceil division)."""
-        return -(-self.budget_tokens // self.tokens_per_step)
+        return _steps_for_budget(self.budget_tokens, self.tokens_per_step)
 
     @field_validator("checkpoint_at_tokens")
     @classmethod
@@ -165,6 +178,8 @@ class TrainConfig(_Strict):
     def _schedule_parses(cls, value: dict[str, Any] | str) -> dict[str, Any] | str:
         from evertrain.schedules import from_spec
 
+        if isinstance(value, dict):
+            value = spec_numbers(value)  # once, here: the saved config.yaml then holds numbers
         try:
             from_spec(value)
         except ValueError as error:  # ScheduleError names the schedule field itself
@@ -209,8 +224,8 @@ class TrainConfig(_Strict):
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist; pass the path of a YAML config")
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as error:
+            raw = _yaml.load(path.read_text(encoding="utf-8")) or {}
+        except _yaml.YAMLError as error:
             raise ConfigError(f"{path}: not valid YAML ({error})") from None
         if not isinstance(raw, dict):
             raise ConfigError(
@@ -223,11 +238,14 @@ class TrainConfig(_Strict):
         return self.model_dump(mode="json")
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        return _yaml.dump(self.to_dict())
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Return a copy of ``raw`` with ``key.sub=value`` overrides applied (value parsed as YAML)."""
+    """Return a copy of ``raw`` with ``key.sub=value`` overrides applied (value parsed as YAML).
+
+    Values are read by :func:`evertrain._yaml.load`, so ``--set schedule.peak=3e-3`` is a number.
+    """
     import copy
 
     result = copy.deepcopy(raw)
@@ -239,8 +257,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         if not parts:
             raise ConfigError(f"--set {item!r}: empty key; expected key=value")
         try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
+            value = _yaml.load(text)
+        except _yaml.YAMLError:
             value = text
         node = result
         for part in parts[:-1]:
@@ -251,6 +269,30 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             node = child
         node[parts[-1]] = value
     return result
+
+
+# A number written as a string (a quoted YAML scalar, a JSON string, a dict built in Python).
+_NUMBER = re.compile(r"[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?")
+
+
+def spec_numbers(value: Any) -> Any:
+    """``value`` (a schedule spec, possibly nested) with numeric strings turned into numbers.
+
+    Every schedule parameter that looks like a number is one (the schedule constructors convert
+    them anyway), so converting once at load keeps the saved config, checkpoints and messages
+    in numbers: ``peak=-0.003``, not ``peak='-3e-3'``.
+    """
+    if isinstance(value, dict):
+        return {key: spec_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [spec_numbers(item) for item in value]
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        text = value.strip().replace("_", "")
+        try:
+            return int(text)
+        except ValueError:
+            return float(text)
+    return value
 
 
 def _format_validation_error(error: ValidationError) -> str:

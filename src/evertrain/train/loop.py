@@ -31,14 +31,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from evertrain._atomic import atomic_write_text
 from evertrain.train import checkpoint as ckpt
 from evertrain.train import distributed, preempt
 from evertrain.train.allocator import tune_glibc_malloc
+from evertrain.train.budget import schedule_fit_warning
 from evertrain.train.config import ConfigError, TrainConfig
+from evertrain.train.config_history import record_config
 from evertrain.train.logging import RunLogger, read_log, truncate_log
 from evertrain.train.model import GPT, GPTConfig
 from evertrain.train.optim import build_optimizer
+from evertrain.train.run_folder import hold_run_folder
 
 
 class NonFiniteLossError(RuntimeError):
@@ -108,7 +110,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 def _load_datasets(cfg: TrainConfig) -> tuple[dict[str, Any], dict[str, Any], int]:
     """Open the train and eval prepared datasets; return (train, eval, vocab_size)."""
-    from evertrain.data import PreparedDataset
+    from evertrain.data import PreparedDataset, check_same_tokenizer
 
     def open_dataset(field_path: str, directory: str) -> Any:
         try:
@@ -124,6 +126,17 @@ def _load_datasets(cfg: TrainConfig) -> tuple[dict[str, Any], dict[str, Any], in
         evals = dict(train)
     else:
         evals = {name: open_dataset(f"data.eval.{name}", d) for name, d in cfg.data.eval.items()}
+    # Token ids mean nothing across tokenizers: refuse before the vocabulary check, over every
+    # dataset the run reads (the sampler checks its own mixture; eval sets are read here only).
+    try:
+        check_same_tokenizer(
+            {
+                **{f"data.train.{n}": ds for n, ds in train.items()},
+                **{f"data.eval.{n}": ds for n, ds in evals.items()},
+            }
+        )
+    except ValueError as error:
+        raise ConfigError(f"data: {error}") from None
     data_vocab = max(int(ds.vocab_size) for ds in [*train.values(), *evals.values()])
     vocab_size = cfg.model.vocab_size or data_vocab
     if vocab_size < data_vocab:
@@ -181,10 +194,12 @@ def run(
     """Train ``cfg`` to ``budget_tokens``; with ``resume=True`` continue from the newest valid checkpoint.
 
     Works unchanged under ``torchrun`` (DDP: gloo on CPU, NCCL on GPU; rank 0 writes files).
-    Raises :class:`ConfigError` for bad input and :class:`NonFiniteLossError` when the loss goes
-    non-finite under ``nonfinite: stop`` (the last good checkpoint is kept). On SIGTERM/SIGINT it
-    finishes the current step, saves a checkpoint and raises
-    :class:`~evertrain.train.preempt.RunPreempted` (every rank after the same step).
+    Raises :class:`ConfigError` for bad input (an unwritable ``out_dir`` included, checked before
+    any work), :class:`evertrain._lock.FolderLockedError` when another live process trains in
+    ``out_dir`` (rank 0 holds the folder's lock for the whole run), and
+    :class:`NonFiniteLossError` when the loss goes non-finite under ``nonfinite: stop`` (the last
+    good checkpoint is kept). On SIGTERM/SIGINT it finishes the current step, saves a checkpoint
+    and raises :class:`~evertrain.train.preempt.RunPreempted` (every rank after the same step).
     """
     if not isinstance(cfg, TrainConfig):
         cfg = TrainConfig.model_validate(cfg)
@@ -202,7 +217,7 @@ def run(
         tune_glibc_malloc()
     try:
         # SIGTERM/SIGINT: finish the step and save (preempt.py); handlers restored on return.
-        with preempt.PreemptionGuard() as preemption:
+        with hold_run_folder(cfg.out_dir, info), preempt.PreemptionGuard() as preemption:
             return _Trainer(cfg, info, device, progress).train(resume, preemption)
     finally:
         torch.use_deterministic_algorithms(previous_determinism)
@@ -231,13 +246,16 @@ class _Trainer:
         cfg = self.cfg
         self.schedule = from_spec(cfg.schedule)
         self.unit = getattr(self.schedule, "unit", "steps")
-        horizon = cfg.total_steps * (cfg.tokens_per_step if self.unit == "tokens" else 1)
-        if self.info.is_main and self.schedule.total is not None and horizon < self.schedule.total:
-            warnings.warn(
-                f"schedule total={self.schedule.total:g} {self.unit} but the run ends at {horizon} {self.unit}: "
-                "the schedule will not finish (no final decay); set its total to the budget",
-                stacklevel=4,
-            )
+        # One rule with continual plans (evertrain.train.budget): warn when the schedule ends
+        # after the run (no final decay) or before its last step (steps at the floor LR).
+        mismatch = schedule_fit_warning(
+            self.schedule,
+            budget_tokens=cfg.budget_tokens,
+            tokens_per_step=cfg.tokens_per_step,
+            total_override_hint=isinstance(cfg.schedule, dict),
+        )
+        if self.info.is_main and mismatch:
+            warnings.warn(mismatch, UserWarning, stacklevel=4)
         self.train_sets, self.eval_sets, vocab_size = _load_datasets(cfg)
         mixture = cfg.data.mixture or {name: 1.0 for name in cfg.data.train}
         try:
@@ -313,7 +331,12 @@ class _Trainer:
                 self._fork(cfg.init_from)
         if info.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.out_dir / "config.yaml", cfg.to_yaml())
+            # config.yaml stays the start config; a changed config is appended to
+            # config_history.jsonl with the step it takes effect at, one warning per field.
+            for change in record_config(
+                self.out_dir, cfg.to_dict(), step=self.step, tokens=self.tokens, fresh=not resume
+            ):
+                warnings.warn(f"resumed with a changed config: {change}", UserWarning, stacklevel=4)
             # Cut the log back to the checkpoint: the resumed run rewrites what came after it.
             truncate_log(self.out_dir / "log.jsonl", self.step)
             if self.checkpoints_dir.is_dir():  # finish a prune a crash interrupted
