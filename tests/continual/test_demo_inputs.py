@@ -186,7 +186,7 @@ def test_cuts_at_max_bytes_are_said_with_the_share_used(tmp_path):
         {"D0": str(prepared), "D1": str(whole)}, (str(source), "stdlib-code"), 1000
     )
     assert notices == [
-        "--data OLD book.txt: using the first 1,000 bytes of about 4,000 (25 %) "
+        "D0 book.txt: using the first 1,000 bytes of about 4,000 (25 %) "
         "(--max-bytes 1000; --max-bytes 0 uses all of it)"
     ]
 
@@ -199,7 +199,7 @@ def test_a_real_cut_is_printed_before_training(tmp_path, texts, capsys):
         tmp_path, tuple(map(str, texts)), settings, progress=False, txt_separator="\n\n"
     )
     notices = D.truncation_notices(paths, tuple(map(str, texts)), 300)
-    assert len(notices) == 2 and notices[0].startswith("--data OLD english.txt: using the first ")
+    assert len(notices) == 2 and notices[0].startswith("D0 english.txt: using the first ")
     assert "(--max-bytes 300; --max-bytes 0 uses all of it)" in notices[0]
 
 

@@ -237,7 +237,17 @@ def input_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         if not same_source:
             found.append(f"{_FLAGS[role]}: {was.get('source')} -> {now.get('source')}")
         elif "content" in was and was["content"] != now.get("content"):
-            found.append(f"{_FLAGS[role]}: {now.get('source')} changed since (file sizes or times)")
+            content = was["content"]
+            if "builtin" in content:  # the corpus is read from the running Python's stdlib
+                python = now.get("content", {}).get("python")
+                found.append(
+                    f"{_FLAGS[role]}: {now.get('source')} is read from another Python "
+                    f"({content.get('python')} -> {python})"
+                )
+            else:
+                found.append(
+                    f"{_FLAGS[role]}: {now.get('source')} changed since (file sizes or times)"
+                )
     old_settings, new_settings = old.get("settings", {}), new.get("settings", {})
     if old_settings.get("scale") != new_settings.get("scale"):
         # every size follows from the scale: name the scale, not each size it changed
@@ -458,7 +468,7 @@ def truncation_notices(
             else ""
         )
         notices.append(
-            f"{_FLAGS[role]} {source_label(source)}: using the first {used:,} bytes{share} "
+            f"{role} {source_label(source)}: using the first {used:,} bytes{share} "
             f"(--max-bytes {max_bytes}; --max-bytes 0 uses all of it)"
         )
     return notices
@@ -775,7 +785,8 @@ def describe_demo(
     scale = f", scale {settings.scale:g}" if settings.scale > 0 else ""
     return (
         f"{labels[0]} (D0) → {labels[1]} (D1): a {params / 1e6:.2f}M-parameter GPT "
-        f"({settings.n_layer} layers × {settings.d_model}), {tokens:,} tokens in {runs} runs{scale}"
+        f"({settings.n_layer} layer{'s' if settings.n_layer != 1 else ''} × {settings.d_model}), "
+        f"{tokens:,} tokens in {runs} runs{scale}"
     )
 
 
