@@ -258,3 +258,10 @@ def test_a_second_demo_on_a_held_folder_is_a_one_line_error(tmp_path):
     assert result.exit_code == 2
     line = _error_line(result)
     assert line.startswith(f"error: demo folder {tmp_path / 'd'} is in use by pid {holder.pid}")
+
+
+def test_a_base_too_short_for_its_pre_anneal_checkpoint_is_refused_before_any_work(tmp_path):
+    short = D.DemoSettings(**{**D.demo_settings(0.05).__dict__, "base_tokens": 2048})
+    with pytest.raises(ContinualError, match="settings.base_tokens=2048 is 2 optimizer step"):
+        D.run_demo(tmp_path / "d", settings=short, progress=False)
+    assert not (tmp_path / "d").exists()

@@ -573,6 +573,7 @@ def run_demo(
     _check_options(txt_separator, max_bytes, workers, device)
     if max_bytes is not None:
         settings = replace(settings, max_bytes=max_bytes)
+    _check_base_holds_a_pre_anneal_point(settings)
     sources = check_sources(data)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -588,6 +589,19 @@ def run_demo(
             check_reuse(out, inputs)
         return _run_demo_locked(
             out, sources, settings, inputs, workers, device, progress, txt_separator, started
+        )
+
+
+def _check_base_holds_a_pre_anneal_point(settings: DemoSettings) -> None:
+    """``infinite+replay`` starts from the base's pre-anneal checkpoint: refuse sizes whose base
+    is too short to have one before training, not after the base."""
+    setup = Setup(model=settings.model, train={"batch_size": settings.batch_size}, eval={})
+    tokens = setup.whole_steps(settings.base_tokens)
+    if base_schedule(setup, tokens, settings.peak)[1] >= tokens:
+        raise ContinualError(
+            f"settings.base_tokens={settings.base_tokens} is {tokens // setup.tokens_per_step} "
+            "optimizer step(s): too few for a pre-anneal checkpoint before the base's last step; "
+            f"use at least {8 * setup.tokens_per_step} tokens"
         )
 
 
