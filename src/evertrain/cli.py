@@ -30,8 +30,12 @@ app.add_typer(train_cli.app, name="train", help="The reference GPT trainer.")
 app.add_typer(continual_cli.app, name="continual", help="Continual pre-training plans and recipes.")
 
 # Top-level commands owned by the continual area: `evertrain demo`, `evertrain report`.
+# A command may carry click context settings (`demo` collects stray arguments to name them).
 for _command in getattr(continual_cli, "TOP_LEVEL_COMMANDS", []):
-    app.command(name=_command.__name__.removesuffix("_command").replace("_", "-"))(_command)
+    app.command(
+        name=_command.__name__.removesuffix("_command").replace("_", "-"),
+        context_settings=getattr(_command, "context_settings", None),
+    )(_command)
 
 
 def main() -> None:

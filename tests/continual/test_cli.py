@@ -3,6 +3,9 @@ results on good input, exit code 2 and a one-line error naming the fix on bad in
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -109,7 +112,7 @@ def test_branches_lists_the_tree(tmp_path, make_run):
     assert (tmp_path / "tree.png").exists()
 
 
-def test_demo_names_the_data_source_that_cannot_be_split(tmp_path):
+def test_demo_names_the_data_source_that_cannot_be_split_with_its_own_flags(tmp_path):
     pytest.importorskip("tokenizers")
     (tmp_path / "old.txt").write_text("one single document about apples and pears. " * 200)
     (tmp_path / "new.jsonl").write_text(
@@ -120,11 +123,100 @@ def test_demo_names_the_data_source_that_cannot_be_split(tmp_path):
         "--data",
         str(tmp_path / "old.txt"),
         str(tmp_path / "new.jsonl"),
+        # a separator the text does not hold: one document, whatever the data area's default
+        "--txt-separator",
+        "@@@",
         "--scale",
         "0.05",
         "--out",
         str(tmp_path / "d"),
     )
     assert result.exit_code == 2
-    assert "--data D0 (" in result.output and "the corpus has 1 document" in result.output
-    assert "folder of .txt files or a .jsonl file" in result.output
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith("error: --data OLD (") and "has only 1 document(s)" in error
+    assert "--txt-separator" in error and "folder of .txt files or a .jsonl file" in error
+    # only flags the demo has: not the data area's keywords
+    assert "txt_separator" not in error and "val_fraction" not in error
+
+
+@pytest.mark.parametrize(
+    "peak_text", ["3e-3", "'3e-3'"], ids=["unquoted (YAML 1.1 reads a string)", "quoted string"]
+)
+def test_branches_reads_numbers_saved_as_text(tmp_path, make_run, peak_text):
+    main = make_run(tmp_path, "main", evals=[(500, {"d0": 3.0})])
+    (main / "config.yaml").write_text(
+        f"schedule:\n  name: linear\n  peak: {peak_text}\n  floor: 3.0e-4\n  total: 500\n"
+    )
+    result = _invoke("continual", "branches", str(main))
+    assert result.exit_code == 0, result.output  # was: Unknown format code 'e' for ... 'str'
+    assert result.output.startswith("main  [linear 3.0e-03 → 3.0e-04]")
+
+
+def test_report_out_that_is_a_file_is_refused_before_any_work(tmp_path, make_run):
+    run = make_run(tmp_path, "a", evals=[(100, {"d0": 3.0})])
+    (tmp_path / "page.html").write_text("mine")
+    for out, message in (
+        (tmp_path / "page.html", "is a file: pass a folder path"),
+        (tmp_path / "page.html" / "sub", "is a file, so no folder can be made there"),
+    ):
+        result = _invoke("report", str(run), "--out", str(out))
+        assert result.exit_code == 2
+        lines = result.output.strip().splitlines()
+        assert (
+            len(lines) == 1 and lines[0].startswith(f"error: --out {out}") and message in lines[0]
+        )
+    assert (tmp_path / "page.html").read_text() == "mine"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_report_out_in_a_read_only_folder_is_refused(tmp_path, make_run):
+    run = make_run(tmp_path, "a", evals=[(100, {"d0": 3.0})])
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        result = _invoke("report", str(run), "--out", str(locked / "rep"))
+    finally:
+        locked.chmod(0o755)
+    assert result.exit_code == 2 and "is not writable" in result.output
+
+
+def test_continual_run_on_a_held_output_folder_is_a_one_line_error(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "o"
+    code = (
+        "import time\nfrom evertrain._lock import FolderLock\n"
+        f"with FolderLock({str(out)!r}, what='continual output folder'):\n"
+        "    print('held', flush=True)\n    time.sleep(60)\n"
+    )
+    src = str(Path(__file__).parents[2] / "src")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": src},
+    )
+    assert holder.stdout.readline().strip() == "held"
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        yaml.safe_dump(
+            {
+                "out_dir": str(out),
+                "model": {"n_layer": 1, "n_head": 2, "d_model": 32, "seq_len": 16},
+                "stages": [{"name": "base", "datasets": {"d0": "x"}, "tokens": 64}],
+            }
+        )
+    )
+    try:
+        result = _invoke("continual", "run", str(plan))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(
+        f"error: continual output folder {out} is in use by pid {holder.pid}"
+    )

@@ -113,9 +113,79 @@ def test_demo_report_and_rerun_reuses_finished_runs(demo, tmp_path):
     assert {n: load_run(p).meta["wall_seconds"] for n, p in again.runs.items()} == walls
     # a different size in the same folder is refused, and nothing is overwritten
     bigger = DemoSettings(**{**TOY.__dict__, "stage_tokens": 4096})
-    with pytest.raises(ContinualError, match="holds a run of another configuration"):
+    with pytest.raises(
+        ContinualError,
+        match=r"holds a demo of other inputs \(settings.stage_tokens: 2048 -> 4096\)",
+    ):
         run_demo(demo.out_dir, settings=bigger, workers=1, progress=False)
     assert load_run(demo.runs["rewarm"]).tokens == 2048
+
+
+def test_demo_refuses_other_data_in_the_same_folder_naming_the_difference(demo, tmp_path):
+    manifest = (demo.out_dir / "data" / "D0" / "manifest.json").read_text()
+    walls = {n: load_run(p).meta["wall_seconds"] for n, p in demo.runs.items()}
+    # the roles swapped: the bug re-used the English -> code runs and printed their table
+    with pytest.raises(ContinualError) as swapped:
+        run_demo(
+            demo.out_dir,
+            data=("stdlib-code", "stdlib-english"),
+            settings=TOY,
+            workers=1,
+            progress=False,
+        )
+    message = str(swapped.value)
+    assert "--data OLD: stdlib-english -> stdlib-code" in message
+    assert "--data NEW: stdlib-code -> stdlib-english" in message
+    assert "--force" in message and "another --out" in message and "\n" not in message
+    # other data of the user's own, and another --max-bytes: each named as old -> new
+    german = tmp_path / "german.txt"
+    german.write_text("Ein Absatz über Äpfel.\n\nNoch ein Absatz über Birnen.\n" * 50)
+    with pytest.raises(ContinualError, match=r"--data NEW: stdlib-code -> .*german.txt"):
+        run_demo(demo.out_dir, data=("stdlib-english", german), settings=TOY, progress=False)
+    with pytest.raises(ContinualError, match=r"--max-bytes: 60000 -> 0"):
+        run_demo(demo.out_dir, settings=TOY, max_bytes=0, progress=False)
+    # refused before any work: the prepared data and the runs are untouched
+    assert (demo.out_dir / "data" / "D0" / "manifest.json").read_text() == manifest
+    assert {n: load_run(p).meta["wall_seconds"] for n, p in demo.runs.items()} == walls
+
+
+def test_demo_force_starts_over_and_keeps_files_it_did_not_write(demo, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(demo.out_dir, out)
+    (out / "notes.txt").write_text("mine")
+    tiny = DemoSettings(**{**TOY.__dict__, "base_tokens": 1024, "stage_tokens": 512})
+    swapped = ("stdlib-code", "stdlib-english")
+    with pytest.raises(ContinualError, match="--force"):
+        run_demo(out, data=swapped, settings=tiny, workers=1, progress=False)
+    result = run_demo(out, data=swapped, settings=tiny, workers=1, progress=False, force=True)
+    assert (out / "notes.txt").read_text() == "mine"
+    assert load_run(result.runs["base"]).tokens == 1024  # trained again, not re-used
+    sources = json.loads((out / "data" / "D0" / "manifest.json").read_text())["sources"]
+    assert [s["source"] for s in sources] == ["stdlib-code"]
+    assert result.description.startswith("stdlib-code (D0) → stdlib-english (D1): a ")
+    page = result.report.read_text()
+    assert "stdlib-code (D0) → stdlib-english (D1)" in page and "M-parameter GPT" in page
+    # and now the same inputs re-use these runs
+    again = run_demo(out, data=swapped, settings=tiny, workers=1, progress=False)
+    assert (
+        load_run(again.runs["base"]).meta["wall_seconds"]
+        == load_run(result.runs["base"]).meta["wall_seconds"]
+    )
+
+
+def test_demo_schedules_end_where_the_trainer_stops(demo):
+    from evertrain.schedules import from_spec
+    from evertrain.train import TrainConfig
+
+    for name, path in demo.runs.items():
+        cfg = TrainConfig.model_validate(load_run(path).config)
+        total = from_spec(cfg.schedule).total
+        if total is None:
+            continue  # finetune: a constant LR has no end
+        last_step = (cfg.total_steps - 1) * cfg.tokens_per_step
+        assert last_step < total <= cfg.total_steps * cfg.tokens_per_step, name
 
 
 def test_decay_branches_share_one_main_run_and_record_their_lineage(demo, tmp_path):

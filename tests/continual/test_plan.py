@@ -117,3 +117,21 @@ def test_plan_files_are_read_and_bad_files_are_reported(tmp_path):
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(PlanError, match="must hold a mapping"):
         load_plan(tmp_path / "list.yaml")
+
+
+def test_plan_files_read_numbers_as_numbers(tmp_path):
+    path = tmp_path / "plan.yaml"
+    path.write_text(
+        "out_dir: runs/p\n"
+        "peak: 3e-3\n"
+        "model: {n_layer: 1, n_head: 2, d_model: 32, seq_len: 16}\n"
+        "stages:\n"
+        "  - name: base\n"
+        "    datasets: {d0: data/d0}\n"
+        "    tokens: 1e4\n"
+        "    schedule: {name: constant, value: 1e-3, unit: tokens}\n"
+    )
+    plan = load_plan(path)
+    assert plan.peak == 3e-3 and plan.stages[0].tokens == 10_000
+    # an explicit spec is passed on as written: its value must be a number, not the text '1e-3'
+    assert plan.stage_schedule(0) == {"name": "constant", "value": 1e-3, "unit": "tokens"}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from evertrain.continual.forgetting import stage_outcome
-from evertrain.continual.report import ReportError, replay_series, write_report
+from evertrain.continual.report import ReportError, headline, replay_series, write_report
 from evertrain.continual.runs import load_run
 
 BASE_TOKENS = 1000
@@ -142,7 +142,7 @@ def test_report_is_self_contained_and_its_figures_carry_every_run(tmp_path, make
     assert rows["rewarm+replay"]["loss_gap_vs_baseline"] == pytest.approx(2.2 / 2.175 - 1)
     assert "tokens_vs_baseline" not in rows["retrain"]  # the baseline is not compared to itself
     assert "Best replay recipe: rewarm+replay" in report["headline"]
-    assert "+1.15%" in report["headline"] and "not within 1%" in report["headline"]
+    assert "1.15 % worse than retrain (more than 1 %)" in report["headline"]
     assert re.search(r"<td>rewarm\+replay</td>", text)
 
 
@@ -152,3 +152,27 @@ def test_report_rejects_a_folder_that_is_not_a_run(tmp_path):
         write_report([tmp_path / "empty"], tmp_path / "out")
     with pytest.raises(ReportError, match="no runs"):
         write_report([], tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    ("gap", "words"),
+    [
+        (-0.0111, "1.11 % better than retrain,"),
+        (0.004, "0.40 % worse than retrain (within 1 %),"),
+        (0.02, "2.00 % worse than retrain (more than 1 %),"),
+    ],
+)
+def test_headline_says_better_or_worse_in_words(gap, words):
+    rows = [
+        {"run": "retrain", "recipe": "retrain", "loss_avg": 2.0},
+        {
+            "run": "rewarm+replay",
+            "recipe": "rewarm+replay",
+            "loss_avg": 2.0 * (1 + gap),
+            "loss_gap_vs_baseline": gap,
+            "tokens_vs_baseline": 0.5,
+        },
+    ]
+    sentence = headline(rows, "retrain")
+    assert words in sentence and "training 50 % of its tokens" in sentence
+    assert "-1.11" not in sentence and "against" not in sentence

@@ -35,6 +35,10 @@ def toy_data(tmp_path_factory) -> dict[str, str]:
 
 
 def test_plan_continues_the_infinite_base_from_its_pre_anneal_checkpoint(toy_data, tmp_path):
+    import shutil
+
+    code_data = tmp_path / "code"  # a copy: re-prepared from other text at the end
+    shutil.copytree(toy_data["code"], code_data)
     plan = load_plan(
         {
             "out_dir": str(tmp_path / "plan"),
@@ -51,7 +55,7 @@ def test_plan_continues_the_infinite_base_from_its_pre_anneal_checkpoint(toy_dat
                 },
                 {
                     "name": "code",
-                    "datasets": {"code": toy_data["code"]},
+                    "datasets": {"code": str(code_data)},
                     "tokens": 1280,
                     "schedule": "continue",
                     "replay": 0.25,
@@ -84,5 +88,23 @@ def test_plan_continues_the_infinite_base_from_its_pre_anneal_checkpoint(toy_dat
     assert [r.wall_seconds for r in again] == [base.wall_seconds, code.wall_seconds]
     changed = plan.model_copy(deep=True)
     changed.stages[1].replay = 0.5
-    with pytest.raises(ContinualError, match="another configuration"):
+    with pytest.raises(
+        ContinualError, match=r"another configuration \(config.data.mixture.english"
+    ):
         run_plan(changed, progress=False)
+    # the same paths holding other data: the finished stage is not re-used for it
+    from evertrain.data import prepare
+
+    prepare(
+        ["stdlib-english"],
+        code_data,
+        tokenizer=code_data / "tokenizer.json",
+        max_bytes=20_000,
+        progress=False,
+        overwrite=True,
+    )
+    with pytest.raises(
+        ContinualError,
+        match=r"base holds a run of another configuration \(data.eval.code.shards_sha256.train: ",
+    ):
+        run_plan(plan, progress=False)

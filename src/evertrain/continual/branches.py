@@ -135,18 +135,28 @@ def branch_tree(root: str | Path, search: list[str | Path] | None = None) -> Bra
 
 
 def _describe_schedule(schedule: Any) -> str:
+    """A short description of a saved schedule spec, e.g. ``linear 1.0e-03 → 1.0e-04``.
+
+    The spec is read back through the schedule parser, which turns numbers saved as strings
+    (``peak: '3e-3'`` in configs written by older versions) into numbers."""
     if isinstance(schedule, str):
         return schedule
     if not isinstance(schedule, dict):
         return "?"
-    name = schedule.get("name", "?")
-    if name == "constant":
-        return f"constant {schedule.get('value'):.2e}"
+    from evertrain.schedules import from_spec
+
+    try:
+        spec = from_spec(schedule).to_spec()
+    except ValueError:
+        return str(schedule.get("name", "?"))  # unreadable spec: its name is all we can say
+    name = spec.get("name", "?")
+    if name == "constant" and "value" in spec:
+        return f"constant {float(spec['value']):.2e}"
     if name == "piecewise_linear":
-        values = [p[1] for p in schedule.get("points", [])]
+        values = [float(p[1]) for p in spec.get("points", [])]
         return f"piecewise {' → '.join(f'{v:.1e}' for v in values)}"
-    peak, floor = schedule.get("peak"), schedule.get("floor", 0.0)
-    if peak is not None:
+    peak, floor = spec.get("peak"), spec.get("floor", 0.0)
+    if isinstance(peak, (int, float)) and isinstance(floor, (int, float)):
         return f"{name} {peak:.1e} → {floor:.1e}"
     return str(name)
 
@@ -256,7 +266,7 @@ def run_branches(
         raise ContinualError(f"budgets={budgets!r}: give one or more positive token budgets")
     if not 0 < decay_fraction < 1:
         raise ContinualError(f"decay_fraction={decay_fraction!r} must be in (0, 1)")
-    budgets = sorted(setup.round_tokens(b) for b in budgets)
+    budgets = sorted(setup.whole_steps(b) for b in budgets)
     forks = [setup.round_tokens(int(b * (1 - decay_fraction))) for b in budgets]
     out = Path(out_dir)
     warmup = int(warmup_fraction * budgets[0])
@@ -328,7 +338,7 @@ def resume_from_branch(
         train_sets=datasets,
         mixture={name: 1.0 for name in datasets},
         schedule={"name": "constant", "value": float(peak), "unit": "tokens"},
-        tokens=setup.round_tokens(tokens),
+        tokens=setup.whole_steps(tokens),
         init_from=last["path"],
         checkpoint_at_tokens=checkpoint_at_tokens,
     )

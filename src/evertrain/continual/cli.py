@@ -6,6 +6,7 @@ module level: `evertrain.cli` imports every area's CLI at start-up.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -23,30 +24,144 @@ def _fail(error: Exception) -> None:
     raise typer.Exit(2)
 
 
+def check_output_dir(path: Path, flag: str) -> None:
+    """Raise a one-line ValueError naming ``flag`` unless ``path`` is (or can be created as) a
+    folder this process can write in: checked before any work, not after it."""
+    # TODO(merge): use evertrain._paths (check_output_dir) once it is on this branch.
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is a file: pass a folder path (it is created if missing)")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(
+            f"{flag} {path}: {existing} is a file, so no folder can be made there: choose another {flag}"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"{flag} {path}: {existing} is not writable: choose a folder you can write in"
+        )
+
+
+def _parse_separator(value: str | None) -> str | None:
+    """``--txt-separator '\\n\\n'`` as typed in a shell: turn the escapes ``\\n``, ``\\r``,
+    ``\\t`` and ``\\\\`` into the characters they name (other text is kept as is)."""
+    if value is None:
+        return None
+    escapes = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\"}
+    out, index = [], 0
+    while index < len(value):
+        char = value[index]
+        if char == "\\" and index + 1 < len(value) and value[index + 1] in escapes:
+            out.append(escapes[value[index + 1]])
+            index += 2
+        else:
+            out.append(char)
+            index += 1
+    return "".join(out)
+
+
+def _demo_sources(
+    data: tuple[str, str] | None, old: str | None, new: str | None, extra: list[str]
+) -> tuple[str, str] | None:
+    """The (OLD, NEW) sources from ``--data OLD NEW`` or ``--old``/``--new``, with one-line
+    errors for what click would otherwise misread (``--data a.txt --out X`` takes ``--out`` as
+    the second path)."""
+    if data and (data[0].startswith("-") or data[1].startswith("-")):
+        got = "nothing" if data[0].startswith("-") else repr(data[0])
+        raise ValueError(
+            f"--data needs two paths, OLD and NEW (e.g. --data english.txt german.txt), got {got} "
+            f"before {data[1] if not data[0].startswith('-') else data[0]}"
+        )
+    if extra:
+        word = extra[0]
+        if word.startswith("-"):
+            raise ValueError(f"no such option: {word} (see evertrain demo --help)")
+        raise ValueError(
+            f"unexpected argument {word!r}: --data takes exactly two paths, OLD and NEW"
+        )
+    if (old is None) != (new is None):
+        raise ValueError(
+            f"{'--old' if old is not None else '--new'} given alone: pass both --old OLD and --new NEW"
+        )
+    if old is not None and data:
+        raise ValueError("pass either --data OLD NEW or --old/--new, not both")
+    if old is not None:
+        return (old, new)  # type: ignore[return-value]
+    return None if not data or data == (None, None) else data
+
+
 def demo_command(
+    ctx: typer.Context,
     out: Path = typer.Option(
-        Path("evertrain-demo"), "--out", "-o", help="output directory (resumable)"
+        Path("evertrain-demo"), "--out", "-o", help="output folder (resumable)"
     ),
     scale: float = typer.Option(1.0, "--scale", help="multiply tokens (×s) and model width (×√s)"),
     data: tuple[str, str] | None = typer.Option(
-        None, "--data", help="your own D0 and D1: two files/folders (.txt/.jsonl/.parquet)"
+        None,
+        "--data",
+        metavar="OLD NEW",
+        help="your own old (D0) and new (D1) data: two files/folders (.txt/.jsonl/.parquet) or "
+        "builtin corpus names; default: the standard library's English and code",
+    ),
+    old: str | None = typer.Option(
+        None, "--old", help="the old data (D0), with --new: another way to write --data OLD NEW"
+    ),
+    new: str | None = typer.Option(None, "--new", help="the new data (D1), with --old"),
+    txt_separator: str | None = typer.Option(
+        None,
+        "--txt-separator",
+        help="split .txt files into documents at this string, e.g. '\\n\\n' (escapes \\n \\t "
+        "are read); default: as `evertrain data prepare` splits them",
+    ),
+    max_bytes: int | None = typer.Option(
+        None,
+        "--max-bytes",
+        help="read at most this many bytes of each source (0: all; default 3 MB × scale, at "
+        "least 1 MB); every cut is reported",
+    ),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="remove an earlier demo's outputs in --out (only what the demo wrote) and start over",
     ),
     workers: int = typer.Option(
         0, "--workers", help="parallel training processes (0: one per core, max 4)"
     ),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
 ) -> None:
-    """Pre-train on English, continue on code with 4 recipes, train the retrain baseline, report."""
+    """Pre-train a tiny GPT on OLD data, continue it on NEW data with 4 recipes, train the
+    retrain baseline, and report forgetting, adaptation and compute.
+
+    Without --data the OLD data is the standard library's English and the NEW its code.
+    """
+    from evertrain._lock import FolderLockedError
     from evertrain.continual.demo import format_table, run_demo
 
-    sources = None if not data or data == (None, None) else data
     try:
-        result = run_demo(out, scale=scale, data=sources, workers=workers or None, device=device)
-    except ValueError as error:
+        sources = _demo_sources(data, old, new, list(ctx.args))
+        check_output_dir(out, "--out")
+        result = run_demo(
+            out,
+            scale=scale,
+            data=sources,
+            workers=workers or None,
+            device=device,
+            txt_separator=_parse_separator(txt_separator),
+            max_bytes=max_bytes,
+            force=force,
+        )
+    except (ValueError, FolderLockedError) as error:
         _fail(error)
     typer.echo("")
-    typer.echo(format_table(result.rows))
+    typer.echo(format_table(result.rows, title=result.description))
     typer.echo(f"\nfinished in {result.seconds:.0f} s; report: {result.report}")
+
+
+# `--data a.txt --out X` makes click take `--out` as the second path and `X` as an extra
+# argument; collecting extras lets demo_command name the real mistake (evertrain.cli reads this).
+demo_command.context_settings = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
 def report_command(
@@ -58,6 +173,7 @@ def report_command(
     from evertrain.continual.report import write_report
 
     try:
+        check_output_dir(out, "--out")
         page = write_report(runs, out, baseline=baseline)
     except ValueError as error:
         _fail(error)
@@ -67,17 +183,19 @@ def report_command(
 @app.command("run")
 def run_command(plan: Path = typer.Argument(..., help="plan YAML (see docs/continual.md)")) -> None:
     """Run every stage of a continual plan, then write its report."""
+    from evertrain._lock import FolderLockedError
     from evertrain.continual.plan import load_plan
     from evertrain.continual.report import write_report
     from evertrain.continual.runner import run_plan
 
     try:
         loaded = load_plan(plan)
+        check_output_dir(Path(loaded.out_dir), "out_dir")
         results = run_plan(loaded)
         page = write_report(
             [r.out_dir for r in results], Path(loaded.out_dir) / "report", baseline=None
         )
-    except ValueError as error:
+    except (ValueError, FolderLockedError) as error:
         _fail(error)
     typer.echo(f"report: {page}")
 
@@ -104,6 +222,7 @@ def compare_command(
     from evertrain.continual.runner import Setup, base_info, resolve_base, run_recipe
 
     try:
+        check_output_dir(out, "--out")
         old_sets, new_sets = _named_paths("--old", old), _named_paths("--new", new)
         _, config = base_info(
             base

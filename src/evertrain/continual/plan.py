@@ -30,13 +30,29 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from evertrain import _yaml
 from evertrain.continual import recipes as R
 
 NAMED_SCHEDULES = ("rewarm", "continue", "finetune", "cosine", "infinite")
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+
+def tokens_per_step(model: dict[str, Any], train: dict[str, Any]) -> int:
+    """Tokens of one optimizer step, as ``TrainConfig.tokens_per_step`` counts them
+    (``batch_size * grad_accum * seq_len``; a missing field counts 1 and the trainer names it)."""
+    return (
+        int(train.get("batch_size", 1))
+        * int(train.get("grad_accum", 1))
+        * int(model.get("seq_len", 1))
+    )
+
+
+def whole_steps(tokens: int, step: int) -> int:
+    """The tokens a run with ``budget_tokens=tokens`` trains: whole optimizer steps of ``step``
+    tokens, rounded up exactly as ``TrainConfig.total_steps`` does (at least one step)."""
+    return max(1, -(-int(tokens) // step)) * step
 
 
 class PlanError(ValueError):
@@ -173,15 +189,28 @@ class Plan(BaseModel):
         except R.RecipeError as error:
             raise PlanError(f"stages.{index}: {error}") from None
 
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens of one optimizer step of every stage (``batch_size * grad_accum * seq_len``)."""
+        return tokens_per_step(self.model, self.train)
+
+    def stage_tokens(self, index: int) -> int:
+        """The tokens stage ``index`` trains: its ``tokens`` rounded up to whole optimizer steps,
+        as the trainer rounds ``budget_tokens``; its named schedule ends exactly there."""
+        return whole_steps(self.stages[index].tokens, self.tokens_per_step)
+
     def stage_schedule(
         self, index: int, previous: R.BaseModelInfo | None = None
     ) -> dict[str, Any] | str:
         """The schedule spec of stage ``index`` (token units from the stage's first token).
 
-        ``previous`` describes the LR state of stage ``index - 1`` (needed by ``finetune``).
+        A named schedule spans :meth:`stage_tokens` (the tokens the trainer runs), so a plan
+        never trains past its schedule's end nor stops before it. ``previous`` describes the LR
+        state of stage ``index - 1`` (needed by ``finetune``).
         """
         stage = self.stages[index]
         schedule = stage.schedule
+        tokens = self.stage_tokens(index)
         try:
             if isinstance(schedule, dict):
                 return dict(schedule)
@@ -191,7 +220,7 @@ class Plan(BaseModel):
             if schedule in ("rewarm", "cosine"):
                 return R.rewarm_schedule(
                     peak=peak,
-                    tokens=stage.tokens,
+                    tokens=tokens,
                     warmup_fraction=stage.warmup_fraction,
                     floor_fraction=stage.floor_fraction,
                     decay_shape=stage.decay_shape,
@@ -199,7 +228,7 @@ class Plan(BaseModel):
             if schedule == "infinite":
                 return R.infinite_schedule(
                     peak=peak,
-                    tokens=stage.tokens,
+                    tokens=tokens,
                     anneal_fraction=stage.anneal_fraction,
                     floor_fraction=stage.floor_fraction,
                 )
@@ -212,7 +241,7 @@ class Plan(BaseModel):
             # continue
             return R.constant_then_anneal_schedule(
                 constant_lr=previous.constant_lr,
-                tokens=stage.tokens,
+                tokens=tokens,
                 anneal_fraction=stage.anneal_fraction,
                 floor=previous.floor,
             )
@@ -239,8 +268,8 @@ def load_plan(source: str | Path | dict[str, Any]) -> Plan:
         if not path.is_file():
             raise PlanError(f"plan file {path} does not exist: pass the path of a YAML plan")
         try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as error:
+            raw = _yaml.load(path.read_text())
+        except _yaml.YAMLError as error:
             raise PlanError(f"plan file {path} is not valid YAML: {error}") from None
         if not isinstance(raw, dict):
             raise PlanError(f"plan file {path} must hold a mapping with out_dir, model, stages")

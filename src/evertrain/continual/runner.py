@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from evertrain.continual import recipes as R
-from evertrain.continual.plan import Plan
+from evertrain.continual.plan import Plan, tokens_per_step, whole_steps
 from evertrain.continual.runs import META_FILE, load_run, write_meta
 
 
@@ -45,16 +45,23 @@ class Setup:
 
     @property
     def tokens_per_step(self) -> int:
-        return (
-            int(self.train.get("batch_size", 1))
-            * int(self.train.get("grad_accum", 1))
-            * int(self.model["seq_len"])
-        )
+        return tokens_per_step(self.model, self.train)
 
     def round_tokens(self, tokens: int) -> int:
-        """Round ``tokens`` to a whole number of optimizer steps (at least one)."""
+        """Round a token *position* (a checkpoint, an eval interval) to the nearest whole
+        optimizer step (at least one)."""
         step = self.tokens_per_step
         return max(step, int(round(tokens / step)) * step)
+
+    def whole_steps(self, tokens: int) -> int:
+        """The tokens a run with ``budget_tokens=tokens`` trains: whole optimizer steps, rounded
+        up exactly as ``TrainConfig.total_steps`` does (at least one step).
+
+        Budgets go through this, never through :meth:`round_tokens`: a stage's schedule then
+        ends exactly where the trainer stops, so it neither stops before its final decay nor
+        trains steps past the end of its schedule.
+        """
+        return whole_steps(tokens, self.tokens_per_step)
 
 
 @dataclass
@@ -107,8 +114,73 @@ def train_config(
     return config
 
 
-def _fingerprint(config: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def _fingerprint(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _dataset_identity(path: str) -> dict[str, Any] | None:
+    """The content of a prepared dataset as its manifest records it: the tokenizer's and every
+    shard's sha256 (None when the folder holds no manifest yet; the trainer reports that)."""
+    manifest_path = Path(path) / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return {
+        "tokenizer_sha256": manifest.get("tokenizer", {}).get("sha256"),
+        "shards_sha256": {
+            split: shard.get("sha256")
+            for split, shard in sorted(manifest.get("shards", {}).items())
+        },
+    }
+
+
+def stage_inputs(config: dict[str, Any]) -> dict[str, Any]:
+    """Everything a finished run's result depends on: its config (model, schedule, mixture,
+    budget, trainer settings) and the content of its data (the prepared datasets' tokenizer and
+    shard checksums), so a re-run re-uses it only for the same inputs, not the same paths."""
+    data = config.get("data", {})
+    return _jsonable(
+        {
+            "config": config,
+            "data": {
+                role: {
+                    name: _dataset_identity(path)
+                    for name, path in sorted((data.get(role) or {}).items())
+                }
+                for role in ("train", "eval")
+            },
+        }
+    )
+
+
+def differences(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """The leaves that differ between two nested dicts, as (dotted key, old, new)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        found: list[tuple[str, Any, Any]] = []
+        for key in [*old, *(k for k in new if k not in old)]:
+            found += differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        return found
+    return [] if old == new else [(prefix.rstrip("."), old, new)]
+
+
+def short(value: Any) -> str:
+    """A value for a one-line message: checksums cut to 12 hex digits, long values cut."""
+    if value is None:
+        return "(none)"
+    if isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value):
+        return value[:12]
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def describe_differences(old: Any, new: Any, limit: int = 4) -> str:
+    """``key: old -> new; ...`` for at most ``limit`` differences (and how many more)."""
+    found = differences(old, new)
+    parts = [f"{key}: {short(a)} -> {short(b)}" for key, a, b in found[:limit]]
+    if len(found) > limit:
+        parts.append(f"and {len(found) - limit} more")
+    return "; ".join(parts)
 
 
 def run_stage(
@@ -122,18 +194,28 @@ def run_stage(
     progress: bool = True,
     extra_meta: dict[str, Any] | None = None,
 ) -> StageRun:
-    """Train (or resume, or skip if finished) one run and record its ``continual.json``."""
+    """Train (or resume, or re-read if finished) one run and record its ``continual.json``.
+
+    A folder that already holds a run is re-used only when that run had the same inputs
+    (:func:`stage_inputs`); otherwise a :class:`ContinualError` names what differs.
+    """
     from evertrain.train import TrainConfig, run
 
     out_dir = Path(config["out_dir"])
-    fingerprint = _fingerprint(config)
+    inputs = stage_inputs(config)
+    fingerprint = _fingerprint(inputs)
     meta_path = out_dir / META_FILE
     if meta_path.exists():
-        previous = json.loads(meta_path.read_text()).get("fingerprint")
-        if previous != fingerprint:
+        meta = json.loads(meta_path.read_text())
+        previous = meta.get("fingerprint")
+        # Runs written before the data checksums were recorded carry a hash of the config alone.
+        legacy = "inputs" not in meta and previous == _fingerprint(config)
+        if previous != fingerprint and not legacy:
+            changed = describe_differences(meta["inputs"], inputs) if "inputs" in meta else ""
             raise ContinualError(
-                f"{out_dir} holds a run of another configuration: choose a new output directory "
-                "or delete that run to retrain it"
+                f"{out_dir} holds a run of another configuration"
+                + (f" ({changed})" if changed else "")
+                + ": choose a new output directory or delete that run to retrain it"
             )
     elif (out_dir / "log.jsonl").exists() or (out_dir / "checkpoints").exists():
         raise ContinualError(
@@ -148,6 +230,7 @@ def run_stage(
         new=list(new),
         offset_tokens=int(offset_tokens),
         fingerprint=fingerprint,
+        inputs=inputs,
         **(extra_meta or {}),
     )
     already_finished = bool(json.loads(meta_path.read_text()).get("finished"))
@@ -222,11 +305,8 @@ def train_base(
     """Pre-train a base on ``datasets`` with an infinite schedule (warmup → cooldown → constant
     → release anneal), pinning a checkpoint at the start of the anneal so that both annealed
     (``rewarm``/``finetune``) and constant-LR (``infinite+replay``) continuations can start from it."""
-    tokens = setup.round_tokens(tokens)
-    pre_anneal = setup.round_tokens(R.pre_anneal_tokens(tokens, anneal_fraction))
-    schedule = R.infinite_schedule(
-        peak=peak, tokens=tokens, anneal_fraction=1 - pre_anneal / tokens
-    )
+    tokens = setup.whole_steps(tokens)
+    schedule, pre_anneal = base_schedule(setup, tokens, peak, anneal_fraction)
     config = train_config(
         setup,
         out_dir=out_dir,
@@ -247,6 +327,32 @@ def train_base(
             "pre_anneal_tokens": pre_anneal,
             "pre_anneal_checkpoint": f"tokens_{pre_anneal}",
         },
+    )
+
+
+def base_schedule(
+    setup: Setup, tokens: int, peak: float, anneal_fraction: float = 0.1
+) -> tuple[dict[str, Any], int]:
+    """The infinite schedule :func:`train_base` trains a base of ``tokens`` on, and the token
+    count of its pinned pre-anneal checkpoint (a whole step; the anneal starts exactly there)."""
+    tokens = setup.whole_steps(tokens)
+    pre_anneal = setup.round_tokens(R.pre_anneal_tokens(tokens, anneal_fraction))
+    schedule = R.infinite_schedule(
+        peak=peak, tokens=tokens, anneal_fraction=1 - pre_anneal / tokens
+    )
+    return schedule, pre_anneal
+
+
+def planned_base_info(
+    setup: Setup, tokens: int, peak: float, anneal_fraction: float = 0.1
+) -> R.BaseModelInfo:
+    """What :func:`base_info` will read from a finished :func:`train_base` run, known before it
+    trains: so ``retrain`` and ``infinite+replay`` (which needs only the pre-anneal checkpoint)
+    can start while the base is still training."""
+    schedule, pre_anneal = base_schedule(setup, tokens, peak, anneal_fraction)
+    tokens = setup.whole_steps(tokens)
+    return lr_state(
+        schedule, tokens, setup.tokens_per_step, pre_anneal if pre_anneal < tokens else None
     )
 
 
@@ -302,7 +408,7 @@ def run_recipe(
     (pass it to start ``retrain`` while the base is still training).
     """
     info = base if base is not None else base_info(base_dir)[0]
-    stage_tokens = setup.round_tokens(stage_tokens)
+    stage_tokens = setup.whole_steps(stage_tokens)
     try:
         recipe = R.build_recipe(
             recipe_name,
@@ -362,13 +468,24 @@ def _final_checkpoint(run_dir: Path, manifest: dict[str, Any]) -> Path:
 
 
 def run_plan(plan: Plan, *, progress: bool = True) -> list[StageRun]:
-    """Run every stage of ``plan`` in order under ``plan.out_dir/<stage name>/``."""
+    """Run every stage of ``plan`` in order under ``plan.out_dir/<stage name>/``.
+
+    The output folder is locked for the whole plan (one writer), and a finished stage is
+    re-used only for the same inputs (:func:`run_stage`).
+    """
+    from evertrain._lock import FolderLock
+
+    with FolderLock(plan.out_dir, what="continual output folder"):
+        return _run_plan_stages(plan, progress=progress)
+
+
+def _run_plan_stages(plan: Plan, *, progress: bool) -> list[StageRun]:
     setup = Setup(model=plan.model, train=plan.train, eval=plan.datasets)
     results: list[StageRun] = []
     previous_info: R.BaseModelInfo | None = None
     offset = 0
     for index, stage in enumerate(plan.stages):
-        tokens = setup.round_tokens(stage.tokens)
+        tokens = plan.stage_tokens(index)
         schedule = plan.stage_schedule(index, previous_info)
         kind = plan.init_checkpoint_kind(index)
         init_from: Path | str | None = None

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from evertrain import _yaml
 from evertrain._atomic import atomic_write_json
 
 META_FILE = "continual.json"
@@ -111,7 +110,7 @@ def load_run(path: str | Path) -> Run:
     manifest = _read_json(manifest_path) if manifest_path.exists() else {}
     config: dict[str, Any] = {}
     if (run_dir / "config.yaml").exists():
-        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+        config = _yaml.load((run_dir / "config.yaml").read_text()) or {}
     meta = _read_json(run_dir / META_FILE) if (run_dir / META_FILE).exists() else {}
     return Run(
         path=run_dir,
