@@ -46,3 +46,19 @@ def test_base_info_needs_a_config(tmp_path, make_run):
     run = make_run(tmp_path, "bare", evals=[(100, {"d0": 3.0})])
     with pytest.raises(ContinualError, match="has no config.yaml"):
         base_info(run)
+
+
+def test_base_info_reads_the_config_that_trained_the_last_step(tmp_path, make_run):
+    """A base resumed with a longer schedule keeps its start config in config.yaml and the change
+    in config_history.jsonl; its LR state must come from the schedule that trained its end."""
+    from evertrain.train.config_history import record_config
+
+    start = {"schedule": {"name": "constant", "value": 1e-3, "unit": "tokens"}}
+    later = {"schedule": {"name": "constant", "value": 4e-4, "unit": "tokens"}}
+    for config in (start, later):
+        config.update({"batch_size": 4, "model": {"seq_len": 125}})
+    run = make_run(tmp_path, "base", evals=[(5_000, {"d0": 3.0}), (10_000, {"d0": 2.9})])
+    record_config(run, start, step=0, tokens=0, fresh=True)
+    record_config(run, later, step=10, tokens=5_000, fresh=False)
+    info, _ = base_info(run)
+    assert info.final_lr == pytest.approx(4e-4)  # config.yaml alone would say 1e-3

@@ -220,3 +220,30 @@ def test_continual_run_on_a_held_output_folder_is_a_one_line_error(tmp_path):
     assert lines[0].startswith(
         f"error: continual output folder {out} is in use by pid {holder.pid}"
     )
+
+
+def test_a_preempted_stage_exits_75_so_the_scheduler_requeues_the_plan(tmp_path, monkeypatch):
+    """`run()` raises RunPreempted after saving on SIGTERM/SIGINT (tests/train/test_preempt.py);
+    the plan command must pass that on as exit 75 with one line, not a traceback and exit 1."""
+    from evertrain.continual import runner as continual_runner
+    from evertrain.train import EXIT_PREEMPTED, RunPreempted
+
+    def preempted(plan, **kwargs):
+        raise RunPreempted("preempted by SIGTERM at step 3 of 10", None, "SIGTERM")
+
+    monkeypatch.setattr(continual_runner, "run_plan", preempted)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        yaml.safe_dump(
+            {
+                "out_dir": str(tmp_path / "o"),
+                "model": {"n_layer": 1, "n_head": 2, "d_model": 32, "seq_len": 16},
+                "stages": [{"name": "base", "datasets": {"d0": "x"}, "tokens": 64}],
+            }
+        )
+    )
+    result = _invoke("continual", "run", str(plan))
+    assert result.exit_code == EXIT_PREEMPTED == 75
+    assert "preempted by SIGTERM at step 3" in result.output
+    assert "run the same command again" in result.output
+    assert "Traceback" not in result.output

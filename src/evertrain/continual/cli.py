@@ -11,6 +11,8 @@ from pathlib import Path
 
 import typer
 
+from evertrain.train.preempt import EXIT_PREEMPTED, RunPreempted  # stdlib only, no torch
+
 app = typer.Typer(help="continual commands", no_args_is_help=True)
 
 
@@ -22,6 +24,13 @@ def _callback() -> None:
 def _fail(error: Exception) -> None:
     typer.echo(f"error: {error}", err=True)
     raise typer.Exit(2)
+
+
+def _preempted(stop: RunPreempted) -> None:
+    """A stage stopped on SIGTERM/SIGINT after saving its step: say so and exit 75 ('retry'),
+    so a scheduler requeues the same command, which resumes the stage (finished stages are kept)."""
+    typer.echo(f"{stop}; run the same command again to continue the plan", err=True)
+    raise typer.Exit(EXIT_PREEMPTED)
 
 
 def check_output_dir(path: Path, flag: str) -> None:
@@ -152,6 +161,8 @@ def demo_command(
             max_bytes=max_bytes,
             force=force,
         )
+    except RunPreempted as stop:
+        _preempted(stop)
     except (ValueError, FolderLockedError) as error:
         _fail(error)
     typer.echo("")
@@ -195,6 +206,8 @@ def run_command(plan: Path = typer.Argument(..., help="plan YAML (see docs/conti
         page = write_report(
             [r.out_dir for r in results], Path(loaded.out_dir) / "report", baseline=None
         )
+    except RunPreempted as stop:
+        _preempted(stop)
     except (ValueError, FolderLockedError) as error:
         _fail(error)
     typer.echo(f"report: {page}")
@@ -249,6 +262,8 @@ def compare_command(
         page = write_report(
             done, out / "report", baseline="retrain" if "retrain" in recipes else None
         )
+    except RunPreempted as stop:
+        _preempted(stop)
     except ValueError as error:
         _fail(error)
     typer.echo(f"report: {page}")

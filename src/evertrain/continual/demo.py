@@ -342,7 +342,7 @@ def prepare_data(
     ``txt_separator`` splits .txt files into documents (None: the data area's default).
     """
     from evertrain.data import prepare, train_tokenizer
-    from evertrain.data.corpora import source_fingerprint
+    from evertrain.data.corpora import source_fingerprint, txt_rule
 
     data_dir = out_dir / "data"
     tokenizer = data_dir / "tokenizer.json"
@@ -356,6 +356,8 @@ def prepare_data(
                 "vocab_size": settings.vocab_size,
                 "max_bytes": settings.max_bytes,
                 "txt_separator": txt_separator,
+                # The rule itself, not only the flag: a new default splits .txt files otherwise.
+                "txt_rule": txt_rule(txt_separator),
             },
             default=str,
         )

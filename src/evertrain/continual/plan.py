@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from evertrain import _yaml
 from evertrain.continual import recipes as R
+from evertrain.train.budget import total_steps  # torch-free: the trainer's one budget rule
 
 NAMED_SCHEDULES = ("rewarm", "continue", "finetune", "cosine", "infinite")
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]+$")
@@ -51,8 +52,8 @@ def tokens_per_step(model: dict[str, Any], train: dict[str, Any]) -> int:
 
 def whole_steps(tokens: int, step: int) -> int:
     """The tokens a run with ``budget_tokens=tokens`` trains: whole optimizer steps of ``step``
-    tokens, rounded up exactly as ``TrainConfig.total_steps`` does (at least one step)."""
-    return max(1, -(-int(tokens) // step)) * step
+    tokens, by the trainer's own rule (:func:`evertrain.train.budget.total_steps`, at least one)."""
+    return max(1, total_steps(tokens, step)) * step
 
 
 class PlanError(ValueError):

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evertrain import _yaml
 from evertrain._atomic import atomic_write_json
+from evertrain.train.config_history import trained_config
 
 META_FILE = "continual.json"
 
@@ -108,9 +108,9 @@ def load_run(path: str | Path) -> Run:
             f"{run_dir} has neither log.jsonl nor manifest.json: is it a training run's out_dir?"
         )
     manifest = _read_json(manifest_path) if manifest_path.exists() else {}
-    config: dict[str, Any] = {}
-    if (run_dir / "config.yaml").exists():
-        config = _yaml.load((run_dir / "config.yaml").read_text()) or {}
+    # The config that trained the run's last step: a resume may have changed the schedule or
+    # mixture, and config.yaml keeps the one the run started with (config_history.jsonl the rest).
+    config: dict[str, Any] = trained_config(run_dir) or {}
     meta = _read_json(run_dir / META_FILE) if (run_dir / META_FILE).exists() else {}
     return Run(
         path=run_dir,
