@@ -246,3 +246,99 @@ def test_ci_runs_exactly_the_readme_install_and_test_commands() -> None:
     assert ci[-1] == "python -m pytest"
     assert any(re.match(r"python3? -m venv ", line) for line in ci)  # no system site-packages
     assert not any("--system-site-packages" in line for line in ci)
+
+
+# --- the harness itself ----------------------------------------------------------------------
+
+_SAMPLE_PAGE = """# A page
+
+```python
+from pathlib import Path
+Path("made.txt").write_text("from python")
+shared = 41
+```
+
+```text
+not run: an illustration
+```
+
+```bash
+test "$(cat made.txt)" = "from python"
+command -v python | grep -q "^$BIN/"
+echo from-bash > bash.txt
+```
+
+```python
+assert shared + 1 == 42 and Path("bash.txt").read_text() == "from-bash\\n"
+raise RuntimeError("this block fails")
+```
+
+```bash
+false
+echo never
+```
+
+```python
+print("still run after a failure:", shared)
+```
+"""
+
+
+def test_harness_runs_a_page_in_order_in_one_folder_and_reports_each_block(tmp_path):
+    """python blocks share one namespace, bash sees their files and the interpreter under test,
+    a failing block is reported and the blocks after it still run."""
+    from . import docs_blocks
+
+    (tmp_path / "docs").mkdir()
+    page = tmp_path / "docs" / "sample.md"
+    page.write_text(_SAMPLE_PAGE)
+    blocks = page_blocks(page, root=tmp_path)
+    assert [(b.lang, b.line) for b in blocks] == [
+        ("python", 3),
+        ("bash", 13),
+        ("python", 19),
+        ("bash", 24),
+        ("python", 29),
+    ]
+    work = tmp_path / "work"
+    work.mkdir()
+    plan = tmp_path / "plan.json"
+    results = tmp_path / "results.json"
+    plan.write_text(
+        json.dumps(
+            {
+                "blocks": [
+                    {"index": b.index, "lang": b.lang, "code": b.code, "label": b.label}
+                    for b in blocks
+                ],
+                "results": str(results),
+                "bash_timeout": 60,
+            }
+        )
+    )
+    env = dict(os.environ, BIN=os.path.dirname(sys.executable))
+    env["PATH"] = env["BIN"] + os.pathsep + env.get("PATH", "")
+    subprocess.run(
+        [sys.executable, "-c", docs_blocks.DRIVER_BOOTSTRAP, str(DRIVER), str(plan)],
+        cwd=work,
+        env=env,
+        check=True,
+        timeout=120,
+    )
+    found = json.loads(results.read_text())
+    assert [found[str(i)]["ok"] for i in range(5)] == [True, True, False, False, True]
+    assert "RuntimeError: this block fails" in found["2"]["output"]
+    assert "docs/sample.md:19" in found["2"]["output"]  # the traceback names page and line
+    assert "never" not in found["3"]["output"] and "[exit code 1]" in found["3"]["output"]
+    assert "still run after a failure: 41" in found["4"]["output"]
+    assert sorted(p.name for p in work.iterdir()) == ["bash.txt", "made.txt"]
+
+
+def test_blocks_that_need_a_missing_extra_skip_and_say_which(monkeypatch):
+    block = Block("docs/x.md", 0, 1, "python", "import numpy\nimport optax\n")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "optax" else real(name, *a)
+    )
+    assert _skip_reason(block) == "needs the optional optax (pip install 'evertrain[jax]')"
+    assert _skip_reason(Block("docs/x.md", 0, 1, "python", "import numpy\n")) is None

@@ -71,7 +71,8 @@ def fit(
         ),
     ] = None,
 ) -> None:
-    """Fit a law to logged curves; write the fit JSON and a plot of fitted vs logged."""
+    """Fit a law to logged curves (or, with --example 25M, to the packaged published curves);
+    write the fit JSON and a plot of fitted vs logged."""
 
     def body() -> None:
         from evertrain._paths import check_output_file
