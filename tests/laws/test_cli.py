@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -178,3 +180,148 @@ def test_cli_bad_input_exits_2(fit_json, curve_files, tmp_path):
         assert result.exit_code == 2, (args, result.output)
         assert "error:" in result.output
     assert not (tmp_path / "x.json").exists()
+
+
+def test_fit_example_fits_the_packaged_curves(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no CSV files, no ../shared: the packaged copy only
+    result = runner.invoke(app, ["law", "fit", "--example", "25M"])
+    assert result.exit_code == 0, result.output
+    assert "mpl fit (reference) on 3 curves" in result.output and "R2=" in result.output
+    payload = json.loads((tmp_path / "fit.json").read_text())
+    # the published 25M parameters (docs/laws.md, "Evidence")
+    assert payload["params"]["L0"] == pytest.approx(3.0405, rel=1e-3)
+    assert payload["params"]["B"] == pytest.approx(363.79, rel=2e-3)
+    assert (tmp_path / "fit.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (
+            ["--example", "30M"],
+            "--example 30M: no packaged curves of that size; use one of 25M, 100M",
+        ),
+        (["--example", "25M", "a.csv"], "give either --example SIZE or CSV files"),
+        ([], "no curves to fit: give CSV files"),
+    ],
+)
+def test_fit_example_bad_input(args, needle, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["law", "fit", *args])
+    assert result.exit_code == 2 and needle in result.output, result.output
+
+
+# --- output paths: one line, exit 2, before the work -----------------------------------------
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Make fitting, predicting and optimising fail loudly: the path check must come first."""
+    import evertrain.laws.optimize as optimize_module
+    from evertrain.laws import AnnealingLaw
+
+    def boom(*args, **kwargs):
+        raise AssertionError("the work ran before the output path was checked")
+
+    monkeypatch.setattr(MultiPowerLaw, "fit", boom)
+    monkeypatch.setattr(AnnealingLaw, "fit", boom)
+    monkeypatch.setattr(optimize_module, "optimize_schedule", boom)
+    monkeypatch.setattr(optimize_module, "compare_schedules", boom)
+    monkeypatch.setattr(MultiPowerLaw, "predict_lr", boom)
+
+
+def _bad_outputs(tmp_path):
+    """{case: path}: an existing folder, a path below a file, a folder nobody can create in."""
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "a_file").write_text("x")
+    return {
+        "folder": (tmp_path / "folder", "is a folder, but a file is written here"),
+        "file-as-parent": (tmp_path / "a_file" / "out.json", "a_file is a file, not a folder"),
+        "unwritable": (Path("/proc/evertrain-test/out.json"), "cannot write in /proc"),
+    }
+
+
+CASES = ["folder", "file-as-parent", "unwritable"]
+
+
+def _assert_one_line_error(result, path, needle):
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert str(path) in lines[0] and needle in lines[0], result.output
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_fit_refuses_a_bad_output_before_fitting(case, no_work, tmp_path):
+    if case == "unwritable" and not Path("/proc/self").exists():
+        pytest.skip("needs Linux /proc (a folder nobody can create files in, root included)")
+    path, needle = _bad_outputs(tmp_path)[case]
+    for flag in ("-o", "--plot"):
+        result = runner.invoke(app, ["law", "fit", "--example", "25M", flag, str(path)])
+        _assert_one_line_error(result, path, needle)
+    # the old `-o DIR` wrote its temp file beside DIR; nothing may be left anywhere
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "folder"]
+    assert not any((tmp_path / "folder").iterdir())
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_predict_optimize_compare_refuse_bad_outputs_before_the_work(
+    case, no_work, fit_json, tmp_path
+):
+    if case == "unwritable" and not Path("/proc/self").exists():
+        pytest.skip("needs Linux /proc (a folder nobody can create files in, root included)")
+    path, needle = _bad_outputs(tmp_path)[case]
+    spec = "cosine:peak=3e-4,total=3000,warmup=100,floor=3e-5"
+    budget = ["--steps", "3000", "--peak", "3e-4", "--floor", "3e-5"]
+    for args in (
+        ["predict", str(fit_json), spec, "-o", str(path)],
+        ["predict", str(fit_json), spec, "-o", str(tmp_path / "p.png"), "--csv", str(path)],
+        ["optimize", str(fit_json), *budget, "-o", str(path)],
+        ["optimize", str(fit_json), *budget, "-o", str(tmp_path / "o.json"), "--plot", str(path)],
+        ["compare", str(fit_json), spec, "--json", str(path)],
+    ):
+        result = runner.invoke(app, ["law", *args])
+        _assert_one_line_error(result, path, needle)
+
+
+def test_predict_checks_every_numbered_csv_path(no_work, fit_json, tmp_path):
+    (tmp_path / "pred_2.csv").mkdir()  # the second schedule's CSV would land on a folder
+    specs = ["cosine:peak=3e-4,total=3000", "constant:value=3e-4,total=3000"]
+    result = runner.invoke(
+        app,
+        [
+            "law",
+            "predict",
+            str(fit_json),
+            *specs,
+            "-o",
+            str(tmp_path / "p.png"),
+            "--csv",
+            str(tmp_path / "pred.csv"),
+        ],
+    )
+    _assert_one_line_error(result, tmp_path / "pred_2.csv", "is a folder")
+    assert not (tmp_path / "pred_1.csv").exists()
+
+
+def test_fit_refuses_a_read_only_folder(no_work, tmp_path):
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            try:
+                (folder / "probe").write_text("x")
+            except OSError:
+                pass
+            else:
+                pytest.skip(
+                    "running as root: permission bits do not stop root (the /proc case "
+                    "covers an unwritable folder)"
+                )
+        result = runner.invoke(
+            app, ["law", "fit", "--example", "25M", "-o", str(folder / "fit.json")]
+        )
+        _assert_one_line_error(result, folder / "fit.json", "cannot write in")
+    finally:
+        folder.chmod(0o755)

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from evertrain.laws import SHARED_CURVES, LawError, load_curve, lr_array, shared_curve_lr
+from evertrain.laws import (
+    SHARED_CURVES,
+    SHARED_SIZES,
+    LawError,
+    load_curve,
+    load_shared_curves,
+    lr_array,
+    shared_curve_lr,
+    shared_curves_dir,
+)
 from evertrain.laws.curves import read_curve_csv, shared_curve_total
 
 
 @pytest.mark.parametrize("size", ["25M", "100M"])
-def test_shared_lr_matches_logged_lr_column(loss_curves_dir, size):
+def test_shared_lr_matches_logged_lr_column(size):
     for name in SHARED_CURVES:
-        steps, _, logged = read_curve_csv(loss_curves_dir / size / f"{name}.csv")
+        steps, _, logged = read_curve_csv(shared_curves_dir(size) / f"{name}.csv")
         lr = shared_curve_lr(name, max(shared_curve_total(name), int(steps.max()) + 1))
         np.testing.assert_allclose(lr[steps], logged, rtol=1e-12, atol=0, err_msg=name)
 
@@ -69,8 +81,8 @@ def test_lr_array_inputs():
         lr_array({"name": "linear", "peak": 1.0, "total": 1000, "unit": "tokens"}, 4)
 
 
-def test_load_curve_recognises_shared_curves_only_by_their_lr(loss_curves_dir, tmp_path):
-    curve = load_curve(loss_curves_dir / "25M" / "wsdcon_9.csv")
+def test_load_curve_recognises_shared_curves_only_by_their_lr(tmp_path):
+    curve = load_curve(shared_curves_dir("25M") / "wsdcon_9.csv")
     np.testing.assert_array_equal(
         curve.lr[: len(shared_curve_lr("wsdcon_9"))], shared_curve_lr("wsdcon_9")
     )
@@ -78,3 +90,52 @@ def test_load_curve_recognises_shared_curves_only_by_their_lr(loss_curves_dir, t
     impostor.write_text("step,lr,loss\n100,1e-3,4.0\n200,1e-3,3.9\n")
     with pytest.raises(LawError, match="pass the run's schedule spec"):
         load_curve(impostor)
+
+
+# --- the published curves packaged with evertrain ------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("size", SHARED_SIZES)
+def test_size_names_load_the_packaged_curves_from_any_working_directory(
+    size, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # nothing named 25M/100M or ../shared here
+    curves = load_shared_curves(size)
+    assert sorted(curves) == sorted(SHARED_CURVES)
+    # the same data as reading the packaged folder by path
+    by_path = load_shared_curves(shared_curves_dir(size))
+    for name in SHARED_CURVES:
+        np.testing.assert_array_equal(curves[name].loss, by_path[name].loss)
+    assert curves["cosine_24000"].steps[-1] < 24000  # the protocol drops the final row
+
+
+def test_a_folder_path_still_loads_and_a_bad_source_names_the_fix(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    shutil.copy(shared_curves_dir("25M") / "wsdcon_9.csv", folder)
+    curves = load_shared_curves(folder, names=["wsdcon_9"])
+    assert curves["wsdcon_9"].meta["path"] == str(folder / "wsdcon_9.csv")
+    with pytest.raises(LawError, match=r"pass a size \(25M, 100M\)"):
+        load_shared_curves(tmp_path / "missing")
+    with pytest.raises(LawError, match="unknown shared curve size '30M'"):
+        shared_curves_dir("30M")
+
+
+def test_packaged_curves_keep_their_attribution_and_licence():
+    folder = shared_curves_dir("25M").parent
+    assert "Luo et al., 2025" in (folder / "README.md").read_text()
+    assert "MIT License" in (folder / "LICENSE-source").read_text()
+
+
+def test_every_packaged_curve_file_is_declared_package_data():
+    """A non-editable install carries only files matched by pyproject's package-data globs."""
+    tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python >= 3.11")
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    globs = config["tool"]["setuptools"]["package-data"]["evertrain.laws"]
+    package = REPO / "src" / "evertrain" / "laws"
+    declared = {path for pattern in globs for path in package.glob(pattern)}
+    shipped = {path for path in (package / "curves_data").rglob("*") if path.is_file()}
+    assert len(shipped) == 2 + 2 * len(SHARED_CURVES)
+    assert shipped == declared

@@ -147,10 +147,10 @@ PUBLISHED_25M = {
 }
 
 
-def test_real_25m_reference_fit_reproduces_published(loss_curves_dir):
+def test_real_25m_reference_fit_reproduces_published():
     """method="reference" on the real 25M curves lands on the published parameters and figures
     (PredE 0.00110, WorstE 0.00409, R2 0.9988)."""
-    curves = load_shared_curves(loss_curves_dir / "25M")
+    curves = load_shared_curves("25M")  # the copy packaged with evertrain
     law = MultiPowerLaw()
     result = law.fit([curves[name] for name in SHARED_FIT])  # default method: reference
     assert result.method == "reference"
@@ -162,9 +162,9 @@ def test_real_25m_reference_fit_reproduces_published(loss_curves_dir):
     assert held_out["r2"] == pytest.approx(0.9988, abs=1e-4)
 
 
-def test_real_25m_multistart_fit_predicts_held_out_curves(loss_curves_dir):
+def test_real_25m_multistart_fit_predicts_held_out_curves():
     """The converged multi-start fit on the real 25M curves (full numbers: benchmarks/laws.py)."""
-    curves = load_shared_curves(loss_curves_dir / "25M")
+    curves = load_shared_curves("25M")  # the copy packaged with evertrain
     law = MultiPowerLaw()
     result = law.fit([curves[name] for name in SHARED_FIT], n_starts=1, method="multistart")
     assert result.r2 > 0.999

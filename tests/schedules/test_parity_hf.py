@@ -15,7 +15,7 @@ from evertrain.schedules import get
 
 from .schedules_peers import assert_close, dummy_optimizer, torch_lrs
 
-transformers = pytest.importorskip("transformers")
+transformers = pytest.importorskip("transformers", reason="transformers comes with evertrain[dev]")
 from transformers import get_scheduler, get_wsd_schedule  # noqa: E402
 
 PEAK = 3e-4

@@ -21,7 +21,9 @@ from .schedules_peers import assert_close
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    scheduler_module = pytest.importorskip("megatron.core.optimizer_param_scheduler")
+    scheduler_module = pytest.importorskip(
+        "megatron.core.optimizer_param_scheduler", reason="megatron-core comes with evertrain[dev]"
+    )
 
 MAX_LR, MIN_LR, INIT_LR = 3e-4, 3e-5, 1e-6
 WARMUP, TOTAL, DECAY = 50, 600, 150

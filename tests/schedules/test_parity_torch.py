@@ -9,7 +9,7 @@ from evertrain.schedules import get, join
 
 from .schedules_peers import assert_close, dummy_optimizer, torch_lrs
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="torch comes with evertrain[train]")
 from torch.optim import lr_scheduler  # noqa: E402
 
 PEAK = 0.1

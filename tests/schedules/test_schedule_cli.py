@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,3 +104,30 @@ def test_failed_export_leaves_an_existing_file_untouched(runner, tmp_path):
     )
     assert result.exit_code == 2
     assert out.read_text() == "precious\n"
+
+
+@pytest.mark.parametrize("command", ["plot", "export"])
+def test_bad_output_paths_exit_2_with_one_line_before_the_work(
+    runner, command, tmp_path, monkeypatch
+):
+    import evertrain.schedules.summary as summary
+
+    def boom(*args, **kwargs):
+        raise AssertionError("sampled the schedule before checking the output path")
+
+    monkeypatch.setattr(summary, "sample", boom)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "a_file").write_text("x")
+    cases = [
+        (tmp_path / "folder", "is a folder, but a file is written here"),
+        (tmp_path / "a_file" / "lr.out", "a_file is a file, not a folder"),
+    ]
+    if Path("/proc/self").exists():  # unwritable even for root
+        cases.append(("/proc/evertrain/lr.out", "cannot write in /proc"))
+    for path, needle in cases:
+        result = runner.invoke(app, ["schedule", command, WSD, "-o", str(path)])
+        assert result.exit_code == 2, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: -o {path}: "), result.stderr
+        assert needle in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "folder"]

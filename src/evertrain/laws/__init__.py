@@ -20,6 +20,7 @@ from evertrain.laws.base import (
 from evertrain.laws.curves import (
     SHARED_CURVES,
     SHARED_FIT,
+    SHARED_SIZES,
     SHARED_TEST,
     LawError,
     LossCurve,
@@ -28,6 +29,7 @@ from evertrain.laws.curves import (
     load_shared_curves,
     lr_array,
     shared_curve_lr,
+    shared_curves_dir,
 )
 from evertrain.laws.mpl import MultiPowerLaw
 
@@ -36,6 +38,7 @@ __all__ = [
     "LAWS",
     "SHARED_CURVES",
     "SHARED_FIT",
+    "SHARED_SIZES",
     "SHARED_TEST",
     "FitResult",
     "Law",
@@ -53,4 +56,5 @@ __all__ = [
     "multi_power_ld",
     "multi_power_ld_naive",
     "shared_curve_lr",
+    "shared_curves_dir",
 ]

@@ -37,8 +37,17 @@ def _callback() -> None:
 @app.command()
 def fit(
     curves: Annotated[
-        list[Path], typer.Argument(help="CSV files: step,lr,loss (dense) or step,loss + --schedule")
-    ],
+        list[Path] | None,
+        typer.Argument(help="CSV files: step,lr,loss (dense) or step,loss + --schedule"),
+    ] = None,
+    example: Annotated[
+        str | None,
+        typer.Option(
+            "--example",
+            help="fit the packaged published curves of this size (25M or 100M) on the standard "
+            "protocol's fit curves (cosine_24000, constant_24000, wsdcon_9) instead of CSV files",
+        ),
+    ] = None,
     law: Annotated[str, typer.Option("--law", help="mpl | annealing")] = "mpl",
     output: Annotated[Path, typer.Option("-o", "--output", help="fit JSON to write")] = Path(
         "fit.json"
@@ -62,26 +71,25 @@ def fit(
         ),
     ] = None,
 ) -> None:
-    """Fit a law to logged curves; write the fit JSON and a plot of fitted vs logged."""
+    """Fit a law to logged curves (or, with --example 25M, to the packaged published curves);
+    write the fit JSON and a plot of fitted vs logged."""
 
     def body() -> None:
-        from evertrain.laws import load_curve, make_law
+        from evertrain._paths import check_output_file
+        from evertrain.laws import make_law
         from evertrain.laws.plots import plot_fit
 
-        specs = list(schedule or [])
-        if specs and len(specs) not in (1, len(curves)):
-            raise ValueError(
-                f"--schedule given {len(specs)} times for {len(curves)} curves: give it once or once per curve"
-            )
-        loaded = [
-            load_curve(path, (specs[0] if len(specs) == 1 else specs[i]) if specs else None)
-            for i, path in enumerate(curves)
-        ]
+        # every output is checked before the fit: a bad -o must not cost the fit
+        check_output_file(output, "-o")
+        plot_target = check_output_file(
+            plot or output.with_suffix(".png"), "--plot" if plot else "-o (its .png plot)"
+        )
+        loaded = _fit_curves(list(curves or []), example, list(schedule or []))
         options = {"warmup": warmup} if law == "annealing" else {}
         model = make_law(law, **options)
         result = model.fit(loaded, seed=seed, method=method)
         result.save(output)
-        plot_path = plot_fit(model, loaded, plot or output.with_suffix(".png"))
+        plot_path = plot_fit(model, loaded, plot_target)
         typer.echo(
             f"{law} fit ({result.method}) on {len(loaded)} curves in {result.fit_seconds:.2f} s -> {output}, {plot_path}"
         )
@@ -89,6 +97,44 @@ def fit(
         typer.echo(f"  R2={result.r2:.5f} PredE={result.prede:.5f} WorstE={result.worste:.5f}")
 
     _run(body)
+
+
+def _fit_curves(paths: list[Path], example: str | None, specs: list[str]) -> list[Any]:
+    """The curves `law fit` fits: CSV files (with their --schedule specs) or a packaged example."""
+    from evertrain.laws import (
+        SHARED_FIT,
+        SHARED_SIZES,
+        load_curve,
+        load_shared_curves,
+        shared_curves_dir,
+    )
+
+    if example is not None:
+        if paths or specs:
+            raise ValueError(
+                "--example fits the packaged curves: give either --example SIZE or CSV files "
+                "(with --schedule), not both"
+            )
+        if example not in SHARED_SIZES:
+            raise ValueError(
+                f"--example {example}: no packaged curves of that size; use one of "
+                f"{', '.join(SHARED_SIZES)}"
+            )
+        curves = load_shared_curves(shared_curves_dir(example), SHARED_FIT)
+        return [curves[name] for name in SHARED_FIT]
+    if not paths:
+        raise ValueError(
+            "no curves to fit: give CSV files (step,lr,loss) or --example 25M for the packaged "
+            "published curves"
+        )
+    if specs and len(specs) not in (1, len(paths)):
+        raise ValueError(
+            f"--schedule given {len(specs)} times for {len(paths)} curves: give it once or once per curve"
+        )
+    return [
+        load_curve(path, (specs[0] if len(specs) == 1 else specs[i]) if specs else None)
+        for i, path in enumerate(paths)
+    ]
 
 
 def _write_prediction_csv(path: Path, steps: Any, lr: Any, pred: Any) -> None:
@@ -100,6 +146,18 @@ def _write_prediction_csv(path: Path, steps: Any, lr: Any, pred: Any) -> None:
     for step, rate, value in zip(steps.tolist(), lr.tolist(), pred.tolist(), strict=True):
         writer.writerow([step, repr(rate), repr(value)])
     atomic_write_text(path, buffer.getvalue())
+
+
+def _prediction_csv_paths(csv_path: Path | None, specs: list[str]) -> list[Path]:
+    """`predict --csv PATH`: PATH for one schedule, PATH_1.csv, PATH_2.csv, ... for several."""
+    if csv_path is None:
+        return []
+    if len(specs) == 1:
+        return [csv_path]
+    return [
+        csv_path.with_name(f"{csv_path.stem}_{index + 1}{csv_path.suffix}")
+        for index in range(len(specs))
+    ]
 
 
 @app.command()
@@ -127,10 +185,15 @@ def predict(
     def body() -> None:
         import numpy as np
 
+        from evertrain._paths import check_output_file
         from evertrain.laws import load_law, lr_array
         from evertrain.laws.curves import schedule_label, schedule_total
         from evertrain.laws.plots import plot_predictions
 
+        check_output_file(output, "-o")
+        csv_targets = [
+            check_output_file(target, "--csv") for target in _prediction_csv_paths(csv_path, specs)
+        ]
         law = load_law(fit_json)
         predictions = {}
         for index, spec in enumerate(specs):
@@ -147,13 +210,8 @@ def predict(
                 lr[grid],
                 pred,
             )
-            if csv_path is not None:
-                target = (
-                    csv_path
-                    if len(specs) == 1
-                    else csv_path.with_name(f"{csv_path.stem}_{index + 1}{csv_path.suffix}")
-                )
-                _write_prediction_csv(target, grid, lr[grid], pred)
+            if csv_targets:
+                _write_prediction_csv(csv_targets[index], grid, lr[grid], pred)
         plot_predictions(law, predictions, output)
         width = max(len(label) for label in predictions)
         typer.echo(f"{'schedule':<{width}}  final loss")
@@ -189,10 +247,15 @@ def optimize(
         import numpy as np
 
         from evertrain._atomic import atomic_write_json
+        from evertrain._paths import check_output_file
         from evertrain.laws import load_law, lr_array
         from evertrain.laws.optimize import optimize_schedule
         from evertrain.laws.plots import plot_predictions
 
+        check_output_file(output, "-o")
+        plot_target = check_output_file(
+            plot or output.with_suffix(".png"), "--plot" if plot else "-o (its .png plot)"
+        )
         law = load_law(fit_json)
         result = optimize_schedule(law, steps, peak, floor, warmup, n_knots=knots)
         atomic_write_json(output, result.to_dict())
@@ -204,9 +267,7 @@ def optimize(
             (result.wsd["label"], lr_array(result.wsd["schedule"], steps)),
         ):
             curves[label] = (grid, lr[grid], law.predict_lr(lr, grid))
-        plot_path = plot_predictions(
-            law, curves, plot or output.with_suffix(".png"), title="optimised schedule"
-        )
+        plot_path = plot_predictions(law, curves, plot_target, title="optimised schedule")
         typer.echo(f"optimised final loss {result.final_loss:.5f}")
         typer.echo(
             f"cosine               {result.cosine['final_loss']:.5f}  (gain {result.gain_vs_cosine:+.5f})"
@@ -245,9 +306,12 @@ def compare(
 
     def body() -> None:
         from evertrain._atomic import atomic_write_json
+        from evertrain._paths import check_output_file
         from evertrain.laws import load_law
         from evertrain.laws.optimize import compare_schedules, cosine_spec, wsd_candidates
 
+        if json_out is not None:
+            check_output_file(json_out, "--json")
         law = load_law(fit_json)
         candidates: dict[str, Any] = {spec: spec for spec in specs or []}
         if (peak is None) != (floor is None):

@@ -273,13 +273,41 @@ def load_shared_curve(path: str | Path, *, drop_final: bool = True) -> LossCurve
     )
 
 
+#: Model sizes whose curves ship inside the package (``evertrain/laws/curves_data/<size>``: the
+#: MPL repository's CSVs, MIT licence, with its README and LICENSE-source beside them).
+SHARED_SIZES = ("25M", "100M")
+_PACKAGED_CURVES = Path(__file__).resolve().with_name("curves_data")
+
+
+def shared_curves_dir(size: str) -> Path:
+    """The folder of the packaged shared curves of one model size (``"25M"`` or ``"100M"``)."""
+    if size not in SHARED_SIZES:
+        raise LawError(
+            f"unknown shared curve size {size!r}: expected one of {', '.join(SHARED_SIZES)} "
+            "(or pass the path of a folder with the CSVs)"
+        )
+    return _PACKAGED_CURVES / size
+
+
 def load_shared_curves(
-    directory: str | Path, names: Sequence[str] = SHARED_CURVES
+    source: str | Path, names: Sequence[str] = SHARED_CURVES
 ) -> dict[str, LossCurve]:
-    """``{name: LossCurve}`` for the shared CSVs of one model size (e.g. ``.../loss-curves/25M``)."""
-    directory = Path(directory)
+    """``{name: LossCurve}`` for the shared CSVs of one model size.
+
+    ``source`` is a size name (``"25M"``, ``"100M"``: the copy packaged with evertrain, found
+    wherever it is installed) or the path of a folder holding the CSVs. A folder that happens
+    to be called ``25M`` in the working directory is read when given as a ``Path`` or as
+    ``"./25M"``; the bare string is the size.
+    """
+    if isinstance(source, str) and source in SHARED_SIZES:
+        directory = shared_curves_dir(source)
+    else:
+        directory = Path(source)
     if not directory.is_dir():
-        raise LawError(f"loss-curve folder {directory} does not exist")
+        raise LawError(
+            f"loss-curve folder {directory} does not exist: pass a size "
+            f"({', '.join(SHARED_SIZES)}) for the packaged curves, or a folder with the CSVs"
+        )
     return {name: load_shared_curve(directory / f"{name}.csv") for name in names}
 
 

@@ -32,6 +32,16 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _check_output_file(path: Path, flag: str) -> None:
+    """A folder, a file as parent or a read-only folder as output: one line, exit 2, now."""
+    from evertrain._paths import OutputPathError, check_output_file
+
+    try:
+        check_output_file(path, flag)
+    except OutputPathError as error:
+        _fail(str(error))
+
+
 @app.callback()
 def _callback() -> None:
     """LR schedules as pure functions of progress (steps or tokens)."""
@@ -101,6 +111,7 @@ def plot(
         _fail(f"--tokens-per-step={tokens_per_step} must be > 0")
     if points < 2:
         _fail(f"--points={points} must be >= 2")
+    _check_output_file(output, "-o")
     schedules = [_load(spec) for spec in specs]
     curves = [
         (spec, *_x_axis(s, x, tokens_per_step, points, until))
@@ -162,6 +173,8 @@ def export(
         _fail(f"--points={points} must be >= 2")
     if until is not None and until <= 0:
         _fail(f"--until={until} must be > 0")
+    if output is not None:
+        _check_output_file(output, "-o")
     schedule = _load(spec)
     progress = sample(schedule, points, until)
     values = schedule(progress)

@@ -122,28 +122,13 @@ def parse_value(text: str) -> Any:
         try:
             return json.loads(text)
         except json.JSONDecodeError:
-            import yaml
+            from evertrain import _yaml  # reads 3e-4 as a number (YAML 1.2), unlike PyYAML
 
             try:
-                return _numbers_in(yaml.safe_load(text))
-            except yaml.YAMLError as error:
+                return _yaml.load(text)
+            except _yaml.YAMLError as error:
                 raise ScheduleError(f"cannot parse inline value {text!r}: {error}") from None
     return text
-
-
-def _numbers_in(value: Any) -> Any:
-    """YAML 1.1 reads ``3e-4`` as a string; turn numeric-looking strings back into numbers."""
-    if isinstance(value, dict):
-        return {key: _numbers_in(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_numbers_in(item) for item in value]
-    if isinstance(value, str):
-        for convert in (int, float):
-            try:
-                return convert(value)
-            except ValueError:
-                pass
-    return value
 
 
 def _split_top_level(text: str) -> list[str]:
@@ -188,9 +173,9 @@ def load_spec_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         if path.suffix == ".json":
             data = json.loads(text)
         else:
-            import yaml
+            from evertrain import _yaml  # numbers load as numbers; quoted strings stay strings
 
-            data = _numbers_in(yaml.safe_load(text))
+            data = _yaml.load(text)
     except Exception as error:  # noqa: BLE001 -- any parse failure becomes a clear message
         raise ScheduleError(f"cannot parse schedule spec file {str(path)!r}: {error}") from None
     if isinstance(data, dict) and "name" not in data and isinstance(data.get("schedule"), dict):
