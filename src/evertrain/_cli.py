@@ -1,0 +1,20 @@
+"""What every area's CLI does with bad input: one line on stderr, exit code 2.
+
+Kept torch-free and tiny: `evertrain.cli` imports every area's CLI module at start-up.
+"""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import typer
+
+#: Exit status for input the user can fix (a bad field, path or flag), as click uses for usage.
+EXIT_BAD_INPUT = 2
+
+
+def fail(error: BaseException | str) -> NoReturn:
+    """Print ``error: <message>`` (one line) to stderr and exit with :data:`EXIT_BAD_INPUT`."""
+    message = " ".join(str(error).split("\n"))  # a message is one line, whatever raised it
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(EXIT_BAD_INPUT)
