@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evertrain.train import ConfigError, TrainConfig
 from evertrain.schedules import from_spec
+from evertrain.train import ConfigError, TrainConfig
 from evertrain.train.config import apply_overrides
 
 GOOD = {

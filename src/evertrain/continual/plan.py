@@ -245,6 +245,18 @@ class Plan(BaseModel):
         except R.RecipeError as error:
             raise PlanError(f"stages.{index}: {error}") from None
 
+    def release_floor(self, index: int, previous: R.BaseModelInfo | None = None) -> float | None:
+        """The LR a release of stage ``index`` anneals to, when the stage knows it without
+        reaching it: an ``infinite`` stage's ``floor_fraction * peak`` (also with
+        ``anneal_fraction=0``, where the schedule stays constant to the end), a ``continue``
+        stage's inherited floor. ``None``: the schedule's value at the stage's end."""
+        stage = self.stages[index]
+        if stage.schedule == "infinite":
+            return R.infinite_floor(stage.peak or self.peak, stage.floor_fraction)
+        if stage.schedule == "continue" and previous is not None:
+            return previous.floor
+        return None
+
     def init_checkpoint_kind(self, index: int) -> str:
         """``scratch``, ``final`` or ``pre-anneal`` (``continue`` picks up before the anneal)."""
         stage = self.stages[index]

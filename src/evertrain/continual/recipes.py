@@ -300,8 +300,13 @@ def infinite_schedule(
         total=int(tokens),
         anneal=anneal,
         anneal_shape="linear",
-        floor=_clean(floor_fraction * peak),
+        floor=infinite_floor(peak, floor_fraction),
     )
+
+
+def infinite_floor(peak: float, floor_fraction: float) -> float:
+    """The floor an infinite schedule's release anneal reaches (whether or not it anneals)."""
+    return _clean(floor_fraction * peak)
 
 
 def pre_anneal_tokens(tokens: int, anneal_fraction: float) -> int:

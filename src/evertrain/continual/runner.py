@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -524,6 +524,21 @@ def run_plan(plan: Plan, *, progress: bool = True) -> list[StageRun]:
         return _run_plan_stages(plan, progress=progress)
 
 
+def _pre_anneal_start(previous: StageRun, offset: int) -> tuple[Path, int]:
+    """Where a ``continue`` stage starts: the previous stage's pre-anneal checkpoint and the
+    tokens trained into it; a previous stage that never annealed (``anneal_fraction=0``) is at
+    its constant LR at its end, so its last checkpoint."""
+    meta = load_run(previous.out_dir).meta
+    if "pre_anneal_tokens" not in meta and previous.last_checkpoint is not None:
+        return previous.last_checkpoint, offset
+    checkpoint = pre_anneal_checkpoint(previous.out_dir)
+    if checkpoint is None:
+        raise ContinualError(
+            f"{previous.out_dir} has no pre-anneal checkpoint to continue from: retrain that stage"
+        )
+    return checkpoint, offset - previous.tokens + int(meta["pre_anneal_tokens"])
+
+
 def _run_plan_stages(plan: Plan, *, progress: bool) -> list[StageRun]:
     setup = Setup(model=plan.model, train=plan.train, eval=plan.datasets)
     results: list[StageRun] = []
@@ -538,12 +553,7 @@ def _run_plan_stages(plan: Plan, *, progress: bool) -> list[StageRun]:
         if kind == "final":
             init_from, start_offset = results[-1].last_checkpoint, offset
         elif kind == "pre-anneal":
-            init_from = pre_anneal_checkpoint(results[-1].out_dir)
-            start_offset = (
-                offset
-                - results[-1].tokens
-                + int(load_run(results[-1].out_dir).meta["pre_anneal_tokens"])
-            )
+            init_from, start_offset = _pre_anneal_start(results[-1], offset)
         elif kind == "path":
             init_from = stage.init
         pre_anneal = None
@@ -582,7 +592,10 @@ def _run_plan_stages(plan: Plan, *, progress: bool) -> list[StageRun]:
         )
         results.append(result)
         offset = start_offset + result.tokens
-        previous_info = lr_state(schedule, result.tokens, setup.tokens_per_step, pre_anneal)
+        state = lr_state(schedule, result.tokens, setup.tokens_per_step, pre_anneal)
+        floor = plan.release_floor(index, previous_info)
+        # A stage that did not anneal (anneal_fraction=0) still has the floor a release reaches.
+        previous_info = state if floor is None else replace(state, floor=floor)
     return results
 
 
