@@ -159,7 +159,10 @@ def _describe_schedule(schedule: Any) -> str:
         return str(schedule.get("name", "?"))  # unreadable spec: its name is all we can say
     name = spec.get("name", "?")
     if name == "constant" and "value" in spec:
-        return f"constant {float(spec['value']):.2e}"
+        warmup = float(spec.get("warmup") or 0)
+        return f"constant {float(spec['value']):.2e}" + (
+            f", warmup {warmup:,.0f}" if warmup else ""
+        )
     if name == "piecewise_linear":
         values = [float(p[1]) for p in spec.get("points", [])]
         return f"piecewise {' → '.join(f'{v:.1e}' for v in values)}"

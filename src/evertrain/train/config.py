@@ -222,9 +222,14 @@ class TrainConfig(_Strict):
     @classmethod
     def _remember_schedule_spec(cls, data: Any, handler: Any) -> TrainConfig:
         config = handler(data)
-        written = data.get("schedule") if isinstance(data, dict) else None
-        if isinstance(written, (dict, str)) and config._schedule_source is None:
-            spec = spec_numbers(written) if isinstance(written, dict) else written
+        if config._schedule_source is None:  # not yet: a TrainConfig passed in keeps its own
+            written = data.get("schedule") if isinstance(data, dict) else None
+            if isinstance(written, dict):
+                spec: dict[str, Any] | str = spec_numbers(written)
+            elif isinstance(written, str):
+                spec = written
+            else:  # a Schedule object: its spec (equal configs then compare equal)
+                spec = config.schedule.to_spec()
             config._schedule_source = (config.schedule, spec)
         return config
 
