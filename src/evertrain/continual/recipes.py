@@ -347,14 +347,7 @@ def build_recipe(
             raise RecipeError(
                 "base tokens=0: retrain needs the base's token budget to match compute"
             )
-        peak = params["peak"] if params["peak"] is not None else base.peak
-        schedule = rewarm_schedule(
-            peak=peak,
-            tokens=total,
-            warmup_fraction=params["warmup_fraction"],
-            floor_fraction=params["floor_fraction"],
-            decay_shape=params["decay_shape"],
-        )
+        peak, schedule = _warmup_and_decay(params, base, total)
         # The union D0 ∪ D1 in the proportions the continual pipeline sees them.
         mixture = {n: base.tokens / total / len(old) for n in old}
         mixture.update({n: stage_tokens / total / len(new) for n in new})
@@ -372,14 +365,7 @@ def build_recipe(
             name, schedule, mixture, stage_tokens, "final", {**params, "lr": lr}, citation
         )
     if name in ("rewarm", "rewarm+replay"):
-        peak = params["peak"] if params["peak"] is not None else base.peak
-        schedule = rewarm_schedule(
-            peak=peak,
-            tokens=stage_tokens,
-            warmup_fraction=params["warmup_fraction"],
-            floor_fraction=params["floor_fraction"],
-            decay_shape=params["decay_shape"],
-        )
+        peak, schedule = _warmup_and_decay(params, base, stage_tokens)
         return StageRecipe(
             name, schedule, mixture, stage_tokens, "final", {**params, "peak": peak}, citation
         )
@@ -395,6 +381,22 @@ def build_recipe(
     )
     resolved = {**params, "constant_lr": constant_lr, "floor": floor}
     return StageRecipe(name, schedule, mixture, stage_tokens, "pre-anneal", resolved, citation)
+
+
+def _warmup_and_decay(
+    params: dict[str, Any], base: BaseModelInfo, tokens: int
+) -> tuple[float, Schedule]:
+    """The peak (given, or the base's) and the warmup-then-decay schedule of ``retrain`` and
+    ``rewarm``."""
+    peak = params["peak"] if params["peak"] is not None else base.peak
+    schedule = rewarm_schedule(
+        peak=peak,
+        tokens=tokens,
+        warmup_fraction=params["warmup_fraction"],
+        floor_fraction=params["floor_fraction"],
+        decay_shape=params["decay_shape"],
+    )
+    return peak, schedule
 
 
 def _clean(value: float) -> float:
