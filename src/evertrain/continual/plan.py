@@ -299,7 +299,8 @@ def _explicit_schedule(spec: str | dict[str, Any], where: str) -> Schedule:
 def _format_validation_error(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
-        location = ".".join(str(part) for part in item["loc"]) or "plan"
+        location = ".".join(str(part) for part in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
-        lines.append(f"{location}: {message}")
+        # Plan-wide checks name their field themselves ("stages.1.schedule: ...").
+        lines.append(f"{location}: {message}" if location else message)
     return "invalid plan: " + "; ".join(lines)
