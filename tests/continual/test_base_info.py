@@ -22,7 +22,7 @@ def test_lr_state_reads_final_constant_and_floor_from_the_schedule():
 
 def test_base_info_from_a_run_or_from_one_of_its_checkpoints(tmp_path, make_run):
     schedule = infinite_schedule(peak=2e-3, tokens=10_000, anneal_fraction=0.2)
-    config = {"schedule": schedule, "batch_size": 4, "model": {"seq_len": 125}}
+    config = {"schedule": schedule.to_spec(), "batch_size": 4, "model": {"seq_len": 125}}
     run = make_run(
         tmp_path,
         "base",

@@ -67,11 +67,9 @@ def test_rewarm_finetune_and_explicit_specs():
         peak=3e-3, final_lr=3e-4, constant_lr=3e-4, floor=3e-4, tokens=10_000
     )
     finetune = load_plan(_plan(stage0_schedule="cosine", stage1_schedule="finetune"))
-    assert finetune.stage_schedule(1, previous) == {
-        "name": "constant",
-        "value": 3e-4,
-        "unit": "tokens",
-    }
+    assert finetune.stage_schedule(1, previous) == from_spec(
+        {"name": "constant", "value": 3e-4, "unit": "tokens"}
+    )
     explicit = load_plan(_plan(stage1_schedule="wsd:peak=1e-3,total=20000,decay_fraction=0.2"))
     assert from_spec(explicit.stage_schedule(1))(0) == pytest.approx(1e-3)
     mixture = load_plan(_plan(stage1_replay=0.0, stage1_mixture={"d0": 0.1, "d1": 0.9}))
@@ -134,4 +132,6 @@ def test_plan_files_read_numbers_as_numbers(tmp_path):
     plan = load_plan(path)
     assert plan.peak == 3e-3 and plan.stages[0].tokens == 10_000
     # an explicit spec is passed on as written: its value must be a number, not the text '1e-3'
-    assert plan.stage_schedule(0) == {"name": "constant", "value": 1e-3, "unit": "tokens"}
+    schedule = plan.stage_schedule(0)
+    assert schedule == from_spec({"name": "constant", "value": 1e-3, "unit": "tokens"})
+    assert isinstance(schedule.to_spec()["value"], float)

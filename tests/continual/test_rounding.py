@@ -5,20 +5,21 @@ run stops before the final decay) never fire for a stage a plan built."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from evertrain.continual import runner
 from evertrain.continual.plan import load_plan
 from evertrain.continual.runner import Setup, StageRun
-from evertrain.schedules import from_spec
 from evertrain.train import TrainConfig
+from evertrain.train.loop import RunResult
 
 STEP = 4 * 32  # batch_size * seq_len below
 
 
-def _assert_schedule_spans_the_run(config: dict) -> None:
-    cfg = TrainConfig.model_validate(config)
-    total = from_spec(cfg.schedule).total
+def _assert_schedule_spans_the_run(cfg: TrainConfig) -> None:
+    total = cfg.schedule.total
     assert total is not None
     last_step_progress = (cfg.total_steps - 1) * cfg.tokens_per_step
     assert last_step_progress < total  # H4's warning: fires when this reaches the total
@@ -28,13 +29,13 @@ def _assert_schedule_spans_the_run(config: dict) -> None:
 @pytest.fixture
 def captured(monkeypatch, tmp_path):
     """Run plans and recipes without training: record each stage's config instead."""
-    configs: list[dict] = []
+    configs: list[TrainConfig] = []
 
     def fake_run_stage(config, *, name, **kwargs):
         configs.append(config)
-        tokens = TrainConfig.model_validate(config)
-        done = tokens.total_steps * tokens.tokens_per_step
-        return StageRun(name, name, tmp_path / name, done, 0.0, {}, tmp_path / name / "ckpt")
+        done = config.total_steps * config.tokens_per_step
+        result = RunResult(tmp_path / name, done, config.total_steps, 0.0, {}, tmp_path / name)
+        return StageRun(name, name, result, 0.0)
 
     monkeypatch.setattr(runner, "run_stage", fake_run_stage)
     return configs
@@ -61,7 +62,7 @@ def test_plan_stages_are_whole_steps_and_their_schedules_end_there(captured, tmp
     expected = -(-tokens // STEP) * STEP  # up, as TrainConfig.total_steps rounds
     assert plan.stage_tokens(0) == expected
     runner.run_plan(plan, progress=False)
-    assert [c["budget_tokens"] for c in captured] == [expected, expected]
+    assert [c.budget_tokens for c in captured] == [expected, expected]
     for config in captured:
         _assert_schedule_spans_the_run(config)
 
@@ -83,7 +84,10 @@ def test_recipes_and_the_demo_base_end_their_schedules_at_the_last_step(
         evals=[(base_tokens, {"D0": 3.0})],
         meta={"pre_anneal_tokens": 896, "pre_anneal_checkpoint": "tokens_896"},
     )
-    (base / "checkpoints" / "tokens_896").mkdir(parents=True)
+    for name, tokens in (("tokens_896", 896), ("final", base_tokens)):
+        (base / "checkpoints" / name).mkdir(parents=True)
+        meta = {"step": tokens // 128, "tokens": tokens, "sha256": {}}
+        (base / "checkpoints" / name / "meta.json").write_text(json.dumps(meta))
     runner.run_recipe(
         recipe,
         setup,
@@ -99,4 +103,4 @@ def test_recipes_and_the_demo_base_end_their_schedules_at_the_last_step(
     )
     for config in captured:
         _assert_schedule_spans_the_run(config)
-    assert captured[0]["budget_tokens"] == (base_tokens + 1152 if recipe == "retrain" else 1152)
+    assert captured[0].budget_tokens == (base_tokens + 1152 if recipe == "retrain" else 1152)

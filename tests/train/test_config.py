@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from evertrain.schedules import from_spec
 from evertrain.train import ConfigError, TrainConfig
 from evertrain.train.config import apply_overrides
 
@@ -136,13 +137,14 @@ def test_yaml_exponent_numbers_stay_numbers_into_the_saved_config(tmp_path: Path
         "eval_interval_tokens: 2048\ncheckpoint_interval_tokens: 4096\n"
     )
     cfg = TrainConfig.from_yaml(path)
-    assert cfg.schedule == {"name": "cosine", "peak": 0.003, "total": 100, "warmup": 10}
+    assert cfg.schedule_spec == {"name": "cosine", "peak": 0.003, "total": 100, "warmup": 10}
+    assert cfg.schedule == from_spec(cfg.schedule_spec)  # parsed once, here
     assert cfg.data.mixture == {"web": {"name": "constant", "value": 1}}
     saved = yaml.safe_load(cfg.to_yaml())  # as any other reader (PyYAML) reads config.yaml
     assert isinstance(saved["schedule"]["peak"], float) and saved["schedule"]["peak"] == 0.003
     assert TrainConfig.model_validate(saved) == cfg
     overridden = TrainConfig.from_yaml(path, ["schedule.peak=1e-4", "optimizer.eps=1e-6"])
-    assert overridden.schedule["peak"] == 1e-4 and overridden.optimizer.eps == 1e-6
+    assert overridden.schedule.to_spec()["peak"] == 1e-4 and overridden.optimizer.eps == 1e-6
 
 
 def test_schedule_errors_show_numbers_not_strings(tmp_path: Path) -> None:

@@ -66,7 +66,7 @@ def test_changed_schedule_and_mixture_are_warned_and_recorded_across_resumes(
     second = base(out, tiny_data, 4)
     second["schedule"] = {"name": "linear", "peak": 2e-3, "total": 4 * STEP, "unit": "tokens"}
     lines = train(second, resume=True)
-    old_schedule = TrainConfig.model_validate(first).schedule
+    old_schedule = TrainConfig.model_validate(first).schedule_spec
     assert lines == [
         "resumed with a changed config: schedule: cosine:"
         + ",".join(f"{k}={v}" for k, v in old_schedule.items() if k != "name")

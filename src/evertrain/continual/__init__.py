@@ -28,6 +28,7 @@ from evertrain.continual.runner import (
     StageRun,
     run_plan,
     run_recipe,
+    stage_config,
     train_base,
 )
 from evertrain.continual.runs import Run, RunError, load_run
@@ -55,6 +56,7 @@ __all__ = [
     "load_run",
     "run_plan",
     "run_recipe",
+    "stage_config",
     "stage_outcome",
     "train_base",
     "write_report",

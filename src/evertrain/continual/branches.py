@@ -21,8 +21,18 @@ from typing import Any
 
 from evertrain._atomic import atomic_write_json
 from evertrain.continual.forgetting import before_eval
-from evertrain.continual.runner import ContinualError, Setup, StageRun, run_stage, train_config
+from evertrain.continual.recipes import token_schedule
+from evertrain.continual.report import plot_panels
+from evertrain.continual.runner import (
+    ContinualError,
+    Setup,
+    StageRun,
+    newest_checkpoint,
+    run_stage,
+    stage_config,
+)
 from evertrain.continual.runs import Run, RunError, load_run, mean
+from evertrain.schedules import Schedule, from_spec
 
 
 @dataclass
@@ -143,15 +153,16 @@ def _describe_schedule(schedule: Any) -> str:
         return schedule
     if not isinstance(schedule, dict):
         return "?"
-    from evertrain.schedules import from_spec
-
     try:
         spec = from_spec(schedule).to_spec()
     except ValueError:
         return str(schedule.get("name", "?"))  # unreadable spec: its name is all we can say
     name = spec.get("name", "?")
     if name == "constant" and "value" in spec:
-        return f"constant {float(spec['value']):.2e}"
+        warmup = float(spec.get("warmup") or 0)
+        return f"constant {float(spec['value']):.2e}" + (
+            f", warmup {warmup:,.0f}" if warmup else ""
+        )
     if name == "piecewise_linear":
         values = [float(p[1]) for p in spec.get("points", [])]
         return f"piecewise {' → '.join(f'{v:.1e}' for v in values)}"
@@ -215,8 +226,6 @@ def tree_figure_data(node: BranchNode) -> dict[str, Any]:
 def plot_tree(node: BranchNode, path: str | Path) -> Path:
     """Draw the tree (loss and LR of every branch against tokens) to ``path`` (PNG); its data
     goes to the same name with ``.json``."""
-    from evertrain.continual.report import plot_panels
-
     path = Path(path)
     data = tree_figure_data(node)
     atomic_write_json(path.with_suffix(".json"), data)
@@ -224,24 +233,18 @@ def plot_tree(node: BranchNode, path: str | Path) -> Path:
     return path
 
 
-def main_schedule(peak: float, warmup: int) -> dict[str, Any]:
-    """The main run's schedule: linear warmup to ``peak``, then constant for ever (token units)."""
-    points = [[0.0, 0.0], [float(warmup), peak]] if warmup > 0 else [[0.0, peak]]
-    return {"name": "piecewise_linear", "points": points, "unit": "tokens"}
+def main_schedule(peak: float, warmup: int) -> Schedule:
+    """The main run's schedule: the library's ``constant`` with a linear warmup to ``peak``
+    over ``warmup`` tokens, then ``peak`` for ever."""
+    return token_schedule("constant", value=float(peak), warmup=int(warmup))
 
 
-def decay_schedule(peak: float, floor: float, tokens: int, shape: str = "linear") -> dict[str, Any]:
-    """A decay branch: from ``peak`` to ``floor`` over ``tokens`` (no warmup)."""
+def decay_schedule(peak: float, floor: float, tokens: int, shape: str = "linear") -> Schedule:
+    """A decay branch: the library's ``linear`` or ``cosine`` from ``peak`` to ``floor`` over
+    ``tokens`` (no warmup)."""
     if shape not in ("linear", "cosine"):
         raise ContinualError(f"decay_shape={shape!r} must be 'linear' or 'cosine'")
-    return {
-        "name": shape,
-        "peak": float(peak),
-        "floor": float(floor),
-        "total": int(tokens),
-        "warmup": 0,
-        "unit": "tokens",
-    }
+    return token_schedule(shape, peak=float(peak), floor=float(floor), total=int(tokens), warmup=0)
 
 
 def run_branches(
@@ -270,7 +273,7 @@ def run_branches(
     forks = [setup.round_tokens(int(b * (1 - decay_fraction))) for b in budgets]
     out = Path(out_dir)
     warmup = int(warmup_fraction * budgets[0])
-    main_config = train_config(
+    main_config = stage_config(
         setup,
         out_dir=out / "main",
         train_sets=datasets,
@@ -278,8 +281,8 @@ def run_branches(
         schedule=main_schedule(peak, warmup),
         tokens=forks[-1],
         checkpoint_at_tokens=forks,
+        keep_last=1,
     )
-    main_config["keep_last"] = 1
     results = {
         "main": run_stage(
             main_config,
@@ -292,7 +295,7 @@ def run_branches(
     }
     for budget, fork in zip(budgets, forks, strict=True):
         checkpoint = out / "main" / "checkpoints" / f"tokens_{fork}"
-        config = train_config(
+        config = stage_config(
             setup,
             out_dir=out / f"decay-{budget}",
             train_sets=datasets,
@@ -328,18 +331,14 @@ def resume_from_branch(
     """WSD-S: continue the main run from a *decayed* branch at constant ``peak`` for ``tokens``
     (Wen et al., 2024): the decayed model is released, and training goes on from it."""
     branch = load_run(branch_dir)
-    entries = branch.manifest.get("checkpoints", [])
-    if not entries:
-        raise ContinualError(f"{branch_dir} has no checkpoint: finish the decay branch first")
-    last = max(entries, key=lambda e: int(e.get("tokens") or 0))
-    config = train_config(
+    config = stage_config(
         setup,
         out_dir=out_dir,
         train_sets=datasets,
         mixture={name: 1.0 for name in datasets},
-        schedule={"name": "constant", "value": float(peak), "unit": "tokens"},
+        schedule=token_schedule("constant", value=float(peak)),
         tokens=setup.whole_steps(tokens),
-        init_from=last["path"],
+        init_from=newest_checkpoint(branch_dir),
         checkpoint_at_tokens=checkpoint_at_tokens,
     )
     return run_stage(

@@ -1,7 +1,8 @@
 """Sub-commands of `evertrain` for the continual area, and the top-level `demo` and `report`.
 
-Import heavy libraries (torch, tokenizers, matplotlib) inside command functions, never at
-module level: `evertrain.cli` imports every area's CLI at start-up.
+torch, tokenizers and matplotlib are imported only where a command trains or plots (inside
+the continual modules), never at module level: `evertrain.cli` imports every area's CLI at
+start-up. The continual modules themselves are numpy/pydantic only and import at the top.
 """
 
 from __future__ import annotations
@@ -11,6 +12,12 @@ from pathlib import Path
 
 import typer
 
+from evertrain._lock import FolderLockedError
+from evertrain.continual import demo as continual_demo
+from evertrain.continual import runner as continual_runner
+from evertrain.continual.branches import branch_tree, format_tree, plot_tree
+from evertrain.continual.plan import load_plan
+from evertrain.continual.report import write_report
 from evertrain.train.preempt import EXIT_PREEMPTED, RunPreempted  # stdlib only, no torch
 
 app = typer.Typer(help="continual commands", no_args_is_help=True)
@@ -145,13 +152,10 @@ def demo_command(
 
     Without --data the OLD data is the standard library's English and the NEW its code.
     """
-    from evertrain._lock import FolderLockedError
-    from evertrain.continual.demo import format_table, run_demo
-
     try:
         sources = _demo_sources(data, old, new, list(ctx.args))
         check_output_dir(out, "--out")
-        result = run_demo(
+        result = continual_demo.run_demo(
             out,
             scale=scale,
             data=sources,
@@ -166,7 +170,7 @@ def demo_command(
     except (ValueError, FolderLockedError) as error:
         _fail(error)
     typer.echo("")
-    typer.echo(format_table(result.rows, title=result.description))
+    typer.echo(continual_demo.format_table(result.rows, title=result.description))
     typer.echo(f"\nfinished in {result.seconds:.0f} s; report: {result.report}")
 
 
@@ -181,8 +185,6 @@ def report_command(
     baseline: str = typer.Option("retrain", "--baseline", help="run or recipe to compare against"),
 ) -> None:
     """Write a self-contained HTML report (loss per distribution, LR, replay, savings) of RUNS."""
-    from evertrain.continual.report import write_report
-
     try:
         check_output_dir(out, "--out")
         page = write_report(runs, out, baseline=baseline)
@@ -194,15 +196,10 @@ def report_command(
 @app.command("run")
 def run_command(plan: Path = typer.Argument(..., help="plan YAML (see docs/continual.md)")) -> None:
     """Run every stage of a continual plan, then write its report."""
-    from evertrain._lock import FolderLockedError
-    from evertrain.continual.plan import load_plan
-    from evertrain.continual.report import write_report
-    from evertrain.continual.runner import run_plan
-
     try:
         loaded = load_plan(plan)
         check_output_dir(Path(loaded.out_dir), "out_dir")
-        results = run_plan(loaded)
+        results = continual_runner.run_plan(loaded)
         page = write_report(
             [r.out_dir for r in results], Path(loaded.out_dir) / "report", baseline=None
         )
@@ -231,13 +228,10 @@ def compare_command(
     ),
 ) -> None:
     """Run several recipes from the same base and report them together."""
-    from evertrain.continual.report import write_report
-    from evertrain.continual.runner import Setup, base_info, resolve_base, run_recipe
-
     try:
         check_output_dir(out, "--out")
         old_sets, new_sets = _named_paths("--old", old), _named_paths("--new", new)
-        _, config = base_info(
+        _, config = continual_runner.base_info(
             base
         )  # for a checkpoint: its run's config, the LR state at its tokens
         train = {
@@ -246,10 +240,12 @@ def compare_command(
             if k in config
         }
         train["eval_tokens"] = config.get("data", {}).get("eval_tokens", 65536)
-        setup = Setup(model=config["model"], train=train, eval={**old_sets, **new_sets})
-        done = [resolve_base(base)[0]]
+        setup = continual_runner.Setup(
+            model=config["model"], train=train, eval={**old_sets, **new_sets}
+        )
+        done = [continual_runner.resolve_base(base)[0]]
         for recipe in recipes:
-            result = run_recipe(
+            result = continual_runner.run_recipe(
                 recipe,
                 setup,
                 base_dir=base,
@@ -275,8 +271,6 @@ def branches_command(
     plot: Path = typer.Option(None, "--plot", help="also write the branch tree as a PNG here"),
 ) -> None:
     """List the branch tree of RUN: forks, fork points, schedules, tokens and losses."""
-    from evertrain.continual.branches import branch_tree, format_tree, plot_tree
-
     try:
         tree = branch_tree(run)
         typer.echo(format_tree(tree))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
 import re
 import shutil
@@ -32,10 +33,16 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from evertrain._atomic import atomic_write_json
 from evertrain._lock import FolderLock
+from evertrain.continual import runner
 from evertrain.continual.jobs import Job, next_job
+from evertrain.continual.report import write_report
 from evertrain.continual.runner import ContinualError, Setup, base_schedule, planned_base_info
+from evertrain.data import BUILTIN_CORPORA, prepare, train_tokenizer
+from evertrain.data.corpora import TEXT_SUFFIXES, source_fingerprint, source_kind, txt_rule
 
 CONTINUAL_RECIPES = ("finetune", "rewarm", "rewarm+replay", "infinite+replay")
 DEFAULT_SOURCES = ("stdlib-english", "stdlib-code")
@@ -130,7 +137,6 @@ class DemoResult:
 
 def source_label(source: str) -> str:
     """How a source is named on the page: a builtin corpus name, else the file/folder name."""
-    from evertrain.data import BUILTIN_CORPORA
 
     return source if source in BUILTIN_CORPORA else (Path(source).name or str(source))
 
@@ -138,7 +144,6 @@ def source_label(source: str) -> str:
 def check_source(role: str, source: str) -> str:
     """Raise a :class:`ContinualError` naming ``--data OLD``/``NEW`` unless ``source`` is a
     builtin corpus or an existing, readable file/folder whose kind is known; return the kind."""
-    from evertrain.data.corpora import TEXT_SUFFIXES, source_kind
 
     flag = _FLAGS[role]
     try:
@@ -197,7 +202,6 @@ def demo_inputs(
     """What the demo's results depend on: the sources (and their files' sizes and modification
     times, or the Python whose standard library a builtin corpus reads), the settings, the
     separator and the device."""
-    from evertrain.data.corpora import source_fingerprint
 
     recorded = []
     for source in sources:
@@ -341,8 +345,6 @@ def prepare_data(
     ``settings.max_bytes`` caps the bytes read from each source (0: all of it);
     ``txt_separator`` splits .txt files into documents (None: the data area's default).
     """
-    from evertrain.data import prepare, train_tokenizer
-    from evertrain.data.corpora import source_fingerprint, txt_rule
 
     data_dir = out_dir / "data"
     tokenizer = data_dir / "tokenizer.json"
@@ -422,8 +424,6 @@ def _prepare_advice(role: str, source: str, message: str, txt_separator: str | N
 def available_bytes(source: str) -> int | None:
     """About how many bytes of text ``source`` holds, from file sizes alone (parquet: the
     uncompressed size of its columns); None for a builtin corpus (it is read lazily)."""
-    from evertrain.data import BUILTIN_CORPORA
-    from evertrain.data.corpora import TEXT_SUFFIXES
 
     if source in BUILTIN_CORPORA:
         return None
@@ -490,7 +490,6 @@ def _job(kind: str, kwargs: dict[str, Any], threads: int) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(threads)
-    from evertrain.continual import runner
 
     kwargs = dict(kwargs)
     setup = Setup(**kwargs.pop("setup"))
@@ -618,9 +617,6 @@ def _run_demo_locked(
     txt_separator: str | None,
     started: float,
 ) -> DemoResult:
-    from tqdm.auto import tqdm
-
-    from evertrain.continual.report import write_report
 
     record = {"inputs": inputs, "settings": asdict(settings), "sources": list(sources)}
     atomic_write_json(out / "demo.json", record)
@@ -763,8 +759,6 @@ def _dispatch(
             bar.n = _tokens_trained(list(run_dirs.values()))
             bar.refresh()
         return results
-
-    import multiprocessing
 
     context = multiprocessing.get_context("spawn")
     running: dict[str, Future] = {}

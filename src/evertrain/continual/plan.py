@@ -34,20 +34,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from evertrain import _yaml
 from evertrain.continual import recipes as R
-from evertrain.train.budget import total_steps  # torch-free: the trainer's one budget rule
+from evertrain.schedules import Schedule, ScheduleError, from_spec
+
+# torch-free: the trainer's own budget rule and step size
+from evertrain.train.budget import total_steps
+from evertrain.train.config import spec_numbers, tokens_per_step
 
 NAMED_SCHEDULES = ("rewarm", "continue", "finetune", "cosine", "infinite")
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]+$")
-
-
-def tokens_per_step(model: dict[str, Any], train: dict[str, Any]) -> int:
-    """Tokens of one optimizer step, as ``TrainConfig.tokens_per_step`` counts them
-    (``batch_size * grad_accum * seq_len``; a missing field counts 1 and the trainer names it)."""
-    return (
-        int(train.get("batch_size", 1))
-        * int(train.get("grad_accum", 1))
-        * int(model.get("seq_len", 1))
-    )
 
 
 def whole_steps(tokens: int, step: int) -> int:
@@ -159,6 +153,12 @@ class Plan(BaseModel):
                     raise ValueError(f"{where}: set either replay or mixture, not both")
             if stage.replay > 0 and not old:
                 raise ValueError(f"{where}.replay={stage.replay} but no earlier dataset exists")
+            if isinstance(stage.schedule, dict) or stage.schedule not in NAMED_SCHEDULES:
+                # An explicit spec is checked with the plan, not when its stage comes to train.
+                try:
+                    _explicit_schedule(stage.schedule, f"{where}.schedule")
+                except PlanError as error:
+                    raise ValueError(str(error)) from None
             if stage.schedule == "continue":
                 previous = self.stages[index - 1].schedule
                 if previous not in ("infinite", "continue"):
@@ -193,30 +193,26 @@ class Plan(BaseModel):
     @property
     def tokens_per_step(self) -> int:
         """Tokens of one optimizer step of every stage (``batch_size * grad_accum * seq_len``)."""
-        return tokens_per_step(self.model, self.train)
+        return tokens_per_step({**self.train, "model": self.model})
 
     def stage_tokens(self, index: int) -> int:
         """The tokens stage ``index`` trains: its ``tokens`` rounded up to whole optimizer steps,
         as the trainer rounds ``budget_tokens``; its named schedule ends exactly there."""
         return whole_steps(self.stages[index].tokens, self.tokens_per_step)
 
-    def stage_schedule(
-        self, index: int, previous: R.BaseModelInfo | None = None
-    ) -> dict[str, Any] | str:
-        """The schedule spec of stage ``index`` (token units from the stage's first token).
+    def stage_schedule(self, index: int, previous: R.BaseModelInfo | None = None) -> Schedule:
+        """The schedule of stage ``index`` (token units from the stage's first token).
 
         A named schedule spans :meth:`stage_tokens` (the tokens the trainer runs), so a plan
         never trains past its schedule's end nor stops before it. ``previous`` describes the LR
-        state of stage ``index - 1`` (needed by ``finetune``).
+        state of stage ``index - 1`` (needed by ``finetune`` and ``continue``).
         """
         stage = self.stages[index]
         schedule = stage.schedule
         tokens = self.stage_tokens(index)
         try:
-            if isinstance(schedule, dict):
-                return dict(schedule)
-            if schedule not in NAMED_SCHEDULES:
-                return schedule  # an explicit string spec, resolved by evertrain.schedules
+            if isinstance(schedule, dict) or schedule not in NAMED_SCHEDULES:
+                return _explicit_schedule(schedule, f"stages.{index}.schedule")
             peak = stage.peak or self.peak
             if schedule in ("rewarm", "cosine"):
                 return R.rewarm_schedule(
@@ -238,7 +234,7 @@ class Plan(BaseModel):
                     f"stages.{index}.schedule={schedule!r} needs the previous stage's LR state"
                 )
             if schedule == "finetune":
-                return {"name": "constant", "value": float(previous.final_lr), "unit": "tokens"}
+                return R.token_schedule("constant", value=previous.final_lr)
             # continue
             return R.constant_then_anneal_schedule(
                 constant_lr=previous.constant_lr,
@@ -248,6 +244,18 @@ class Plan(BaseModel):
             )
         except R.RecipeError as error:
             raise PlanError(f"stages.{index}: {error}") from None
+
+    def release_floor(self, index: int, previous: R.BaseModelInfo | None = None) -> float | None:
+        """The LR a release of stage ``index`` anneals to, when the stage knows it without
+        reaching it: an ``infinite`` stage's ``floor_fraction * peak`` (also with
+        ``anneal_fraction=0``, where the schedule stays constant to the end), a ``continue``
+        stage's inherited floor. ``None``: the schedule's value at the stage's end."""
+        stage = self.stages[index]
+        if stage.schedule == "infinite":
+            return R.infinite_floor(stage.peak or self.peak, stage.floor_fraction)
+        if stage.schedule == "continue" and previous is not None:
+            return previous.floor
+        return None
 
     def init_checkpoint_kind(self, index: int) -> str:
         """``scratch``, ``final`` or ``pre-anneal`` (``continue`` picks up before the anneal)."""
@@ -280,10 +288,19 @@ def load_plan(source: str | Path | dict[str, Any]) -> Plan:
         raise PlanError(_format_validation_error(error)) from None
 
 
+def _explicit_schedule(spec: str | dict[str, Any], where: str) -> Schedule:
+    """A stage's own schedule spec, parsed (numbers written as text read as numbers)."""
+    try:
+        return from_spec(spec_numbers(spec) if isinstance(spec, dict) else spec)
+    except ScheduleError as error:
+        raise PlanError(f"{where}: {spec!r} is not a valid schedule ({error})") from None
+
+
 def _format_validation_error(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
-        location = ".".join(str(part) for part in item["loc"]) or "plan"
+        location = ".".join(str(part) for part in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
-        lines.append(f"{location}: {message}")
+        # Plan-wide checks name their field themselves ("stages.1.schedule: ...").
+        lines.append(f"{location}: {message}" if location else message)
     return "invalid plan: " + "; ".join(lines)

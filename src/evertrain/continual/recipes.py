@@ -1,8 +1,9 @@
 """Continual pre-training recipes by name, with the published defaults and their sources.
 
 A recipe answers one question: *a model pre-trained on D0 exists; D1 arrives; how do we train
-the next stage?*  Each recipe returns a :class:`StageRecipe`: the LR schedule of the stage (an
-``evertrain.schedules`` spec in token units, progress counted from the start of the stage),
+the next stage?*  Each recipe returns a :class:`StageRecipe`: the LR schedule of the stage (a
+library :class:`~evertrain.schedules.Schedule` in token units, progress counted from the start
+of the stage),
 the data mixture (weight per dataset), the stage's token budget and where the weights come from.
 
 =================  ===========================================================================
@@ -44,6 +45,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from evertrain.schedules import Schedule, ScheduleError, get
 
 RECIPES = ("retrain", "finetune", "rewarm", "rewarm+replay", "infinite+replay")
 
@@ -127,24 +130,19 @@ class BaseModelInfo:
 class StageRecipe:
     """One stage produced by a recipe.
 
-    ``schedule`` is an ``evertrain.schedules`` spec in token units, progress counted from the
-    first token of this stage; ``mixture`` maps dataset names to weights summing to 1; ``init``
+    ``schedule`` is an :class:`evertrain.schedules.Schedule` in token units, progress counted
+    from the first token of this stage; ``mixture`` maps dataset names to weights summing to 1; ``init``
     says where the weights come from: ``"scratch"``, ``"final"`` (the base's last checkpoint) or
     ``"pre-anneal"`` (the base's named checkpoint at the end of its constant phase).
     """
 
     recipe: str
-    schedule: dict[str, Any]
+    schedule: Schedule
     mixture: dict[str, float]
     tokens: int
     init: Literal["scratch", "final", "pre-anneal"]
     params: dict[str, Any] = field(default_factory=dict)
     citation: str = ""
-
-    @property
-    def replay_fraction(self) -> float:
-        """Share of the stage's batches drawn from old data (all datasets not in ``new``)."""
-        return float(self.params.get("replay", 0.0))
 
 
 def replay_mixture(old: list[str], new: list[str], replay: float) -> dict[str, float]:
@@ -180,6 +178,15 @@ def replay_mixture(old: list[str], new: list[str], replay: float) -> dict[str, f
     return mixture
 
 
+def token_schedule(name: str, **params: Any) -> Schedule:
+    """The library schedule ``name`` (``evertrain.schedules.get``) in token units; its error
+    becomes a :class:`RecipeError`."""
+    try:
+        return get(name, unit="tokens", **params)
+    except ScheduleError as error:
+        raise RecipeError(str(error)) from None
+
+
 def rewarm_schedule(
     *,
     peak: float,
@@ -187,41 +194,31 @@ def rewarm_schedule(
     warmup_fraction: float,
     floor_fraction: float,
     decay_shape: str = "cosine",
-) -> dict[str, Any]:
+) -> Schedule:
     """Linear warmup from 0 to ``peak`` over ``warmup_fraction * tokens``, then ``decay_shape``
-    decay to ``floor_fraction * peak`` at ``tokens``:
-
-    lr(t) = peak·t/W for t < W;  cosine: f + (peak − f)·½(1 + cos(π (t − W)/(T − W)));
-    ``wsd``: constant ``peak`` after the warmup, linear decay over the last 20 % of the stage.
+    decay to ``floor_fraction * peak`` at ``tokens``: the library's ``cosine`` / ``linear``
+    schedule, or ``wsd`` (constant ``peak`` after the warmup, linear decay over the last 20 %).
     """
     if decay_shape not in DECAY_SHAPES:
         raise RecipeError(f"decay_shape={decay_shape!r} is not one of {DECAY_SHAPES}")
     _check_fraction("warmup_fraction", warmup_fraction, upper=1.0, upper_open=True)
     _check_fraction("floor_fraction", floor_fraction, upper=1.0)
     _check_positive("peak", peak)
+    shape = {
+        "peak": float(peak),
+        "floor": _clean(peak * floor_fraction),
+        "total": int(tokens),
+        "warmup": int(round(warmup_fraction * tokens)),
+    }
     if decay_shape == "wsd":
         if warmup_fraction + WSD_DECAY_FRACTION > 1:
             raise RecipeError(
                 f"warmup_fraction={warmup_fraction} leaves no room for the WSD decay: use < 0.8"
             )
-        return {
-            "name": "wsd",
-            "peak": float(peak),
-            "floor": _clean(peak * floor_fraction),
-            "total": int(tokens),
-            "warmup": int(round(warmup_fraction * tokens)),
-            "decay_fraction": WSD_DECAY_FRACTION,
-            "decay_shape": "linear",
-            "unit": "tokens",
-        }
-    return {
-        "name": decay_shape,
-        "peak": float(peak),
-        "floor": _clean(peak * floor_fraction),
-        "total": int(tokens),
-        "warmup": int(round(warmup_fraction * tokens)),
-        "unit": "tokens",
-    }
+        return token_schedule(
+            "wsd", **shape, decay_fraction=WSD_DECAY_FRACTION, decay_shape="linear"
+        )
+    return token_schedule(decay_shape, **shape)
 
 
 def constant_then_anneal_schedule(
@@ -231,9 +228,10 @@ def constant_then_anneal_schedule(
     anneal_fraction: float,
     floor: float,
     anneal_shape: str = "linear",
-) -> dict[str, Any]:
+) -> Schedule:
     """Constant ``constant_lr`` and, over the last ``anneal_fraction`` of the stage, an anneal to
-    ``floor`` (a WSD schedule without warmup; the continuation of an infinite schedule)."""
+    ``floor``: the library's ``wsd`` without warmup (the continuation of an infinite schedule),
+    or ``constant`` when ``anneal_fraction=0``."""
     if anneal_shape not in ANNEAL_SHAPES:
         raise RecipeError(f"anneal_shape={anneal_shape!r} is not one of {ANNEAL_SHAPES}")
     _check_fraction("anneal_fraction", anneal_fraction, upper=1.0)
@@ -243,17 +241,16 @@ def constant_then_anneal_schedule(
             f"floor={floor} is above constant_lr={constant_lr}: set floor <= constant_lr"
         )
     if anneal_fraction == 0:
-        return {"name": "constant", "value": float(constant_lr), "unit": "tokens"}
-    return {
-        "name": "wsd",
-        "peak": float(constant_lr),
-        "floor": float(floor),
-        "total": int(tokens),
-        "warmup": 0,
-        "decay_fraction": float(anneal_fraction),
-        "decay_shape": anneal_shape,
-        "unit": "tokens",
-    }
+        return token_schedule("constant", value=float(constant_lr))
+    return token_schedule(
+        "wsd",
+        peak=float(constant_lr),
+        floor=float(floor),
+        total=int(tokens),
+        warmup=0,
+        decay_fraction=float(anneal_fraction),
+        decay_shape=anneal_shape,
+    )
 
 
 def infinite_schedule(
@@ -265,13 +262,14 @@ def infinite_schedule(
     constant_fraction_of_peak: float = 0.5,
     anneal_fraction: float = 0.1,
     floor_fraction: float = 0.1,
-) -> dict[str, Any]:
-    """An infinite schedule for a base run (Singh et al., 2025): linear warmup to ``peak``,
-    linear cooldown to ``constant_lr = constant_fraction_of_peak * peak``, constant, and a linear
-    anneal to ``floor_fraction * peak`` over the last ``anneal_fraction`` of ``tokens``.
+) -> Schedule:
+    """The library's ``infinite`` schedule for a base run (Singh et al., 2025): linear warmup
+    to ``peak``, linear cooldown to ``constant = constant_fraction_of_peak * peak``, constant,
+    and a linear anneal to ``floor_fraction * peak`` that starts at
+    ``pre_anneal_tokens(tokens, anneal_fraction)`` (where a continual stage picks up).
 
-    Returned as a ``piecewise_linear`` spec (token units). The checkpoint at
-    ``pre_anneal_tokens(tokens, anneal_fraction)`` is where a continual stage picks up.
+    ``anneal_fraction=0`` keeps the constant LR to the end (no anneal); ``cooldown_fraction=0``
+    warms up to ``peak`` and steps down to the constant LR there.
     """
     for name, value in (
         ("warmup_fraction", warmup_fraction),
@@ -291,25 +289,24 @@ def infinite_schedule(
             "floor_fraction is above constant_fraction_of_peak: the anneal must go down"
         )
     _check_positive("peak", peak)
-    warmup_end = warmup_fraction * tokens
-    cooldown_end = warmup_end + cooldown_fraction * tokens
-    anneal_start = pre_anneal_tokens(tokens, anneal_fraction)
-    constant_lr = _clean(constant_fraction_of_peak * peak)
-    points = [
-        [0.0, 0.0],
-        [warmup_end, peak],
-        [cooldown_end, constant_lr],
-        [float(anneal_start), constant_lr],
-        [float(tokens), _clean(floor_fraction * peak)],
-    ]
-    # Drop zero-length phases so the knots stay strictly increasing.
-    strictly_increasing = [points[0]]
-    for point in points[1:]:
-        if point[0] > strictly_increasing[-1][0]:
-            strictly_increasing.append(point)
-        else:
-            strictly_increasing[-1] = point
-    return {"name": "piecewise_linear", "points": strictly_increasing, "unit": "tokens"}
+    anneal = int(tokens) - pre_anneal_tokens(tokens, anneal_fraction)
+    return token_schedule(
+        "infinite",
+        peak=float(peak),
+        constant=_clean(constant_fraction_of_peak * peak),
+        warmup=warmup_fraction * tokens,
+        cooldown=cooldown_fraction * tokens,
+        cooldown_shape="linear",
+        total=int(tokens),
+        anneal=anneal,
+        anneal_shape="linear",
+        floor=infinite_floor(peak, floor_fraction),
+    )
+
+
+def infinite_floor(peak: float, floor_fraction: float) -> float:
+    """The floor an infinite schedule's release anneal reaches (whether or not it anneals)."""
+    return _clean(floor_fraction * peak)
 
 
 def pre_anneal_tokens(tokens: int, anneal_fraction: float) -> int:
@@ -350,14 +347,7 @@ def build_recipe(
             raise RecipeError(
                 "base tokens=0: retrain needs the base's token budget to match compute"
             )
-        peak = params["peak"] if params["peak"] is not None else base.peak
-        schedule = rewarm_schedule(
-            peak=peak,
-            tokens=total,
-            warmup_fraction=params["warmup_fraction"],
-            floor_fraction=params["floor_fraction"],
-            decay_shape=params["decay_shape"],
-        )
+        peak, schedule = _warmup_and_decay(params, base, total)
         # The union D0 ∪ D1 in the proportions the continual pipeline sees them.
         mixture = {n: base.tokens / total / len(old) for n in old}
         mixture.update({n: stage_tokens / total / len(new) for n in new})
@@ -370,19 +360,12 @@ def build_recipe(
     if name == "finetune":
         lr = params["lr"] if params["lr"] is not None else base.final_lr
         _check_positive("lr", lr)
-        schedule = {"name": "constant", "value": float(lr), "unit": "tokens"}
+        schedule = token_schedule("constant", value=float(lr))
         return StageRecipe(
             name, schedule, mixture, stage_tokens, "final", {**params, "lr": lr}, citation
         )
     if name in ("rewarm", "rewarm+replay"):
-        peak = params["peak"] if params["peak"] is not None else base.peak
-        schedule = rewarm_schedule(
-            peak=peak,
-            tokens=stage_tokens,
-            warmup_fraction=params["warmup_fraction"],
-            floor_fraction=params["floor_fraction"],
-            decay_shape=params["decay_shape"],
-        )
+        peak, schedule = _warmup_and_decay(params, base, stage_tokens)
         return StageRecipe(
             name, schedule, mixture, stage_tokens, "final", {**params, "peak": peak}, citation
         )
@@ -398,6 +381,22 @@ def build_recipe(
     )
     resolved = {**params, "constant_lr": constant_lr, "floor": floor}
     return StageRecipe(name, schedule, mixture, stage_tokens, "pre-anneal", resolved, citation)
+
+
+def _warmup_and_decay(
+    params: dict[str, Any], base: BaseModelInfo, tokens: int
+) -> tuple[float, Schedule]:
+    """The peak (given, or the base's) and the warmup-then-decay schedule of ``retrain`` and
+    ``rewarm``."""
+    peak = params["peak"] if params["peak"] is not None else base.peak
+    schedule = rewarm_schedule(
+        peak=peak,
+        tokens=tokens,
+        warmup_fraction=params["warmup_fraction"],
+        floor_fraction=params["floor_fraction"],
+        decay_shape=params["decay_shape"],
+    )
+    return peak, schedule
 
 
 def _clean(value: float) -> float:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -403,8 +404,6 @@ tokens; the baseline trains from scratch).</p>
 
 def _save_png(fig: Any, path: Path) -> None:
     """Render ``fig`` to memory and write it atomically (a killed run never leaves half a PNG)."""
-    import io
-
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()

@@ -14,15 +14,20 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from evertrain._lock import FolderLock
 from evertrain.continual import recipes as R
-from evertrain.continual.plan import Plan, tokens_per_step, whole_steps
+from evertrain.continual.plan import Plan, whole_steps
 from evertrain.continual.runs import META_FILE, load_run, write_meta
+from evertrain.schedules import Schedule, from_spec
+from evertrain.schedules.summary import peak as schedule_peak
+from evertrain.train.config import ConfigError, TrainConfig, tokens_per_step
+
+if TYPE_CHECKING:
+    from evertrain.train.loop import RunResult
 
 
 class ContinualError(ValueError):
@@ -45,7 +50,7 @@ class Setup:
 
     @property
     def tokens_per_step(self) -> int:
-        return tokens_per_step(self.model, self.train)
+        return tokens_per_step({**self.train, "model": self.model})
 
     def round_tokens(self, tokens: int) -> int:
         """Round a token *position* (a checkpoint, an eval interval) to the nearest whole
@@ -66,35 +71,54 @@ class Setup:
 
 @dataclass
 class StageRun:
-    """A finished stage: its directory, recipe and the trainer's result."""
+    """A finished stage: its name and recipe, the trainer's :class:`RunResult`, and the wall
+    time of the call that trained it (kept when a finished stage is only re-read)."""
 
     name: str
     recipe: str
-    out_dir: Path
-    tokens: int
+    result: RunResult
     wall_seconds: float
-    final_eval: dict[str, float]
-    last_checkpoint: Path | None
-    params: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.result.out_dir)
+
+    @property
+    def tokens(self) -> int:
+        return int(self.result.tokens)
+
+    @property
+    def final_eval(self) -> dict[str, float]:
+        return dict(self.result.final_eval)
+
+    @property
+    def last_checkpoint(self) -> Path | None:
+        return self.result.last_checkpoint
+
+    @property
+    def params(self) -> int:
+        return int(self.result.params)
 
 
-def train_config(
+def stage_config(
     setup: Setup,
     *,
     out_dir: str | Path,
     train_sets: dict[str, str],
     mixture: dict[str, Any],
-    schedule: dict[str, Any] | str,
+    schedule: Schedule,
     tokens: int,
     init_from: str | Path | None = None,
     checkpoint_at_tokens: list[int] | None = None,
-) -> dict[str, Any]:
-    """A ``TrainConfig`` dict for one stage: evaluated ``setup.eval_points`` times, checkpointed
-    at the end (and at ``checkpoint_at_tokens``, pinned)."""
+    keep_last: int | None = None,
+) -> TrainConfig:
+    """The validated ``TrainConfig`` of one stage, the one path from a continual stage to the
+    trainer: evaluated ``setup.eval_points`` times, checkpointed at the end (and at
+    ``checkpoint_at_tokens``, pinned). A bad field raises :class:`ConfigError` naming it."""
     eval_every = max(setup.tokens_per_step, setup.round_tokens(tokens // max(1, setup.eval_points)))
+    train = {key: value for key, value in setup.train.items() if key != "eval_tokens"}
     config = {
-        **setup.train,
+        **train,
         "out_dir": str(out_dir),
         "model": dict(setup.model),
         "data": {
@@ -109,9 +133,9 @@ def train_config(
         "checkpoint_interval_tokens": int(tokens),
         "checkpoint_at_tokens": list(checkpoint_at_tokens or []),
         "init_from": str(init_from) if init_from else None,
+        **({"keep_last": int(keep_last)} if keep_last is not None else {}),
     }
-    config.pop("eval_tokens", None)
-    return config
+    return TrainConfig.model_validate(config)
 
 
 def _fingerprint(value: Any) -> str:
@@ -135,10 +159,12 @@ def _dataset_identity(path: str) -> dict[str, Any] | None:
     }
 
 
-def stage_inputs(config: dict[str, Any]) -> dict[str, Any]:
-    """Everything a finished run's result depends on: its config (model, schedule, mixture,
-    budget, trainer settings) and the content of its data (the prepared datasets' tokenizer and
-    shard checksums), so a re-run re-uses it only for the same inputs, not the same paths."""
+def stage_inputs(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
+    """Everything a finished run's result depends on: its whole validated config (model,
+    schedule, mixture, budget, trainer settings) and the content of its data (the prepared
+    datasets' tokenizer and shard checksums), so a re-run re-uses it only for the same inputs,
+    not the same paths."""
+    config = _canonical(_validated(config))
     data = config.get("data", {})
     return _jsonable(
         {
@@ -183,8 +209,32 @@ def describe_differences(old: Any, new: Any, limit: int = 4) -> str:
     return "; ".join(parts)
 
 
+def _validated(config: TrainConfig | dict[str, Any]) -> TrainConfig:
+    return config if isinstance(config, TrainConfig) else TrainConfig.model_validate(config)
+
+
+def _canonical(config: TrainConfig) -> dict[str, Any]:
+    """The config as a dict with the schedule as its full spec (``to_spec``), so one schedule
+    compares equal however it was written (``cosine:peak=...`` or a mapping, defaults or not)."""
+    return {**config.to_dict(), "schedule": config.schedule.to_spec()}
+
+
+def _recorded_inputs(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The inputs a run's ``continual.json`` recorded, its config validated again: a config
+    recorded by an earlier version (fewer fields, schedules as written) then compares equal to
+    the same config today. ``None`` when nothing comparable was recorded."""
+    recorded = meta.get("inputs")
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("config"), dict):
+        return None
+    try:
+        config = _canonical(TrainConfig.model_validate(recorded["config"]))
+    except ConfigError:
+        return recorded  # an unreadable old config: compared as written, so it differs
+    return _jsonable({**recorded, "config": config})
+
+
 def run_stage(
-    config: dict[str, Any],
+    config: TrainConfig | dict[str, Any],
     *,
     name: str,
     recipe: str,
@@ -199,19 +249,18 @@ def run_stage(
     A folder that already holds a run is re-used only when that run had the same inputs
     (:func:`stage_inputs`); otherwise a :class:`ContinualError` names what differs.
     """
-    from evertrain.train import TrainConfig, run
+    from evertrain.train.loop import run  # torch: only when a stage trains
 
-    out_dir = Path(config["out_dir"])
-    inputs = stage_inputs(config)
+    cfg = _validated(config)
+    out_dir = Path(cfg.out_dir)
+    inputs = stage_inputs(cfg)
     fingerprint = _fingerprint(inputs)
     meta_path = out_dir / META_FILE
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
-        previous = meta.get("fingerprint")
-        # Runs written before the data checksums were recorded carry a hash of the config alone.
-        legacy = "inputs" not in meta and previous == _fingerprint(config)
-        if previous != fingerprint and not legacy:
-            changed = describe_differences(meta["inputs"], inputs) if "inputs" in meta else ""
+        recorded = _recorded_inputs(meta)
+        if meta.get("fingerprint") != fingerprint and recorded != inputs:
+            changed = describe_differences(recorded, inputs) if recorded is not None else ""
             raise ContinualError(
                 f"{out_dir} holds a run of another configuration"
                 + (f" ({changed})" if changed else "")
@@ -221,7 +270,6 @@ def run_stage(
         raise ContinualError(
             f"{out_dir} already holds a run not started by evertrain.continual: choose another directory"
         )
-    cfg = TrainConfig.model_validate(config)
     write_meta(
         out_dir,
         name=name,
@@ -246,38 +294,36 @@ def run_stage(
         params=int(result.params),
         finished=True,
     )
-    return StageRun(
-        name=name,
-        recipe=recipe,
-        out_dir=out_dir,
-        tokens=int(result.tokens),
-        wall_seconds=wall,
-        final_eval=dict(result.final_eval),
-        last_checkpoint=result.last_checkpoint,
-        params=int(result.params),
-    )
+    return StageRun(name=name, recipe=recipe, result=result, wall_seconds=wall)
 
 
 def lr_state(
-    schedule: dict[str, Any] | str, tokens: int, tokens_per_step: int, pre_anneal: int | None = None
+    schedule: Schedule | dict[str, Any] | str,
+    tokens: int,
+    tokens_per_step: int,
+    pre_anneal: int | None = None,
 ) -> R.BaseModelInfo:
-    """What later stages need to know about a run trained on ``schedule`` for ``tokens``.
+    """What later stages need to know about a run trained on ``schedule`` for ``tokens``,
+    read from the schedule itself (in its own unit: tokens, or steps of ``tokens_per_step``).
 
-    ``final_lr`` is the LR of the last optimizer step (s(tokens − tokens_per_step), the
-    LambdaLR convention), ``floor`` the schedule's value at ``tokens``, ``constant_lr`` its value
-    at the pre-anneal point (the last step's LR when there is none).
+    ``peak`` is the highest LR on ``[0, tokens]`` (:func:`evertrain.schedules.summary.peak`,
+    from the schedule's phases), ``final_lr`` the LR of the last optimizer step
+    (s(tokens − tokens_per_step), the LambdaLR convention), ``floor`` the schedule's value at
+    ``tokens``, ``constant_lr`` its value at the pre-anneal point (the last step's LR when there
+    is none).
     """
-    from evertrain.schedules import from_spec
-
     s = from_spec(schedule)
-    grid = np.linspace(0, tokens, 2001)
-    final_lr = float(s(max(0, tokens - tokens_per_step)))
-    constant = float(s(pre_anneal)) if pre_anneal is not None else final_lr
+    per_token = 1.0 if s.unit == "tokens" else 1.0 / tokens_per_step
+
+    def at(position: int) -> float:
+        return float(s(position * per_token))
+
+    final_lr = at(max(0, tokens - tokens_per_step))
     return R.BaseModelInfo(
-        peak=float(np.max(s(grid))),
+        peak=schedule_peak(s, tokens * per_token),
         final_lr=final_lr,
-        constant_lr=constant,
-        floor=float(s(tokens)),
+        constant_lr=at(pre_anneal) if pre_anneal is not None else final_lr,
+        floor=at(tokens),
         tokens=int(tokens),
     )
 
@@ -307,7 +353,7 @@ def train_base(
     (``rewarm``/``finetune``) and constant-LR (``infinite+replay``) continuations can start from it."""
     tokens = setup.whole_steps(tokens)
     schedule, pre_anneal = base_schedule(setup, tokens, peak, anneal_fraction)
-    config = train_config(
+    config = stage_config(
         setup,
         out_dir=out_dir,
         train_sets=datasets,
@@ -332,7 +378,7 @@ def train_base(
 
 def base_schedule(
     setup: Setup, tokens: int, peak: float, anneal_fraction: float = 0.1
-) -> tuple[dict[str, Any], int]:
+) -> tuple[Schedule, int]:
     """The infinite schedule :func:`train_base` trains a base of ``tokens`` on, and the token
     count of its pinned pre-anneal checkpoint (a whole step; the anneal starts exactly there)."""
     tokens = setup.whole_steps(tokens)
@@ -375,17 +421,16 @@ def base_info(base_dir: str | Path) -> tuple[R.BaseModelInfo, dict[str, Any]]:
             f"{base_dir} has no config.yaml: pass the directory of a finished training run"
         )
     config = base.config
-    tokens_per_step = (
-        int(config["batch_size"])
-        * int(config.get("grad_accum", 1))
-        * int(config["model"]["seq_len"])
-    )
     tokens = base.tokens
     if checkpoint is not None:
         tokens = int(json.loads((checkpoint / "meta.json").read_text()).get("tokens", 0))
     if tokens <= 0:
         raise ContinualError(f"{base_dir} has trained no tokens yet: finish the base run first")
-    info = lr_state(config["schedule"], tokens, tokens_per_step, base.meta.get("pre_anneal_tokens"))
+    try:
+        schedule = from_spec(config.get("schedule"))
+    except ValueError as error:
+        raise ContinualError(f"{base_dir}: its config's schedule is unreadable ({error})") from None
+    info = lr_state(schedule, tokens, tokens_per_step(config), base.meta.get("pre_anneal_tokens"))
     return info, config
 
 
@@ -425,8 +470,7 @@ def run_recipe(
     offset = 0
     base_dir, base_checkpoint = resolve_base(base_dir)
     if recipe.init == "final":
-        base_run = load_run(base_dir)
-        init_from = base_checkpoint or _final_checkpoint(base_run.path, base_run.manifest)
+        init_from = base_checkpoint or newest_checkpoint(base_dir)
         offset = info.tokens
     elif recipe.init == "pre-anneal":
         init_from = pre_anneal_checkpoint(base_dir)
@@ -438,7 +482,7 @@ def run_recipe(
         offset = int(load_run(base_dir).meta["pre_anneal_tokens"])
     # Datasets with weight 0 stay out of the sampler (no replay -> only the new data is read).
     train_sets = {k: v for k, v in train_sets.items() if recipe.mixture.get(k, 0.0) > 0}
-    config = train_config(
+    config = stage_config(
         setup,
         out_dir=out_dir,
         train_sets=train_sets,
@@ -459,12 +503,15 @@ def run_recipe(
     )
 
 
-def _final_checkpoint(run_dir: Path, manifest: dict[str, Any]) -> Path:
-    entries = [e for e in manifest.get("checkpoints", []) if e.get("path")]
-    if not entries:
-        raise ContinualError(f"{run_dir} has no checkpoint: finish the base run first")
-    last = max(entries, key=lambda e: int(e.get("tokens") or 0))
-    return Path(last["path"])
+def newest_checkpoint(run_dir: str | Path) -> Path:
+    """The newest valid checkpoint of a finished run (absolute), by the trainer's own rule
+    (:func:`evertrain.train.checkpoint.resolve_checkpoint`); a ContinualError if it has none."""
+    from evertrain.train.checkpoint import CheckpointError, resolve_checkpoint  # torch
+
+    try:
+        return resolve_checkpoint(run_dir).resolve()
+    except CheckpointError:
+        raise ContinualError(f"{run_dir} has no checkpoint: finish that run first") from None
 
 
 def run_plan(plan: Plan, *, progress: bool = True) -> list[StageRun]:
@@ -473,10 +520,23 @@ def run_plan(plan: Plan, *, progress: bool = True) -> list[StageRun]:
     The output folder is locked for the whole plan (one writer), and a finished stage is
     re-used only for the same inputs (:func:`run_stage`).
     """
-    from evertrain._lock import FolderLock
-
     with FolderLock(plan.out_dir, what="continual output folder"):
         return _run_plan_stages(plan, progress=progress)
+
+
+def _pre_anneal_start(previous: StageRun, offset: int) -> tuple[Path, int]:
+    """Where a ``continue`` stage starts: the previous stage's pre-anneal checkpoint and the
+    tokens trained into it; a previous stage that never annealed (``anneal_fraction=0``) is at
+    its constant LR at its end, so its last checkpoint."""
+    meta = load_run(previous.out_dir).meta
+    if "pre_anneal_tokens" not in meta and previous.last_checkpoint is not None:
+        return previous.last_checkpoint, offset
+    checkpoint = pre_anneal_checkpoint(previous.out_dir)
+    if checkpoint is None:
+        raise ContinualError(
+            f"{previous.out_dir} has no pre-anneal checkpoint to continue from: retrain that stage"
+        )
+    return checkpoint, offset - previous.tokens + int(meta["pre_anneal_tokens"])
 
 
 def _run_plan_stages(plan: Plan, *, progress: bool) -> list[StageRun]:
@@ -493,12 +553,7 @@ def _run_plan_stages(plan: Plan, *, progress: bool) -> list[StageRun]:
         if kind == "final":
             init_from, start_offset = results[-1].last_checkpoint, offset
         elif kind == "pre-anneal":
-            init_from = pre_anneal_checkpoint(results[-1].out_dir)
-            start_offset = (
-                offset
-                - results[-1].tokens
-                + int(load_run(results[-1].out_dir).meta["pre_anneal_tokens"])
-            )
+            init_from, start_offset = _pre_anneal_start(results[-1], offset)
         elif kind == "path":
             init_from = stage.init
         pre_anneal = None
@@ -512,7 +567,7 @@ def _run_plan_stages(plan: Plan, *, progress: bool) -> list[StageRun]:
         datasets = {**{n: plan.datasets[n] for n in plan.old_datasets(index)}, **stage.datasets}
         mixture = plan.stage_mixture(index)
         datasets = {k: v for k, v in datasets.items() if k in mixture}
-        config = train_config(
+        config = stage_config(
             setup,
             out_dir=Path(plan.out_dir) / stage.name,
             train_sets=datasets,
@@ -537,7 +592,10 @@ def _run_plan_stages(plan: Plan, *, progress: bool) -> list[StageRun]:
         )
         results.append(result)
         offset = start_offset + result.tokens
-        previous_info = lr_state(schedule, result.tokens, setup.tokens_per_step, pre_anneal)
+        state = lr_state(schedule, result.tokens, setup.tokens_per_step, pre_anneal)
+        floor = plan.release_floor(index, previous_info)
+        # A stage that did not anneal (anneal_fraction=0) still has the floor a release reaches.
+        previous_info = state if floor is None else replace(state, floor=floor)
     return results
 
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from evertrain.schedules.algebra import Join
 from evertrain.schedules.base import Schedule
+from evertrain.schedules.basic import PiecewiseLinear
 from evertrain.schedules.phases import PhasedSchedule
 
 
@@ -66,3 +67,38 @@ def extremes(schedule: Schedule, until: float | None = None) -> tuple[float, flo
     keys = np.asarray([p for _, p in key_points(schedule) if math.isfinite(p)])
     values = schedule(np.concatenate([grid, keys]))
     return float(values.min()), float(values.max())
+
+
+def peak(schedule: Schedule, until: float | None = None) -> float:
+    """The highest value ``schedule`` takes (or approaches) on ``[0, until]`` (default: its
+    horizon), read from the schedule's own pieces rather than a grid.
+
+    Exact for phased schedules (every phase moves monotonically from ``v0`` to ``v1``, so the
+    maximum is a phase end or the value at ``until``), piecewise-linear knots and joins of them.
+    A warmup that ends in a jump (``infinite`` with ``cooldown=0``) counts with the value it
+    rises to, the peak it was configured for. Other schedules fall back to a dense grid plus
+    their key points inside ``[0, until]``.
+    """
+    end = horizon(schedule) if until is None else float(until)
+    candidates = [float(schedule(0.0)), float(schedule(end))]
+    if isinstance(schedule, PhasedSchedule):
+        for phase in schedule.phases:
+            if phase.start <= end:
+                candidates.append(phase.v0)
+            if phase.end <= end:
+                candidates.append(phase.v1)
+    elif isinstance(schedule, PiecewiseLinear):
+        candidates.extend(
+            float(v) for t, v in zip(schedule.times, schedule.values, strict=True) if t <= end
+        )
+    elif isinstance(schedule, Join):
+        starts = [0.0, *schedule.boundaries]
+        stops = [*schedule.boundaries, math.inf]
+        for child, start, stop in zip(schedule.children, starts, stops, strict=True):
+            if start <= end:
+                candidates.append(peak(child, min(stop, end) - start))
+    else:
+        keys = [p for _, p in key_points(schedule) if math.isfinite(p) and p <= end]
+        grid = np.concatenate([sample(schedule, 100_001, end), keys])
+        candidates.append(float(np.max(schedule(grid))))
+    return max(candidates)

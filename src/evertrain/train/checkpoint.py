@@ -23,14 +23,18 @@ import io
 import json
 import os
 import shutil
+import signal
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
+from safetensors.torch import load as safetensors_load
+from safetensors.torch import save as safetensors_save
 
 from evertrain._atomic import _fsync_dir, atomic_write_json
+from evertrain.data.tokenizer import file_sha256  # the project's one file hash
 
 META = "meta.json"
 WEIGHTS = "model.safetensors"
@@ -49,17 +53,7 @@ def _test_kill_hook(point: str, step: int) -> None:
     """
     spec = os.environ.get("EVERTRAIN_TEST_KILL_AT")
     if spec and spec == f"checkpoint:{step}:{point}":
-        import signal
-
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _write_synced(path: Path, data: bytes) -> str:
@@ -96,8 +90,6 @@ def save_checkpoint(
     ``state`` goes into ``state.pt`` (torch.save); ``meta`` (JSON-able: step, tokens, eval, ...)
     into ``meta.json`` together with the checksums.
     """
-    from safetensors.torch import save as safetensors_save
-
     checkpoints_dir.mkdir(parents=True, exist_ok=True)
     step = int(meta.get("step", -1))
     final = checkpoints_dir / name
@@ -153,7 +145,7 @@ def verify_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         file = path / filename
         if not file.is_file():
             raise CheckpointError(f"{path}: {filename} is missing")
-        if sha256_file(file) != expected:
+        if file_sha256(file) != expected:
             raise CheckpointError(f"{path}: {filename} is corrupted or truncated (sha256 mismatch)")
     return meta
 
@@ -175,7 +167,11 @@ def list_checkpoints(checkpoints_dir: Path) -> list[tuple[Path, dict[str, Any]]]
 
 
 def latest_valid_checkpoint(checkpoints_dir: Path) -> tuple[Path, dict[str, Any]] | None:
-    """Newest checkpoint whose files verify; warn about (and skip) each corrupted newer one."""
+    """Newest checkpoint whose files verify; warn about (and skip) each corrupted newer one.
+
+    The one "newest checkpoint" rule: resume, ``init_from`` of a run directory
+    (:func:`resolve_checkpoint`) and continual stages picking a base's final checkpoint use it.
+    """
     for path, _ in reversed(list_checkpoints(checkpoints_dir)):
         try:
             return path, verify_checkpoint(path)
@@ -204,8 +200,6 @@ def load_checkpoint(path: str | os.PathLike[str], model: nn.Module | None = None
 
     The returned dict also carries ``"meta"`` (the meta.json contents).
     """
-    from safetensors.torch import load as safetensors_load
-
     path = Path(path)
     meta = verify_checkpoint(path)
     if model is not None:

@@ -6,14 +6,25 @@ e.g. ``model.n_head: 3 does not divide d_model=128; choose n_head dividing d_mod
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from evertrain import _yaml
+from evertrain.schedules import Schedule, from_spec
 from evertrain.train.budget import total_steps as _steps_for_budget
 
 
@@ -120,13 +131,34 @@ class OptimizerConfig(_Strict):
         return value
 
 
+def tokens_per_step(config: dict[str, Any]) -> int:
+    """Tokens of one optimizer step of a config mapping (``batch_size * grad_accum *
+    model.seq_len``, all ranks and micro-steps): the one formula, for validated configs and for
+    the raw mappings continual plans and saved runs hold (a missing field counts 1; validation
+    names it)."""
+    model = config.get("model") or {}
+    return (
+        int(config.get("batch_size", 1))
+        * int(config.get("grad_accum", 1))
+        * int(model.get("seq_len", 1))
+    )
+
+
 class TrainConfig(_Strict):
     """Everything one training run needs. See docs/train.md for every field.
 
     Batch accounting: ``batch_size`` is the number of sequences per micro-step summed over all
     processes (split evenly across ranks under torchrun), so one optimizer step consumes
     ``batch_size * grad_accum * model.seq_len`` tokens whatever the world size.
+
+    ``schedule`` is parsed once, here, into an :class:`evertrain.schedules.Schedule` (a spec
+    mapping, an inline string or a Schedule are accepted); :meth:`to_dict` and config.yaml hold
+    :attr:`schedule_spec`, which validates back into an equal schedule.
     """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    # (the parsed schedule, the spec it was parsed from): see schedule_spec
+    _schedule_source: tuple[Schedule, dict[str, Any] | str] | None = PrivateAttr(default=None)
 
     out_dir: str
     seed: int = 0
@@ -140,7 +172,7 @@ class TrainConfig(_Strict):
     cpu_malloc_tuning: bool = True
     model: ModelConfig
     data: DataConfig
-    schedule: dict[str, Any] | str
+    schedule: Schedule
     optimizer: OptimizerConfig = OptimizerConfig()
     batch_size: int = Field(gt=0)
     grad_accum: int = Field(default=1, gt=0)
@@ -158,7 +190,8 @@ class TrainConfig(_Strict):
     @property
     def tokens_per_step(self) -> int:
         """Tokens consumed by one optimizer step (all ranks, all micro-steps)."""
-        return self.batch_size * self.grad_accum * self.model.seq_len
+        shape = {"batch_size": self.batch_size, "grad_accum": self.grad_accum}
+        return tokens_per_step({**shape, "model": {"seq_len": self.model.seq_len}})
 
     @property
     def total_steps(self) -> int:
@@ -173,18 +206,46 @@ class TrainConfig(_Strict):
                 raise ValueError(f"{tokens} is not positive; list token counts > 0")
         return sorted(set(value))
 
-    @field_validator("schedule")
+    @field_validator("schedule", mode="before")
     @classmethod
-    def _schedule_parses(cls, value: dict[str, Any] | str) -> dict[str, Any] | str:
-        from evertrain.schedules import from_spec
-
+    def _schedule_parses(cls, value: Any) -> Schedule:
+        if isinstance(value, Schedule):
+            return value
         if isinstance(value, dict):
-            value = spec_numbers(value)  # once, here: the saved config.yaml then holds numbers
+            value = spec_numbers(value)  # numbers written as text ('3e-3') are numbers
         try:
-            from_spec(value)
+            return from_spec(value)
         except ValueError as error:  # ScheduleError names the schedule field itself
             raise ValueError(f"{value!r} is not a valid schedule ({error})") from error
-        return value
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_schedule_spec(cls, data: Any, handler: Any) -> TrainConfig:
+        config = handler(data)
+        if config._schedule_source is None:  # not yet: a TrainConfig passed in keeps its own
+            written = data.get("schedule") if isinstance(data, dict) else None
+            if isinstance(written, dict):
+                spec: dict[str, Any] | str = spec_numbers(written)
+            elif isinstance(written, str):
+                spec = written
+            else:  # a Schedule object: its spec (equal configs then compare equal)
+                spec = config.schedule.to_spec()
+            config._schedule_source = (config.schedule, spec)
+        return config
+
+    @property
+    def schedule_spec(self) -> dict[str, Any] | str:
+        """The schedule as config.yaml holds it: the spec it was parsed from, as written (an
+        inline string stays one; numbers written as text are numbers), or ``to_spec()`` of a
+        schedule given as an object. Files written before and after a resume then match."""
+        source = self._schedule_source
+        if source is not None and source[0] is self.schedule:
+            return source[1]
+        return self.schedule.to_spec()
+
+    @field_serializer("schedule")
+    def _serialize_schedule(self, schedule: Schedule) -> dict[str, Any] | str:
+        return self.schedule_spec
 
     @model_validator(mode="after")
     def _named_checkpoints_within_budget(self) -> TrainConfig:
@@ -246,8 +307,6 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
     Values are read by :func:`evertrain._yaml.load`, so ``--set schedule.peak=3e-3`` is a number.
     """
-    import copy
-
     result = copy.deepcopy(raw)
     for item in overrides:
         if "=" not in item:

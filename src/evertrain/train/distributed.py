@@ -17,9 +17,13 @@ import torch.distributed as dist
 
 @dataclass(frozen=True)
 class DistInfo:
+    """This process's place in the job. ``owns_group``: :func:`setup` created the process
+    group (so :func:`teardown` destroys it); a group the caller made stays theirs."""
+
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owns_group: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -37,16 +41,19 @@ def setup(device_type: str) -> DistInfo:
         return DistInfo()
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if not dist.is_initialized():
+    owns_group = not dist.is_initialized()
+    if owns_group:
         backend = "nccl" if device_type == "cuda" else "gloo"
         if device_type == "cuda":
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend=backend)
-    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank)
+    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, owns_group=owns_group)
 
 
 def teardown(info: DistInfo) -> None:
-    if info.enabled and dist.is_initialized():
+    """Destroy the process group :func:`setup` created (NCCL warns at exit about one left
+    open, and its communicators hold GPU memory); a group the caller created is left alone."""
+    if info.enabled and info.owns_group and dist.is_initialized():
         dist.destroy_process_group()
 
 

@@ -30,7 +30,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
 
+from evertrain.data import (
+    MixtureSampler,
+    PreparedDataset,
+    check_same_tokenizer,
+    iter_eval_batches,
+)
 from evertrain.train import checkpoint as ckpt
 from evertrain.train import distributed, preempt
 from evertrain.train.allocator import tune_glibc_malloc
@@ -110,7 +118,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 def _load_datasets(cfg: TrainConfig) -> tuple[dict[str, Any], dict[str, Any], int]:
     """Open the train and eval prepared datasets; return (train, eval, vocab_size)."""
-    from evertrain.data import PreparedDataset, check_same_tokenizer
 
     def open_dataset(field_path: str, directory: str) -> Any:
         try:
@@ -169,8 +176,6 @@ def evaluate(
     ``iter_eval_batches`` walks the split deterministically, so every evaluation sees the same
     tokens and the numbers are comparable across the run (and across runs).
     """
-    from evertrain.data import iter_eval_batches
-
     was_training = model.training
     model.eval()
     results = {}
@@ -218,7 +223,15 @@ def run(
     try:
         # SIGTERM/SIGINT: finish the step and save (preempt.py); handlers restored on return.
         with hold_run_folder(cfg.out_dir, info), preempt.PreemptionGuard() as preemption:
-            return _Trainer(cfg, info, device, progress).train(resume, preemption)
+            result = _Trainer(cfg, info, device, progress).train(resume, preemption)
+    except preempt.RunPreempted:
+        distributed.teardown(info)  # every rank stopped after the same step
+        raise
+    else:
+        # Only where every rank got here: after an error a rank may still wait in a collective,
+        # and destroying the group under it can hang; the process exits instead.
+        distributed.teardown(info)
+        return result
     finally:
         torch.use_deterministic_algorithms(previous_determinism)
         torch.set_num_threads(previous_threads)
@@ -240,19 +253,16 @@ class _Trainer:
 
     # ------------------------------------------------------------------ setup
     def _build(self) -> None:
-        from evertrain.data import MixtureSampler
-        from evertrain.schedules import from_spec
-
         cfg = self.cfg
-        self.schedule = from_spec(cfg.schedule)
-        self.unit = getattr(self.schedule, "unit", "steps")
+        self.schedule = cfg.schedule  # parsed once, by TrainConfig
+        self.unit = self.schedule.unit
         # One rule with continual plans (evertrain.train.budget): warn when the schedule ends
         # after the run (no final decay) or before its last step (steps at the floor LR).
         mismatch = schedule_fit_warning(
             self.schedule,
             budget_tokens=cfg.budget_tokens,
             tokens_per_step=cfg.tokens_per_step,
-            total_override_hint=isinstance(cfg.schedule, dict),
+            total_override_hint=isinstance(cfg.schedule_spec, dict),  # --set needs a mapping
         )
         if self.info.is_main and mismatch:
             warnings.warn(mismatch, UserWarning, stacklevel=4)
@@ -372,8 +382,9 @@ class _Trainer:
                 "tokens": self.tokens,
                 "skipped": self.skipped,
                 "parent": self.parent,
+                # The schedule's spec is in the config; checkpoints of earlier versions also
+                # carry a "schedule" key, which nothing reads (they load all the same).
                 "config": self.cfg.to_dict(),
-                "schedule": self.schedule.to_spec(),
                 "model_config": self.model_config.__dict__,
             }
             meta = {"step": self.step, "tokens": self.tokens, "eval": eval_losses, "pinned": pinned}
@@ -449,8 +460,6 @@ class _Trainer:
         if cfg.compile:
             model = torch.compile(model)
         if info.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
             model = DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
@@ -471,8 +480,6 @@ class _Trainer:
             final_eval = recorded if recorded is not None else self._evaluate()
         bar = None
         if progress_enabled := (self.progress and info.is_main):
-            from tqdm.auto import tqdm
-
             bar = tqdm(
                 total=total_steps,
                 initial=self.step,

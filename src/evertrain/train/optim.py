@@ -13,7 +13,15 @@ import torch.nn as nn
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Split ``model``'s parameters into a decayed and an undecayed group (tied weights once)."""
+    """Split ``model``'s parameters into a decayed and an undecayed group (tied weights once).
+
+    This is the trainer's one weight-decay policy (``build_optimizer``, used by ``loop.run``).
+    """
+    # Embeddings are 2-D but left undecayed on purpose: with tied embeddings the table is also
+    # the output projection, and decaying it pulls rare tokens' rows to zero (they get few
+    # gradient updates to push back) -- the GPT-2 / nanoGPT rule every trainer test and
+    # benchmark number was produced with. The "every tensor with ndim >= 2" rule (HF Trainer's,
+    # adapters/huggingface.decay_param_groups by default) would decay them; do not switch.
     embedding_params = {
         id(module.weight) for module in model.modules() if isinstance(module, nn.Embedding)
     }
