@@ -156,8 +156,8 @@ def test_report_out_that_is_a_file_is_refused_before_any_work(tmp_path, make_run
     run = make_run(tmp_path, "a", evals=[(100, {"d0": 3.0})])
     (tmp_path / "page.html").write_text("mine")
     for out, message in (
-        (tmp_path / "page.html", "is a file: pass a folder path"),
-        (tmp_path / "page.html" / "sub", "is a file, so no folder can be made there"),
+        (tmp_path / "page.html", "is a file, but a folder is written here"),
+        (tmp_path / "page.html" / "sub", "is a file, not a folder"),
     ):
         result = _invoke("report", str(run), "--out", str(out))
         assert result.exit_code == 2
@@ -178,7 +178,16 @@ def test_report_out_in_a_read_only_folder_is_refused(tmp_path, make_run):
         result = _invoke("report", str(run), "--out", str(locked / "rep"))
     finally:
         locked.chmod(0o755)
-    assert result.exit_code == 2 and "is not writable" in result.output
+    assert result.exit_code == 2 and "cannot write in" in result.output
+
+
+def test_report_out_where_nobody_can_write_is_refused_even_for_root(tmp_path, make_run):
+    run = make_run(tmp_path, "a", evals=[(100, {"d0": 3.0})])
+    result = _invoke("report", str(run), "--out", "/proc/evertrain-report")
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "--out /proc/evertrain-report" in lines[0]
+    assert "cannot write in /proc" in lines[0]
 
 
 def test_continual_run_on_a_held_output_folder_is_a_one_line_error(tmp_path):

@@ -99,7 +99,8 @@ def test_out_dir_that_is_a_file(tiny_data: dict[str, str], tmp_path: Path) -> No
     out.write_text("not a run")
     line = one_line_error(train_run(write_config(tmp_path, out, tiny_data)))
     assert line == (
-        f"error: out_dir: {out} is a file, not a folder; choose another out_dir or move the file away"
+        f"error: out_dir {out}: is a file, but a folder is written here: give a folder path, "
+        "or move that file away"
     )
     assert out.read_text() == "not a run"
 
@@ -109,7 +110,7 @@ def test_out_dir_under_a_file(tiny_data: dict[str, str], tmp_path: Path) -> None
     parent.write_text("x")
     out = parent / "deeper" / "run"
     line = one_line_error(train_run(write_config(tmp_path, out, tiny_data)))
-    assert f"out_dir: {out} cannot be created because {parent} is a file" in line
+    assert f"out_dir {out}: {parent} is a file, not a folder" in line
 
 
 def _root_can_write(folder: Path) -> bool:
@@ -133,7 +134,7 @@ def test_read_only_place(tiny_data: dict[str, str], tmp_path: Path, existing: bo
         if _root_can_write(out if existing else place):
             pytest.skip("running as root: permission bits do not stop this process")
         line = one_line_error(train_run(write_config(tmp_path, out, tiny_data)))
-        assert f"out_dir: {out}" in line and "choose an out_dir you can write to" in line
+        assert f"out_dir {out}" in line and "choose a folder you can write to" in line
     finally:
         (out if existing else place).chmod(0o755)
 
@@ -143,22 +144,16 @@ def test_bad_out_dir_is_found_before_the_data_is_opened(tmp_path: Path) -> None:
     out.write_text("")
     # The data paths do not exist either: the out_dir error comes first (checked before any work).
     config = write_config(tmp_path, out, {"web": str(tmp_path / "no-such-data")})
-    assert "out_dir:" in one_line_error(train_run(config))
+    assert "error: out_dir " in one_line_error(train_run(config))
 
 
-def test_unwritable_place_message_without_relying_on_mode_bits(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_unwritable_place_is_refused_even_for_root(
+    tiny_data: dict[str, str], tmp_path: Path
 ) -> None:
-    """The same check where the test runs as root (mode bits do not apply): a read-only mount
-    is what os.access reports here."""
-    from evertrain.train import run_folder
-    from evertrain.train.config import ConfigError
-
-    monkeypatch.setattr(run_folder, "_can_write", lambda folder: folder != tmp_path)
-    with pytest.raises(ConfigError, match=r"out_dir: .*/new/run cannot be created in .*"):
-        run_folder.check_out_dir(tmp_path / "new" / "run")
-    with pytest.raises(ConfigError, match=r"is not writable .*choose an out_dir you can write to"):
-        run_folder.check_out_dir(tmp_path)
+    """Mode bits do not stop root; /proc refuses every new file, root included."""
+    line = one_line_error(train_run(write_config(tmp_path, Path("/proc/evertrain-run"), tiny_data)))
+    assert line.startswith("error: out_dir /proc/evertrain-run: cannot write in /proc")
+    assert "choose a folder you can write to" in line
 
 
 def test_every_ddp_rank_stops_when_the_folder_is_busy(

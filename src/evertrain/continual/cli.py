@@ -7,12 +7,13 @@ start-up. The continual modules themselves are numpy/pydantic only and import at
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
 
+from evertrain._cli import fail
 from evertrain._lock import FolderLockedError
+from evertrain._paths import check_output_dir
 from evertrain.continual import demo as continual_demo
 from evertrain.continual import runner as continual_runner
 from evertrain.continual.branches import branch_tree, format_tree, plot_tree
@@ -28,36 +29,11 @@ def _callback() -> None:
     """Continual pre-training: plans, recipes from one base, branch trees."""
 
 
-def _fail(error: Exception) -> None:
-    typer.echo(f"error: {error}", err=True)
-    raise typer.Exit(2)
-
-
 def _preempted(stop: RunPreempted) -> None:
     """A stage stopped on SIGTERM/SIGINT after saving its step: say so and exit 75 ('retry'),
     so a scheduler requeues the same command, which resumes the stage (finished stages are kept)."""
     typer.echo(f"{stop}; run the same command again to continue the plan", err=True)
     raise typer.Exit(EXIT_PREEMPTED)
-
-
-def check_output_dir(path: Path, flag: str) -> None:
-    """Raise a one-line ValueError naming ``flag`` unless ``path`` is (or can be created as) a
-    folder this process can write in: checked before any work, not after it."""
-    # TODO(merge): use evertrain._paths (check_output_dir) once it is on this branch.
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"{flag} {path} is a file: pass a folder path (it is created if missing)")
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ValueError(
-            f"{flag} {path}: {existing} is a file, so no folder can be made there: choose another {flag}"
-        )
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(
-            f"{flag} {path}: {existing} is not writable: choose a folder you can write in"
-        )
 
 
 def _parse_separator(value: str | None) -> str | None:
@@ -168,7 +144,7 @@ def demo_command(
     except RunPreempted as stop:
         _preempted(stop)
     except (ValueError, FolderLockedError) as error:
-        _fail(error)
+        fail(error)
     typer.echo("")
     typer.echo(continual_demo.format_table(result.rows, title=result.description))
     typer.echo(f"\nfinished in {result.seconds:.0f} s; report: {result.report}")
@@ -189,7 +165,7 @@ def report_command(
         check_output_dir(out, "--out")
         page = write_report(runs, out, baseline=baseline)
     except ValueError as error:
-        _fail(error)
+        fail(error)
     typer.echo(str(page))
 
 
@@ -206,7 +182,7 @@ def run_command(plan: Path = typer.Argument(..., help="plan YAML (see docs/conti
     except RunPreempted as stop:
         _preempted(stop)
     except (ValueError, FolderLockedError) as error:
-        _fail(error)
+        fail(error)
     typer.echo(f"report: {page}")
 
 
@@ -261,7 +237,7 @@ def compare_command(
     except RunPreempted as stop:
         _preempted(stop)
     except ValueError as error:
-        _fail(error)
+        fail(error)
     typer.echo(f"report: {page}")
 
 
@@ -278,7 +254,7 @@ def branches_command(
             plot_tree(tree, plot)
             typer.echo(f"plot: {plot}")
     except ValueError as error:
-        _fail(error)
+        fail(error)
 
 
 def _named_paths(option: str, items: list[str]) -> dict[str, str]:

@@ -20,45 +20,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from evertrain._lock import FolderLock, FolderLockedError
+from evertrain._paths import OutputPathError, check_output_dir
 from evertrain.train import distributed
 from evertrain.train.config import ConfigError
 
 __all__ = ["check_out_dir", "hold_run_folder"]
 
 
-def _can_write(directory: Path) -> bool:
-    # os.access answers for root too (root may write despite the mode bits) and says no on a
-    # read-only mount (EROFS).
-    return os.access(directory, os.W_OK | os.X_OK)
-
-
 def check_out_dir(out_dir: str | os.PathLike[str]) -> None:
-    """Raise :class:`ConfigError` unless ``out_dir`` is (or can be created as) a writable folder."""
-    path = Path(out_dir)
-    if path.exists():
-        if not path.is_dir():
-            raise ConfigError(
-                f"out_dir: {path} is a file, not a folder; choose another out_dir or move the file away"
-            )
-        if not _can_write(path):
-            raise ConfigError(
-                f"out_dir: {path} is not writable (permission denied or a read-only file system); "
-                "choose an out_dir you can write to"
-            )
-        return
-    ancestor = path.absolute().parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise ConfigError(
-            f"out_dir: {path} cannot be created because {ancestor} is a file, not a folder; "
-            "choose another out_dir"
-        )
-    if not _can_write(ancestor):
-        raise ConfigError(
-            f"out_dir: {path} cannot be created in {ancestor} (permission denied or a read-only "
-            "file system); choose an out_dir you can write to"
-        )
+    """Raise :class:`ConfigError` unless ``out_dir`` is (or can be created as) a writable folder
+    (the project's one output-folder check, :func:`evertrain._paths.check_output_dir`)."""
+    try:
+        check_output_dir(out_dir, "out_dir")
+    except OutputPathError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _take_lock(out_dir: Path) -> tuple[FolderLock | None, tuple[str, str] | None]:
