@@ -15,11 +15,11 @@ from pathlib import Path
 
 import typer
 
+from evertrain._cli import EXIT_BAD_INPUT, fail
 from evertrain.train.preempt import EXIT_PREEMPTED  # 75, EX_TEMPFAIL; stdlib only, no torch
 
 app = typer.Typer(help="The reference GPT trainer.", no_args_is_help=True)
 
-EXIT_BAD_INPUT = 2
 EXIT_NONFINITE = 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT: a second Ctrl-C, no checkpoint of the current step
 
@@ -74,8 +74,7 @@ def _train(
         raise typer.Exit(EXIT_INTERRUPTED) from None
     # ConfigError, ScheduleError, data errors; another process holding the run folder.
     except (ValueError, CheckpointError, FolderLockedError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        fail(error)
     if result.final_eval is not None:
         losses = ", ".join(f"{name}={loss:.4f}" for name, loss in result.final_eval.items())
         typer.echo(
@@ -127,10 +126,7 @@ def checkpoints_command(
     """List a run's checkpoints (manifest.json) with step, tokens and eval losses."""
     manifest_path = run_dir / "manifest.json"
     if not manifest_path.is_file():
-        typer.echo(
-            f"error: {manifest_path} not found; pass the out_dir of a training run", err=True
-        )
-        raise typer.Exit(EXIT_BAD_INPUT)
+        fail(f"{manifest_path} not found; pass the out_dir of a training run")
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     if as_json:
         typer.echo(json.dumps(manifest, indent=2))
