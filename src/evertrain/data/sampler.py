@@ -239,7 +239,6 @@ class MixtureSampler:
             np.lib.stride_tricks.sliding_window_view(t, self.seq_len + 1) for t in self._tokens
         ]
         self._weights = [_weight_function(name, weights[name]) for name in self.names]
-        self._weight_specs = {name: _spec_of(weights[name]) for name in self.names}
         self._rehearsal = [
             i for i, w in enumerate(self._weights) if isinstance(w, PowerLawRehearsal)
         ]
@@ -451,20 +450,6 @@ class MixtureSampler:
         self.sequences_drawn = int(state["sequences_drawn"])
         self._sequences_per_source = np.array(state["sequences_per_source"], dtype=np.int64)
         self._last_seen = [int(v) for v in state["last_seen"]]
-
-    def describe(self) -> dict[str, Any]:
-        """The weights as given (JSON-able where they were), for logs and reports."""
-        return {"seq_len": self.seq_len, "seed": self.seed, "weights": self._weight_specs}
-
-
-def _spec_of(weight: Any) -> Any:
-    if _is_number(weight):
-        return float(weight)
-    if hasattr(weight, "to_spec"):
-        return weight.to_spec()
-    if isinstance(weight, str | Mapping):
-        return weight if isinstance(weight, str) else dict(weight)
-    return repr(weight)
 
 
 def iter_eval_batches(

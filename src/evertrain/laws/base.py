@@ -140,15 +140,6 @@ class FitResult:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Problem:
-    """Law-specific precomputed data for a set of curves (built once per fit)."""
-
-    loss: np.ndarray  # all logged losses, curves concatenated
-    slices: dict[str, slice]
-    data: Any  # the law's precomputed arrays
-
-
 class Law:
     """Base class of loss-curve laws: ``L(t)`` predicted from the per-step LR up to ``t``.
 

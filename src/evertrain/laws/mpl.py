@@ -88,18 +88,6 @@ class MultiPowerLaw(Law):
 
     _eta_ref: float = 3e-4
 
-    def loss_drop(self, lr: np.ndarray, steps: np.ndarray) -> np.ndarray:
-        """LD(t) at ``steps`` for a per-step LR array (fast and exact)."""
-        p = self._require_params()
-        return multi_power_ld(
-            np.asarray(lr, dtype=np.float64),
-            np.asarray(steps),
-            p["B"],
-            p["C"],
-            p["beta"],
-            p["gamma"],
-        )
-
     def final_loss_and_grad(self, lr: np.ndarray, t: int) -> tuple[float, np.ndarray]:
         """L(t) and dL(t)/d eta_m for m = 0..t (schedule optimisation), O(t).
 
