@@ -120,4 +120,3 @@ class PhasedSchedule(Schedule):
         after = max(before, int(np.searchsorted(t, phases[-1].end, side="left")))
         out[after:] = phases[-1].v1
         return out
-
