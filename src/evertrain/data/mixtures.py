@@ -13,6 +13,7 @@ tokens, so the draw at ``t`` sees exactly ``after`` and every draw before it exa
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from evertrain._atomic import atomic_write_bytes
+from evertrain._paths import check_output_file
 from evertrain.data.errors import DataError
 from evertrain.data.sampler import (
     PowerLawRehearsal,
@@ -188,18 +191,12 @@ def plot_mixture(
     weights: Mapping[str, Any], total_tokens: int, path: str | Path, *, title: str | None = None
 ) -> Path:
     """Stacked-area plot of the mixture probabilities over training, written atomically as PNG/SVG/PDF."""
+    path = check_output_file(path, "plot path", error=DataError)  # before matplotlib's import
     import matplotlib
 
     matplotlib.use("Agg")
-    import io
-
     import matplotlib.pyplot as plt
 
-    from evertrain._atomic import atomic_write_bytes
-    from evertrain.data._paths import check_output_path
-
-    path = Path(path)
-    check_output_path(path, "plot path", folder=False)
     table = mixture_table(weights, total_tokens, points=400)
     tokens = np.array(table.pop("tokens"), dtype=np.float64)
     figure, axes = plt.subplots(figsize=(7, 3.5))

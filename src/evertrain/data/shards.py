@@ -33,9 +33,10 @@ from typing import IO, Any
 
 import numpy as np
 
-from evertrain._atomic import _fsync_dir, atomic_write_json
+from evertrain._atomic import atomic_write_json, fsync_dir
+from evertrain._hashing import file_sha256
 from evertrain._lock import LOCK_NAME, FolderLock, FolderLockedError
-from evertrain.data._paths import check_output_path
+from evertrain._paths import check_output_dir, folders_to_create
 from evertrain.data._rng import random_uniform, stream_key
 from evertrain.data.corpora import (
     SourceStats,
@@ -53,7 +54,6 @@ from evertrain.data.errors import DataError
 from evertrain.data.tokenizer import (
     check_vocab_size,
     eos_token_id,
-    file_sha256,
     load_tokenizer,
     train_tokenizer,
 )
@@ -443,7 +443,8 @@ def prepare(
     if out_dir.is_dir() and _state_of(out_dir, inputs, overwrite)[0] == "done":
         return _already_done(out_dir, progress)
     # Before any work: a file, a path below a file or a read-only folder fails in one line.
-    created = check_output_path(out_dir, "out_dir", folder=True)
+    check_output_dir(out_dir, "out_dir", error=DataError)
+    created = folders_to_create(out_dir)
     for source in sources:
         peek_text_fields(source, text_field, text_column)
     with _writing(out_dir, created):
@@ -619,7 +620,7 @@ def _tokenise_and_commit(
         # The point of no return. Remove the old manifest first: a run killed in the next lines
         # leaves a folder without one, which the next prepare rebuilds instead of trusting.
         (out_dir / MANIFEST).unlink(missing_ok=True)
-        _fsync_dir(out_dir)
+        fsync_dir(out_dir)
         shards = {split: writer.commit() for split, writer in writers.items()}
     except BaseException:
         bar.close()
@@ -628,7 +629,7 @@ def _tokenise_and_commit(
         raise
     tokenizer_path = out_dir / TOKENIZER_FILE
     os.replace(tokenizer_tmp, tokenizer_path)
-    _fsync_dir(out_dir)
+    fsync_dir(out_dir)
 
     per_source = [
         {**stats.to_dict(), **counts, "tokens": counts["train_tokens"] + counts["val_tokens"]}
