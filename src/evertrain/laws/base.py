@@ -184,7 +184,7 @@ class Law:
         trained with ``schedule`` (per-step LR array, ``Schedule``, or schedule spec)."""
         params = self._require_params()
         if steps is None:
-            total = schedule_total(schedule)
+            total = schedule_total(schedule, tokens_per_step=tokens_per_step)
             if total is None:
                 raise LawError("the schedule has no total: pass steps=... to predict at")
             steps = np.arange(1, total)
