@@ -253,6 +253,7 @@ def test_fit_example_bad_input(args, needle, tmp_path, monkeypatch):
 @pytest.fixture
 def no_work(monkeypatch):
     """Make fitting, predicting and optimising fail loudly: the path check must come first."""
+    import evertrain.laws.cli as laws_cli
     import evertrain.laws.optimize as optimize_module
     from evertrain.laws import AnnealingLaw
 
@@ -261,8 +262,9 @@ def no_work(monkeypatch):
 
     monkeypatch.setattr(MultiPowerLaw, "fit", boom)
     monkeypatch.setattr(AnnealingLaw, "fit", boom)
-    monkeypatch.setattr(optimize_module, "optimize_schedule", boom)
-    monkeypatch.setattr(optimize_module, "compare_schedules", boom)
+    for module in (optimize_module, laws_cli):  # the CLI holds its own names of the two
+        monkeypatch.setattr(module, "optimize_schedule", boom)
+        monkeypatch.setattr(module, "compare_schedules", boom)
     monkeypatch.setattr(MultiPowerLaw, "predict_lr", boom)
 
 
