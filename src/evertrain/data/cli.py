@@ -280,21 +280,18 @@ def _load_weights(text: str) -> dict:
             raise ValueError(
                 f"weights file {text!r} does not exist: pass a .json/.yaml file or a JSON string"
             )
-        try:
-            # YAML is a superset of JSON; this loader reads 3e-3 as a number, as JSON does.
-            loaded = _yaml.load(path.read_text(encoding="utf-8"))
-        except _yaml.YAMLError as error:
-            first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise ValueError(
-                f"weights file {text!r} is not valid YAML ({first_line}): fix the file"
-            ) from None
+        what, body = f"weights file {text!r}", path.read_text(encoding="utf-8")
     else:
-        try:
-            loaded = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValueError(
-                f'weights {text!r} is not JSON ({error.msg}): e.g. \'{{"old": 0.25, "new": 0.75}}\''
-            ) from None
+        what, body = f"weights {text!r}", text
+    try:
+        # YAML is a superset of JSON; this loader reads 3e-3 as a number, as JSON does.
+        loaded = _yaml.load(body)
+    except _yaml.YAMLError as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(
+            f"{what} is not valid YAML or JSON ({first_line}): fix it, e.g. "
+            '\'{"old": 0.25, "new": 0.75}\''
+        ) from None
     if not isinstance(loaded, dict) or not loaded:
         raise ValueError("weights must be a non-empty mapping name -> weight spec")
     return loaded

@@ -14,7 +14,7 @@ from typing import Any
 
 from evertrain._atomic import atomic_write_text
 from evertrain._paths import check_output_file
-from evertrain.data.corpora import SourceStats, check_not_empty, iter_documents, source_kind
+from evertrain.data.corpora import DocumentReading, check_not_empty
 from evertrain.data.errors import DataError
 
 EOS_TOKEN = "<|endoftext|>"
@@ -59,23 +59,11 @@ def eos_token_id(tokenizer: Any, where: str = "tokenizer") -> tuple[str, int]:
     )
 
 
-def _documents(
-    sources: Sequence[Any],
-    max_bytes: int | None,
-    text_field: str,
-    text_column: str,
-    txt_separator: str | None = None,
-) -> Iterable[str]:
+def _documents(sources: Sequence[Any], reading: DocumentReading) -> Iterable[str]:
+    """Every document of ``sources`` in order; a source that yields none is an error."""
     for source in sources:
-        stats = SourceStats(source=str(source), kind=source_kind(source))
-        yield from iter_documents(
-            source,
-            text_field=text_field,
-            text_column=text_column,
-            txt_separator=txt_separator,
-            max_bytes=max_bytes,
-            stats=stats,
-        )
+        stats, documents = reading.documents(source)
+        yield from documents
         check_not_empty(stats)
 
 
@@ -139,7 +127,15 @@ def train_tokenizer(
         show_progress=progress,
     )
     tokenizer.train_from_iterator(
-        _documents(list(sources), max_bytes, text_field, text_column, txt_separator),
+        _documents(
+            list(sources),
+            DocumentReading(
+                max_bytes=max_bytes,
+                text_field=text_field,
+                text_column=text_column,
+                txt_separator=txt_separator,
+            ),
+        ),
         trainer=trainer,
     )
     atomic_write_text(out_path, tokenizer.to_str())

@@ -96,6 +96,15 @@ def validate_lr(lr: np.ndarray, what: str = "lr") -> None:
         )
 
 
+def has_decay(curve: LossCurve) -> bool:
+    """True when the LR drops somewhere after its first peak and a loss is logged after the drop."""
+    last = int(curve.steps[-1])
+    lr = curve.lr[: last + 1]
+    peak = int(np.argmax(lr))
+    drops = np.flatnonzero(lr[peak + 1 :] < lr[peak:-1]) + peak + 1
+    return len(drops) > 0 and int(drops[0]) <= last
+
+
 # --------------------------------------------------------------------------------------------
 # Schedules -> per-step LR arrays
 # --------------------------------------------------------------------------------------------

@@ -34,15 +34,6 @@ from evertrain.laws.base import FitResult, Law, huber, register
 from evertrain.laws.curves import LawError, LossCurve
 
 
-def has_decay(curve: LossCurve) -> bool:
-    """True when the LR drops somewhere after its first peak and a loss is logged after the drop."""
-    last = int(curve.steps[-1])
-    lr = curve.lr[: last + 1]
-    peak = int(np.argmax(lr))
-    drops = np.flatnonzero(lr[peak + 1 :] < lr[peak:-1]) + peak + 1
-    return len(drops) > 0 and int(drops[0]) <= last
-
-
 @dataclass
 class _MPLData:
     log_s1: np.ndarray
@@ -60,6 +51,7 @@ class MultiPowerLaw(Law):
     name: ClassVar[str] = "mpl"
     param_names: ClassVar[tuple[str, ...]] = ("L0", "A", "alpha", "B", "C", "beta", "gamma")
     _has_coarse: ClassVar[bool] = True
+    decay_identifies: ClassVar[str] = "multi-power law's loss-drop parameters B, C, beta, gamma"
     fit_methods: ClassVar[tuple[str, ...]] = ("reference", "multistart")
     default_fit_method: ClassVar[str] = "reference"
 
@@ -119,21 +111,8 @@ class MultiPowerLaw(Law):
         return float(value), grad
 
     # ---- fitting ------------------------------------------------------------------------------
-    def _check_identifiable(self, curves: list[LossCurve]) -> None:
-        super()._check_identifiable(curves)
-        if not any(has_decay(c) for c in curves):
-            raise LawError(
-                "no fitted curve has an LR decay with losses logged after it: the multi-power law's "
-                "loss-drop parameters B, C, beta, gamma cannot be identified; add a curve whose LR "
-                "decreases (cosine, WSD, a step drop)"
-            )
-        for curve in curves:
-            s1 = np.cumsum(curve.lr)[curve.steps] + self.warmup_area
-            if np.any(s1 <= 0):
-                raise LawError(
-                    f"curve {curve.name!r}: the LR sum S1 is 0 at step {int(curve.steps[s1 <= 0][0])} "
-                    "(the law is infinite there): drop losses logged before the LR is positive"
-                )
+    def _lr_sum(self, curve: LossCurve) -> np.ndarray:
+        return np.cumsum(curve.lr)[curve.steps] + self.warmup_area
 
     def _prepare(self, curves: list[LossCurve], level: str) -> _MPLData:
         """S1 and LD pairs at the logged steps. "coarse" buckets far change points at 5% of their
