@@ -16,7 +16,7 @@ from evertrain.schedules.base import Schedule, ScheduleError
 from evertrain.schedules.phases import Phase, PhasedSchedule, drop_empty
 from evertrain.schedules.registry import register
 from evertrain.schedules.shapes import DECAY_SHAPES, GEOMETRIC_SHAPES
-from evertrain.schedules.warmup import warmup_params
+from evertrain.schedules.warmup import Warmup, warmup_params
 
 
 def spec_of(params: dict[str, Any]) -> dict[str, Any]:
@@ -29,6 +29,16 @@ def spec_of(params: dict[str, Any]) -> dict[str, Any]:
             value = check.clean_number(value)
         spec[key] = value
     return spec
+
+
+def warmed_horizon(schedule: str, params: dict[str, Any]) -> tuple[float, float, float, Warmup]:
+    """``peak``, ``floor``, ``total`` and the warmup of a schedule that warms up to ``peak`` and
+    ends at ``floor`` at ``total``, all checked (``floor <= peak``, the warmup fits in total)."""
+    peak, floor = check.peak_and_floor(schedule, params["peak"], params["floor"])
+    total = check.positive(schedule, "total", params["total"])
+    warm = warmup_params(schedule, {**params, "floor": floor})  # warmup_start="floor" reads it
+    check.warmup_fits(schedule, warm.length, total)
+    return peak, floor, total, warm
 
 
 def check_geometric(schedule: str, shape: str, floor: float) -> None:
@@ -94,10 +104,7 @@ class WarmupDecay(PhasedSchedule):
         unit: str = "steps",
     ) -> None:
         s = self.name
-        peak, floor = check.peak_and_floor(s, peak, floor)
-        total = check.positive(s, "total", total)
-        warm = warmup_params(s, locals())
-        check.warmup_fits(s, warm.length, total)
+        peak, floor, total, warm = warmed_horizon(s, locals())
         self.total = total
         self.unit = check.unit(s, unit)
         self.phases = drop_empty(
@@ -180,11 +187,8 @@ class WSD(PhasedSchedule):
         unit: str = "steps",
     ) -> None:
         s = self.name
-        peak, floor = check.peak_and_floor(s, peak, floor)
-        total = check.positive(s, "total", total)
-        warm = warmup_params(s, locals())
+        peak, floor, total, warm = warmed_horizon(s, locals())
         warmup = warm.length
-        check.warmup_fits(s, warmup, total)
         decay_shape = check.choice(s, "decay_shape", decay_shape, DECAY_SHAPES)
         check_geometric(s, decay_shape, floor)
         decay_power = check.positive(s, "decay_power", decay_power)
