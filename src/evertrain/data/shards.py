@@ -26,7 +26,9 @@ import json
 import os
 import shutil
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,6 +36,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from evertrain import __version__
 from evertrain._atomic import atomic_write_json, fsync_dir
 from evertrain._hashing import file_sha256
 from evertrain._lock import LOCK_NAME, FolderLock, FolderLockedError
@@ -81,8 +84,6 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 
 def _version() -> str:
-    from evertrain import __version__
-
     return f"evertrain {__version__}"
 
 
@@ -170,9 +171,6 @@ def _encoded_batches(
     tokenizer: Any, batches: Iterator[list[str]]
 ) -> Iterator[tuple[list[str], list[Any]]]:
     """(documents, encodings) per batch, in order, with up to _BATCHES_IN_FLIGHT encoding at once."""
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(max_workers=_BATCHES_IN_FLIGHT, thread_name_prefix="encode") as pool:
         pending: deque[tuple[list[str], Any]] = deque()
         try:
