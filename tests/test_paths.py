@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from evertrain._paths import OutputPathError, check_output_dir, check_output_file
+from evertrain._paths import (
+    OutputPathError,
+    check_output_dir,
+    check_output_file,
+    folders_to_create,
+)
 
 HAS_PROC = Path("/proc/self").exists()
 
@@ -97,3 +102,30 @@ def test_relative_paths_are_checked_against_the_working_directory(tmp_path, monk
     os.mkdir("fit.png")
     with pytest.raises(OutputPathError, match="-o fit.png: is a folder"):
         check_output_file("fit.png", "-o")
+
+
+def test_an_area_gets_its_own_error_type_with_the_same_message(tmp_path):
+    class AreaError(ValueError):
+        pass
+
+    (tmp_path / "a_file").write_text("x")
+    for check, path in (
+        (check_output_file, tmp_path),
+        (check_output_dir, tmp_path / "a_file"),
+        (check_output_file, tmp_path / "a_file" / "out.json"),
+        (check_output_dir, tmp_path / "a_file" / "run"),
+    ):
+        with pytest.raises(AreaError) as error:
+            check(path, "out_dir", error=AreaError)
+        assert not isinstance(error.value, OutputPathError)
+        with pytest.raises(OutputPathError) as default:
+            check(path, "out_dir")
+        assert str(error.value) == str(default.value)
+
+
+def test_folders_to_create_lists_the_missing_ones_deepest_first(tmp_path):
+    assert folders_to_create(tmp_path) == []
+    target = tmp_path / "a" / "b" / "c"
+    assert folders_to_create(target) == [target, target.parent, tmp_path / "a"]
+    assert folders_to_create(str(target)) == [target, target.parent, tmp_path / "a"]
+    assert not (tmp_path / "a").exists()  # listed, not created

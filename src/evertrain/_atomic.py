@@ -33,8 +33,11 @@ def _create_temp(directory: Path, name: str) -> tuple[int, str]:
     raise FileExistsError(f"could not create a unique temporary file for {name} in {directory}")
 
 
-def _fsync_dir(directory: Path) -> None:
-    # The rename is only durable once the directory entry is on disk.
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
+    """Flush ``directory``'s entries to disk: a rename or a new file in it is only durable then.
+
+    Best effort: a folder that cannot be opened or synced (some file systems, Windows) is skipped.
+    """
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:
@@ -45,6 +48,10 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# TODO(merge): drop once train/checkpoint.py imports fsync_dir (the issue-10 branch of train/).
+_fsync_dir = fsync_dir
 
 
 @contextlib.contextmanager
@@ -66,7 +73,7 @@ def atomic_open(
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

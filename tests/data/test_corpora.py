@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import evertrain.data.corpora as corpora
+from evertrain._hashing import file_sha256
 from evertrain.data import (
     BUILTIN_CORPORA,
     DataError,
@@ -20,7 +21,7 @@ from evertrain.data import (
     train_tokenizer,
 )
 from evertrain.data.corpora import clear_builtin_cache, decode_utf8_counting
-from evertrain.data.tokenizer import EOS_TOKEN, file_sha256
+from evertrain.data.tokenizer import EOS_TOKEN
 
 
 def collect(source, **kwargs) -> tuple[list[str], SourceStats]:

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from evertrain._hashing import file_sha256
 from evertrain.data import DataError, PreparedDataset, load_tokenizer, prepare, token_dtype
-from evertrain.data.tokenizer import file_sha256
 
 
 def write_docs(folder: Path, docs: list[str]) -> Path:
@@ -527,7 +527,7 @@ def test_an_out_dir_that_cannot_be_a_folder_fails_before_any_work(
     monkeypatch.setattr(shards, "train_tokenizer", lambda *a, **k: pytest.fail("work started"))
     (tmp_path / "taken").write_text("a file")
     out = tmp_path / "taken" if where == "file" else tmp_path / "taken" / "sub" / "out"
-    message = "is a file" if where == "file" else r"cannot be created: '.*taken' is a file"
+    message = "is a file" if where == "file" else r"out_dir .*: .*taken is a file, not a folder"
     with pytest.raises(DataError, match=message):
         prepare([write_docs(tmp_path / "docs", DOCS)], out, progress=False)
     assert (tmp_path / "taken").read_text() == "a file"
@@ -540,7 +540,7 @@ def test_a_read_only_parent_fails_before_any_work(tmp_path, tokenizer_path) -> N
     try:
         if os.access(locked, os.W_OK):
             pytest.skip("this user (root) can write a 0555 folder: read-only is not testable here")
-        with pytest.raises(DataError, match="is read-only for this user"):
+        with pytest.raises(DataError, match="cannot write in .*ro .*fix its permissions"):
             prepare([write_docs(tmp_path / "docs", DOCS)], locked / "out", tokenizer=tokenizer_path)
     finally:
         locked.chmod(0o755)

@@ -98,6 +98,42 @@ def test_predict_writes_csv_and_plot(fit_json, tmp_path):
     assert (tmp_path / "p.png").exists() and "final loss" in result.output
 
 
+def test_predict_reads_the_total_of_any_spec_form_without_steps(fit_json, tmp_path):
+    """A piecewise_linear spec has no `total=` field: its total is its last point (200 here)."""
+    spec = "piecewise_linear:points=[[0,0],[20,3e-4],[150,3e-4],[200,3e-5]]"
+    out_csv = tmp_path / "pred.csv"
+    result = runner.invoke(
+        app,
+        [
+            "law",
+            "predict",
+            str(fit_json),
+            spec,
+            "-o",
+            str(tmp_path / "p.png"),
+            "--csv",
+            str(out_csv),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out_csv.open()))
+    assert [int(r["step"]) for r in rows] == list(range(1, 200))
+    expected = MultiPowerLaw(MPL_TRUE).predict(spec)  # every step 1 .. total - 1
+    np.testing.assert_allclose([float(r["pred"]) for r in rows], expected, rtol=1e-15)
+
+
+def test_predict_without_steps_names_a_bad_spec_or_an_open_ended_one(fit_json, tmp_path):
+    png = str(tmp_path / "p.png")
+    result = runner.invoke(
+        app, ["law", "predict", str(fit_json), "wsd:peak=3e-4,totl=300", "-o", png]
+    )
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "bad schedule wsd:peak=3e-4,totl=300" in result.output
+    assert "unknown parameter 'totl'" in result.output  # the spec's own error, not "no total"
+    result = runner.invoke(app, ["law", "predict", str(fit_json), "constant:value=3e-4", "-o", png])
+    assert result.exit_code == 2 and "has no total: pass --steps" in result.output
+
+
 def test_compare_and_optimize(fit_json, tmp_path):
     result = runner.invoke(
         app,
@@ -217,6 +253,7 @@ def test_fit_example_bad_input(args, needle, tmp_path, monkeypatch):
 @pytest.fixture
 def no_work(monkeypatch):
     """Make fitting, predicting and optimising fail loudly: the path check must come first."""
+    import evertrain.laws.cli as laws_cli
     import evertrain.laws.optimize as optimize_module
     from evertrain.laws import AnnealingLaw
 
@@ -225,8 +262,9 @@ def no_work(monkeypatch):
 
     monkeypatch.setattr(MultiPowerLaw, "fit", boom)
     monkeypatch.setattr(AnnealingLaw, "fit", boom)
-    monkeypatch.setattr(optimize_module, "optimize_schedule", boom)
-    monkeypatch.setattr(optimize_module, "compare_schedules", boom)
+    for module in (optimize_module, laws_cli):  # the CLI holds its own names of the two
+        monkeypatch.setattr(module, "optimize_schedule", boom)
+        monkeypatch.setattr(module, "compare_schedules", boom)
     monkeypatch.setattr(MultiPowerLaw, "predict_lr", boom)
 
 

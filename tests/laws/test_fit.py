@@ -98,6 +98,31 @@ def test_predict_from_spec_matches_array():
     assert len(law.predict(spec)) == 2999  # default: every step 1..total-1
 
 
+def test_schedule_total_is_the_schedule_librarys_for_every_form(tmp_path):
+    from evertrain.laws.curves import schedule_total
+    from evertrain.schedules import from_spec
+
+    points = [[0, 0.0], [10, 3e-4], [99.5, 3e-5]]
+    spec_file = tmp_path / "lr.json"
+    spec_file.write_text(json.dumps({"name": "piecewise_linear", "points": points}))
+    for form in (
+        "piecewise_linear:points=[[0,0],[10,3e-4],[99.5,3e-5]]",
+        {"name": "piecewise_linear", "points": points},
+        spec_file,
+        from_spec({"name": "piecewise_linear", "points": points}),
+    ):
+        assert schedule_total(form) == 100  # the last point, rounded up
+    assert schedule_total("constant:value=1e-3") is None  # open-ended
+    assert schedule_total(np.zeros(7)) == 7
+    tokens = "cosine:peak=3e-4,total=409600,unit=tokens"
+    assert schedule_total(tokens) == 409600
+    assert schedule_total(tokens, tokens_per_step=4096) == 100
+    law = MultiPowerLaw(MPL_TRUE)
+    assert len(law.predict(tokens, tokens_per_step=4096)) == 99  # steps 1 .. 99
+    with pytest.raises(LawError, match="bad schedule"):
+        schedule_total("cosine:peak=3e-4,totl=100")
+
+
 def _curve(name="c", n=30, **overrides):
     lr = np.r_[np.full(200, 1e-3), np.full(200, 1e-4)]
     fields = {"steps": np.arange(10, 10 + 10 * n, 10), "loss": np.linspace(4, 3, n), "lr": lr}

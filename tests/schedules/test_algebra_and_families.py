@@ -177,6 +177,11 @@ def test_named_family_formulas():
         ("step:peak=1,step_size=10,gamma=2", "gamma=2 must be in (0.0, 1.0]"),
         ("multistep:peak=1,milestones=[20,10]", "must be sorted"),
         ("infinite:peak=1,constant=2", "constant=2 is above peak=1"),
+        # the floor of an infinite schedule is compared with its constant phase, and says so
+        (
+            "infinite:peak=1,constant=0.5,floor=0.6,total=10,anneal=1",
+            "floor=0.6 is above constant=0.5",
+        ),
         ("wsd_s:peak=1", "exactly one of checkpoints"),
         ("wsdc:peak=1,total=100,decay=95,constant=10", "runs past total=100"),
         ("cyclic:peak=1,step_up=10,mode=triangle", "did you mean 'triangular'"),
@@ -189,3 +194,43 @@ def test_family_validation_messages(spec, needle):
     with pytest.raises(ScheduleError) as info:
         from_spec(spec)
     assert needle in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            "wsd:peak=1,total=100,decay=10,decay_fraction=0.1",
+            "wsd: give either decay (a length) or decay_fraction (of total), not both",
+        ),
+        (
+            "wsdc:peak=1,total=100,decay=10,decay_fraction=0.1",
+            "wsdc: give either decay (a length) or decay_fraction (of total), not both",
+        ),
+        (
+            "wsdc:peak=1,total=100,constant=10,constant_fraction=0.1",
+            "wsdc: give either constant (a length) or constant_fraction (of total), not both",
+        ),
+        (
+            "wsd_s:peak=1,period=50,total=100,decay=5,decay_fraction=0.1",
+            "wsd_s: give either decay (a length) or decay_fraction (of each segment), not both",
+        ),
+        (
+            "rewarm:peak=1,total=100,start=0.1,decay=10,decay_fraction=0.1",
+            "rewarm: give either decay (a length) or decay_fraction (of total), not both",
+        ),
+    ],
+)
+def test_a_length_and_its_fraction_together_are_refused_alike(spec, message):
+    """One rule, one message, wherever a phase is given as a length or as a fraction."""
+    with pytest.raises(ScheduleError) as info:
+        from_spec(spec)
+    assert str(info.value) == message
+
+
+def test_a_length_or_a_fraction_gives_the_same_phase():
+    for name, extra in (("wsd", ""), ("wsdc", ",constant=10"), ("rewarm", ",start=0.1")):
+        by_length = from_spec(f"{name}:peak=1,total=100,decay=30{extra}")
+        by_fraction = from_spec(f"{name}:peak=1,total=100,decay_fraction=0.3{extra}")
+        grid = np.linspace(0, 100, 201)
+        np.testing.assert_array_equal(by_length(grid), by_fraction(grid))

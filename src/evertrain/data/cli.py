@@ -1,7 +1,7 @@
-"""Sub-commands of `evertrain` for the data area: prepare, info, corpora, tokenizer.
+"""Sub-commands of `evertrain` for the data area: prepare, info, corpora, tokenizer, mixture.
 
-Import heavy libraries (torch, tokenizers, matplotlib) inside command functions, never at
-module level: `evertrain.cli` imports every area's CLI at start-up.
+`evertrain.cli` imports every area's CLI at start-up: the data modules import tokenizers,
+pyarrow, datasets and matplotlib inside the functions that need them, never at module level.
 """
 
 from __future__ import annotations
@@ -10,8 +10,16 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NoReturn
 
 import typer
+
+from evertrain import _yaml
+from evertrain._cli import fail
+from evertrain.data import corpora
+from evertrain.data.mixtures import mixture_table, plot_mixture
+from evertrain.data.shards import PreparedDataset, cut_source_lines, prepare
+from evertrain.data.tokenizer import load_tokenizer, train_tokenizer
 
 app = typer.Typer(help="Corpora to token shards; inspect prepared data.", no_args_is_help=True)
 
@@ -66,10 +74,9 @@ def cli_words(message: str, flags: Mapping[str, str]) -> str:
     return pattern.sub(swap, message)
 
 
-def _fail(error: Exception, flags: Mapping[str, str] | None = None) -> None:
-    message = str(error) if flags is None else cli_words(str(error), flags)
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
+def _fail(error: Exception, flags: Mapping[str, str] | None = None) -> NoReturn:
+    """:func:`evertrain._cli.fail`, the API's keyword names swapped for this command's flags."""
+    fail(str(error) if flags is None else cli_words(str(error), flags))
 
 
 def _unescape(text: str) -> str:
@@ -128,8 +135,6 @@ def prepare_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Tokenise SOURCE... into token shards with a held-out split and a manifest (a no-op if done)."""
-    from evertrain.data.shards import cut_source_lines, prepare
-
     try:
         dataset = prepare(
             sources,
@@ -171,8 +176,6 @@ def info_command(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Sizes and provenance of a prepared dataset (from its manifest)."""
-    from evertrain.data.shards import PreparedDataset
-
     try:
         dataset = PreparedDataset(directory)
         if verify:
@@ -198,16 +201,12 @@ def corpora_command(
     ),
 ) -> None:
     """List the builtin corpora with their sizes (documents, bytes; tokens with --tokenizer)."""
-    from evertrain.data.corpora import BUILTIN_CORPORA, builtin_documents
-
     try:
         tok = None
         if tokenizer is not None:
-            from evertrain.data.tokenizer import load_tokenizer
-
             tok = load_tokenizer(tokenizer)
-        for name, description in BUILTIN_CORPORA.items():
-            documents = builtin_documents(name)
+        for name, description in corpora.BUILTIN_CORPORA.items():
+            documents = corpora.builtin_documents(name)
             size = sum(len(doc.encode("utf-8")) for doc in documents)
             line = f"{name:<15} {len(documents):>6,} documents {size:>12,} bytes"
             if tok is not None:
@@ -235,8 +234,6 @@ def tokenizer_command(
     ),
 ) -> None:
     """Train a byte-level BPE tokenizer on SOURCE... and save it."""
-    from evertrain.data.tokenizer import train_tokenizer
-
     try:
         path = train_tokenizer(
             sources, out_path, vocab_size, max_bytes=max_bytes or None, progress=False
@@ -260,8 +257,6 @@ def mixture_command(
     ),
 ) -> None:
     """Show what a mixture recipe does over training: share of each source, table and plot."""
-    from evertrain.data.mixtures import mixture_table, plot_mixture
-
     try:
         spec = _load_weights(weights)
         table = mixture_table(spec, total_tokens, points=max(2, points))
@@ -285,23 +280,18 @@ def _load_weights(text: str) -> dict:
             raise ValueError(
                 f"weights file {text!r} does not exist: pass a .json/.yaml file or a JSON string"
             )
-        from evertrain import _yaml
-
-        try:
-            # YAML is a superset of JSON; this loader reads 3e-3 as a number, as JSON does.
-            loaded = _yaml.load(path.read_text(encoding="utf-8"))
-        except _yaml.YAMLError as error:
-            first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise ValueError(
-                f"weights file {text!r} is not valid YAML ({first_line}): fix the file"
-            ) from None
+        what, body = f"weights file {text!r}", path.read_text(encoding="utf-8")
     else:
-        try:
-            loaded = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValueError(
-                f'weights {text!r} is not JSON ({error.msg}): e.g. \'{{"old": 0.25, "new": 0.75}}\''
-            ) from None
+        what, body = f"weights {text!r}", text
+    try:
+        # YAML is a superset of JSON; this loader reads 3e-3 as a number, as JSON does.
+        loaded = _yaml.load(body)
+    except _yaml.YAMLError as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(
+            f"{what} is not valid YAML or JSON ({first_line}): fix it, e.g. "
+            '\'{"old": 0.25, "new": 0.75}\''
+        ) from None
     if not isinstance(loaded, dict) or not loaded:
         raise ValueError("weights must be a non-empty mapping name -> weight spec")
     return loaded

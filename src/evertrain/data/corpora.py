@@ -583,6 +583,26 @@ def iter_documents(
         stats.bytes_available = stats.bytes
 
 
+@dataclass(frozen=True)
+class DocumentReading:
+    """How every source of one tokenizer training or prepare is read: the options of
+    :func:`iter_documents` besides the source (same names, same meaning)."""
+
+    max_bytes: int | None = None
+    text_field: str = "text"
+    text_column: str = "text"
+    txt_separator: str | None = None
+
+    def options(self) -> dict[str, Any]:
+        """As keyword arguments (of ``iter_documents``, ``train_tokenizer``, a prepare record)."""
+        return asdict(self)
+
+    def documents(self, source: Any) -> tuple[SourceStats, Iterator[str]]:
+        """The documents of ``source`` and the stats they fill in as they are read."""
+        stats = SourceStats(source=str(source), kind=source_kind(source))
+        return stats, iter_documents(source, **self.options(), stats=stats)
+
+
 def peek_text_fields(source: Any, text_field: str = "text", text_column: str = "text") -> None:
     """Fail now, not after minutes of tokenising, if a .jsonl field or parquet column is missing.
 

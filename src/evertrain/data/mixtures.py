@@ -13,6 +13,7 @@ tokens, so the draw at ``t`` sees exactly ``after`` and every draw before it exa
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,7 +21,15 @@ from typing import Any
 
 import numpy as np
 
+from evertrain._atomic import atomic_write_bytes
+from evertrain._paths import check_output_file
 from evertrain.data.errors import DataError
+from evertrain.data.sampler import (
+    PowerLawRehearsal,
+    initial_clocks,
+    raw_weights,
+    weight_function,
+)
 
 
 def _fraction(field: str, value: Any) -> float:
@@ -146,8 +155,6 @@ def rehearsal(
 
     ``t_last`` is when the source was last drawn (see :mod:`evertrain.data.sampler`).
     """
-    from evertrain.data.sampler import PowerLawRehearsal
-
     return PowerLawRehearsal(
         weight, exponent=exponent, scale_tokens=scale_tokens, last_seen=last_seen
     ).to_spec()
@@ -160,19 +167,10 @@ def mixture_table(
 
     Rehearsal sources are shown as if never drawn (their weight only decays), the lower envelope.
     """
-    from evertrain.data.sampler import PowerLawRehearsal, _weight_function
-
     total = _tokens("total_tokens", total_tokens, low=1)
     tokens = np.linspace(0, total, points)
-    raw = np.empty((len(weights), len(tokens)))
-    for i, (name, spec) in enumerate(weights.items()):
-        weight = _weight_function(str(name), spec)
-        if isinstance(weight, float):
-            raw[i] = weight
-        elif isinstance(weight, PowerLawRehearsal):
-            raw[i] = [weight(float(t), weight.last_seen) for t in tokens]
-        else:
-            raw[i] = np.broadcast_to(np.asarray(weight(tokens), dtype=np.float64), tokens.shape)
+    functions = [weight_function(str(name), spec) for name, spec in weights.items()]
+    raw = raw_weights(functions, tokens, initial_clocks(functions))
     if not np.all(np.isfinite(raw)) or np.any(raw < 0):
         raise DataError(
             "some weight is negative or not finite within [0, total_tokens]: fix the recipe"
@@ -193,18 +191,12 @@ def plot_mixture(
     weights: Mapping[str, Any], total_tokens: int, path: str | Path, *, title: str | None = None
 ) -> Path:
     """Stacked-area plot of the mixture probabilities over training, written atomically as PNG/SVG/PDF."""
+    path = check_output_file(path, "plot path", error=DataError)  # before matplotlib's import
     import matplotlib
 
     matplotlib.use("Agg")
-    import io
-
     import matplotlib.pyplot as plt
 
-    from evertrain._atomic import atomic_write_bytes
-    from evertrain.data._paths import check_output_path
-
-    path = Path(path)
-    check_output_path(path, "plot path", folder=False)
     table = mixture_table(weights, total_tokens, points=400)
     tokens = np.array(table.pop("tokens"), dtype=np.float64)
     figure, axes = plt.subplots(figsize=(7, 3.5))

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,10 +91,12 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _weight_function(
-    name: str, spec: Any
-) -> float | Callable[[np.ndarray], np.ndarray] | PowerLawRehearsal:
-    """A number, a vectorised function of token progress, or a rehearsal weight."""
+#: A source's weight once read: a number, a vectorised function of token progress, or rehearsal.
+WeightFunction = float | Callable[[np.ndarray], np.ndarray] | PowerLawRehearsal
+
+
+def weight_function(name: str, spec: Any) -> WeightFunction:
+    """The weight of source ``name`` from its spec (validated; see :class:`MixtureSampler`)."""
     if _is_number(spec):
         if not math.isfinite(spec) or spec < 0:
             raise DataError(f"weights[{name!r}]={spec!r} must be a finite number >= 0")
@@ -128,6 +130,30 @@ def _weight_function(
         f"weights[{name!r}] is a {type(spec).__name__}: use a number, an evertrain.schedules spec "
         "(dict or 'name:key=value,...' string) or a rehearsal spec {'name': 'rehearsal', ...}"
     )
+
+
+def raw_weights(
+    weights: Sequence[WeightFunction], t: np.ndarray, last_seen: Sequence[float] | None = None
+) -> np.ndarray:
+    """Unnormalised weights, one row per source, one column per progress in ``t`` (tokens).
+
+    A rehearsal source is evaluated with its clock at ``last_seen[i]``; without ``last_seen``
+    its row is 0, for a caller that fills it sequence by sequence as the clock moves.
+    """
+    raw = np.empty((len(weights), len(t)), dtype=np.float64)
+    for i, weight in enumerate(weights):
+        if isinstance(weight, float):
+            raw[i] = weight
+        elif isinstance(weight, PowerLawRehearsal):
+            raw[i] = 0.0 if last_seen is None else [weight(float(tk), last_seen[i]) for tk in t]
+        else:
+            raw[i] = np.broadcast_to(np.asarray(weight(t), dtype=np.float64), t.shape)
+    return raw
+
+
+def initial_clocks(weights: Sequence[WeightFunction]) -> list[int]:
+    """Each source's rehearsal clock before any draw: its ``last_seen`` (0 for the others)."""
+    return [w.last_seen if isinstance(w, PowerLawRehearsal) else 0 for w in weights]
 
 
 def _as_tokens(name: str, dataset: Any, split: str) -> np.ndarray:
@@ -238,8 +264,7 @@ class MixtureSampler:
         self._windows = [
             np.lib.stride_tricks.sliding_window_view(t, self.seq_len + 1) for t in self._tokens
         ]
-        self._weights = [_weight_function(name, weights[name]) for name in self.names]
-        self._weight_specs = {name: _spec_of(weights[name]) for name in self.names}
+        self._weights = [weight_function(name, weights[name]) for name in self.names]
         self._rehearsal = [
             i for i, w in enumerate(self._weights) if isinstance(w, PowerLawRehearsal)
         ]
@@ -255,10 +280,7 @@ class MixtureSampler:
         self._offset_key = stream_key(self.seed, _OFFSET_STREAM)
         self.sequences_drawn = 0
         self._sequences_per_source = np.zeros(len(self.names), dtype=np.int64)
-        self._last_seen = [
-            self._weights[i].last_seen if i in self._rehearsal else 0
-            for i in range(len(self.names))
-        ]
+        self._last_seen = initial_clocks(self._weights)
         self._global_rows = self.world_size * self.batch_size
         self._row_slice = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
         self._row_dtype = np.result_type(*self._tokens)
@@ -284,25 +306,12 @@ class MixtureSampler:
     def weights_at(self, tokens: float | np.ndarray) -> dict[str, np.ndarray | float]:
         """The normalised mixture probabilities at this progress (rehearsal at its current clock)."""
         t = np.atleast_1d(np.asarray(tokens, dtype=np.float64))
-        raw = self._raw_weights(t)
-        for i in self._rehearsal:
-            raw[i] = np.array([self._weights[i](float(tk), self._last_seen[i]) for tk in t])
+        raw = raw_weights(self._weights, t, self._last_seen)
         probabilities = raw / self._checked_totals(raw, t)
         scalar = np.ndim(tokens) == 0
         return {
             n: float(p[0]) if scalar else p for n, p in zip(self.names, probabilities, strict=True)
         }
-
-    def _raw_weights(self, t: np.ndarray) -> np.ndarray:
-        raw = np.empty((len(self.names), len(t)), dtype=np.float64)
-        for i, weight in enumerate(self._weights):
-            if isinstance(weight, float):
-                raw[i] = weight
-            elif isinstance(weight, PowerLawRehearsal):
-                raw[i] = 0.0  # filled sequence by sequence
-            else:
-                raw[i] = np.broadcast_to(np.asarray(weight(t), dtype=np.float64), t.shape)
-        return raw
 
     def _checked_totals(self, raw: np.ndarray, t: np.ndarray) -> np.ndarray:
         if not np.all(np.isfinite(raw)) or np.any(raw < 0):
@@ -327,7 +336,7 @@ class MixtureSampler:
             choice = np.searchsorted(self._constant_cumulative, u, side="right")
             return np.minimum(choice, len(self.names) - 1)
         t = index.astype(np.float64) * self.seq_len
-        raw = self._raw_weights(t)
+        raw = raw_weights(self._weights, t)
         if not self._rehearsal:
             totals = self._checked_totals(raw, t)
             cumulative = np.cumsum(raw, axis=0)
@@ -451,20 +460,6 @@ class MixtureSampler:
         self.sequences_drawn = int(state["sequences_drawn"])
         self._sequences_per_source = np.array(state["sequences_per_source"], dtype=np.int64)
         self._last_seen = [int(v) for v in state["last_seen"]]
-
-    def describe(self) -> dict[str, Any]:
-        """The weights as given (JSON-able where they were), for logs and reports."""
-        return {"seq_len": self.seq_len, "seed": self.seed, "weights": self._weight_specs}
-
-
-def _spec_of(weight: Any) -> Any:
-    if _is_number(weight):
-        return float(weight)
-    if hasattr(weight, "to_spec"):
-        return weight.to_spec()
-    if isinstance(weight, str | Mapping):
-        return weight if isinstance(weight, str) else dict(weight)
-    return repr(weight)
 
 
 def iter_eval_batches(

@@ -26,23 +26,28 @@ import json
 import os
 import shutil
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
-from evertrain._atomic import _fsync_dir, atomic_write_json
+from evertrain import __version__
+from evertrain._atomic import atomic_write_json, fsync_dir
+from evertrain._hashing import file_sha256
 from evertrain._lock import LOCK_NAME, FolderLock, FolderLockedError
-from evertrain.data._paths import check_output_path
+from evertrain._paths import check_output_dir, folders_to_create
 from evertrain.data._rng import random_uniform, stream_key
 from evertrain.data.corpora import (
+    DocumentReading,
     SourceStats,
     check_max_bytes,
     check_not_empty,
     check_txt_separator,
-    iter_documents,
     peek_text_fields,
     reads_txt,
     source_fingerprint,
@@ -53,7 +58,6 @@ from evertrain.data.errors import DataError
 from evertrain.data.tokenizer import (
     check_vocab_size,
     eos_token_id,
-    file_sha256,
     load_tokenizer,
     train_tokenizer,
 )
@@ -80,8 +84,6 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 
 def _version() -> str:
-    from evertrain import __version__
-
     return f"evertrain {__version__}"
 
 
@@ -169,9 +171,6 @@ def _encoded_batches(
     tokenizer: Any, batches: Iterator[list[str]]
 ) -> Iterator[tuple[list[str], list[Any]]]:
     """(documents, encodings) per batch, in order, with up to _BATCHES_IN_FLIGHT encoding at once."""
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(max_workers=_BATCHES_IN_FLIGHT, thread_name_prefix="encode") as pool:
         pending: deque[tuple[list[str], Any]] = deque()
         try:
@@ -189,35 +188,34 @@ def _encoded_batches(
                 future.cancel()
 
 
-def _inputs_record(
-    sources: Sequence[Any],
-    tokenizer: str | Path | None,
-    vocab_size: int,
-    val_fraction: float,
-    seed: int,
-    max_bytes: int | None,
-    text_field: str,
-    text_column: str,
-    txt_separator: str | None,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Build:
+    """What one prepare tokenises and how (the arguments of :func:`prepare`, checked)."""
+
+    sources: list[Any]
+    reading: DocumentReading
+    vocab_size: int
+    val_fraction: float
+    seed: int
+    progress: bool
+
+
+def _inputs_record(build: _Build, tokenizer: str | Path | None) -> dict[str, Any]:
     """What the output depends on; a finished directory with the same record is not rebuilt."""
     record = {
-        "sources": [source_fingerprint(s) for s in sources],
-        "tokenizer": {"trained_vocab_size": vocab_size}
+        "sources": [source_fingerprint(s) for s in build.sources],
+        "tokenizer": {"trained_vocab_size": build.vocab_size}
         if tokenizer is None
         else {"sha256": file_sha256(_tokenizer_file(tokenizer))},
-        "val_fraction": val_fraction,
-        "seed": seed,
-        "max_bytes": max_bytes,
-        "text_field": text_field,
-        "text_column": text_column,
-        "txt_separator": txt_separator,
+        "val_fraction": build.val_fraction,
+        "seed": build.seed,
+        **build.reading.options(),
     }
     # Only where a .txt file is read: the rule changed what a .txt document is (a file became
     # packed paragraphs), so a dataset made under another rule must not pass for this one, while
     # datasets of other sources stay valid.
-    if any(reads_txt(s) for s in sources):
-        record["txt_documents"] = txt_rule(txt_separator)
+    if any(reads_txt(s) for s in build.sources):
+        record["txt_documents"] = txt_rule(build.reading.txt_separator)
     return record
 
 
@@ -426,24 +424,22 @@ def prepare(
     check_max_bytes(max_bytes)
     check_txt_separator(txt_separator)
     out_dir = Path(out_dir)
-    inputs = _inputs_record(
-        sources,
-        tokenizer,
-        vocab_size,
-        val_fraction,
-        seed,
-        max_bytes,
-        text_field,
-        text_column,
-        txt_separator,
+    reading = DocumentReading(
+        max_bytes=max_bytes,
+        text_field=text_field,
+        text_column=text_column,
+        txt_separator=txt_separator,
     )
+    build = _Build(sources, reading, vocab_size, val_fraction, seed, progress)
+    inputs = _inputs_record(build, tokenizer)
     # Read a given tokenizer now: it may live in out_dir, which a rebuild empties.
     tokenizer_bytes = None if tokenizer is None else _tokenizer_file(tokenizer).read_bytes()
     # A finished dataset is reopened without the lock, so read-only dataset folders still work.
     if out_dir.is_dir() and _state_of(out_dir, inputs, overwrite)[0] == "done":
         return _already_done(out_dir, progress)
     # Before any work: a file, a path below a file or a read-only folder fails in one line.
-    created = check_output_path(out_dir, "out_dir", folder=True)
+    check_output_dir(out_dir, "out_dir", error=DataError)
+    created = folders_to_create(out_dir)
     for source in sources:
         peek_text_fields(source, text_field, text_column)
     with _writing(out_dir, created):
@@ -457,20 +453,7 @@ def prepare(
             _check_foreign(out_dir)
             if progress:
                 print(f"evertrain data: {out_dir} {why}: rebuilding it")
-        return _build(
-            sources,
-            out_dir,
-            inputs,
-            tokenizer_bytes,
-            vocab_size=vocab_size,
-            val_fraction=val_fraction,
-            seed=seed,
-            max_bytes=max_bytes,
-            text_field=text_field,
-            text_column=text_column,
-            txt_separator=txt_separator,
-            progress=progress,
-        )
+        return _build(build, out_dir, inputs, tokenizer_bytes)
 
 
 def _already_done(out_dir: Path, progress: bool) -> PreparedDataset:
@@ -480,71 +463,29 @@ def _already_done(out_dir: Path, progress: bool) -> PreparedDataset:
 
 
 def _build(
-    sources: list[Any],
-    out_dir: Path,
-    inputs: dict[str, Any],
-    tokenizer_bytes: bytes | None,
-    *,
-    vocab_size: int,
-    val_fraction: float,
-    seed: int,
-    max_bytes: int | None,
-    text_field: str,
-    text_column: str,
-    txt_separator: str | None,
-    progress: bool,
+    build: _Build, out_dir: Path, inputs: dict[str, Any], tokenizer_bytes: bytes | None
 ) -> PreparedDataset:
     """Tokenise into temp files in out_dir, then commit them (the caller holds the lock)."""
     tokenizer_tmp = out_dir / f".{TOKENIZER_FILE}.{os.getpid()}.tmp"
     try:
-        return _tokenise_and_commit(
-            sources,
-            out_dir,
-            inputs,
-            tokenizer_bytes,
-            tokenizer_tmp,
-            vocab_size=vocab_size,
-            val_fraction=val_fraction,
-            seed=seed,
-            max_bytes=max_bytes,
-            text_field=text_field,
-            text_column=text_column,
-            txt_separator=txt_separator,
-            progress=progress,
-        )
+        return _tokenise_and_commit(build, out_dir, inputs, tokenizer_bytes, tokenizer_tmp)
     finally:
         tokenizer_tmp.unlink(missing_ok=True)  # renamed away on success
 
 
 def _tokenise_and_commit(
-    sources: list[Any],
+    build: _Build,
     out_dir: Path,
     inputs: dict[str, Any],
     tokenizer_bytes: bytes | None,
     tokenizer_tmp: Path,
-    *,
-    vocab_size: int,
-    val_fraction: float,
-    seed: int,
-    max_bytes: int | None,
-    text_field: str,
-    text_column: str,
-    txt_separator: str | None,
-    progress: bool,
 ) -> PreparedDataset:
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # ~0.1 s to import: only when a prepare really tokenises
 
+    sources, val_fraction, progress = build.sources, build.val_fraction, build.progress
     started = time.perf_counter()
     if tokenizer_bytes is None:
-        train_tokenizer(
-            sources,
-            tokenizer_tmp,
-            vocab_size,
-            max_bytes=max_bytes,
-            text_field=text_field,
-            text_column=text_column,
-            txt_separator=txt_separator,
-        )
+        train_tokenizer(sources, tokenizer_tmp, build.vocab_size, **build.reading.options())
     else:
         tokenizer_tmp.write_bytes(tokenizer_bytes)
     tok = load_tokenizer(tokenizer_tmp)
@@ -553,7 +494,7 @@ def _tokenise_and_commit(
     dtype = token_dtype(vocab)
 
     writers = {split: _ShardWriter(out_dir / name, dtype) for split, name in SHARD_FILES.items()}
-    val_key = stream_key(seed, _VAL_STREAM)
+    val_key = stream_key(build.seed, _VAL_STREAM)
     source_records: list[tuple[SourceStats, dict[str, int]]] = []
     bytes_before_source = 0
     document_index = 0
@@ -561,16 +502,8 @@ def _tokenise_and_commit(
     bar = tqdm(total=None, unit="B", unit_scale=True, desc="tokenising", disable=not progress)
     try:
         for source in sources:
-            stats = SourceStats(source=str(source), kind=source_kind(source))
+            stats, documents = build.reading.documents(source)
             counts = {"train_documents": 0, "val_documents": 0, "train_tokens": 0, "val_tokens": 0}
-            documents = iter_documents(
-                source,
-                text_field=text_field,
-                text_column=text_column,
-                txt_separator=txt_separator,
-                max_bytes=max_bytes,
-                stats=stats,
-            )
             for batch, encodings in _encoded_batches(tok, _batched_documents(documents)):
                 to_val = (
                     random_uniform(val_key, np.arange(document_index, document_index + len(batch)))
@@ -619,7 +552,7 @@ def _tokenise_and_commit(
         # The point of no return. Remove the old manifest first: a run killed in the next lines
         # leaves a folder without one, which the next prepare rebuilds instead of trusting.
         (out_dir / MANIFEST).unlink(missing_ok=True)
-        _fsync_dir(out_dir)
+        fsync_dir(out_dir)
         shards = {split: writer.commit() for split, writer in writers.items()}
     except BaseException:
         bar.close()
@@ -628,7 +561,7 @@ def _tokenise_and_commit(
         raise
     tokenizer_path = out_dir / TOKENIZER_FILE
     os.replace(tokenizer_tmp, tokenizer_path)
-    _fsync_dir(out_dir)
+    fsync_dir(out_dir)
 
     per_source = [
         {**stats.to_dict(), **counts, "tokens": counts["train_tokens"] + counts["val_tokens"]}
@@ -666,7 +599,7 @@ def _tokenise_and_commit(
             f"{manifest['tokens']['train']:,} train + {manifest['tokens']['val']:,} val tokens ({dtype.name}) "
             f"in {manifest['seconds']:.1f} s"
         )
-        for line in cut_source_lines(dataset, max_bytes):
+        for line in cut_source_lines(dataset, build.reading.max_bytes):
             print(line)
         if undecodable:
             print(

@@ -8,29 +8,19 @@ documents.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from evertrain._atomic import atomic_write_text
-from evertrain.data._paths import check_output_path
-from evertrain.data.corpora import SourceStats, check_not_empty, iter_documents, source_kind
+from evertrain._paths import check_output_file
+from evertrain.data.corpora import DocumentReading, check_not_empty
 from evertrain.data.errors import DataError
 
 EOS_TOKEN = "<|endoftext|>"
 # Special tokens we accept as the document separator in a tokenizer the user brings.
 _EOS_CANDIDATES = (EOS_TOKEN, "</s>", "<eos>", "<|end_of_text|>", "[SEP]", "<|im_end|>")
 _MIN_VOCAB = 257  # 256 byte symbols + the EOS token
-
-
-def file_sha256(path: str | Path, chunk_bytes: int = 1 << 22) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _resolve_tokenizer_path(path: str | Path) -> Path:
@@ -69,23 +59,11 @@ def eos_token_id(tokenizer: Any, where: str = "tokenizer") -> tuple[str, int]:
     )
 
 
-def _documents(
-    sources: Sequence[Any],
-    max_bytes: int | None,
-    text_field: str,
-    text_column: str,
-    txt_separator: str | None = None,
-) -> Iterable[str]:
+def _documents(sources: Sequence[Any], reading: DocumentReading) -> Iterable[str]:
+    """Every document of ``sources`` in order; a source that yields none is an error."""
     for source in sources:
-        stats = SourceStats(source=str(source), kind=source_kind(source))
-        yield from iter_documents(
-            source,
-            text_field=text_field,
-            text_column=text_column,
-            txt_separator=txt_separator,
-            max_bytes=max_bytes,
-            stats=stats,
-        )
+        stats, documents = reading.documents(source)
+        yield from documents
         check_not_empty(stats)
 
 
@@ -137,7 +115,7 @@ def train_tokenizer(
     out_path = Path(out_path)
     if out_path.is_dir():
         out_path = out_path / "tokenizer.json"
-    check_output_path(out_path, "out_path", folder=False)  # before the minutes of training
+    check_output_file(out_path, "out_path", error=DataError)  # before the minutes of training
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
@@ -149,7 +127,15 @@ def train_tokenizer(
         show_progress=progress,
     )
     tokenizer.train_from_iterator(
-        _documents(list(sources), max_bytes, text_field, text_column, txt_separator),
+        _documents(
+            list(sources),
+            DocumentReading(
+                max_bytes=max_bytes,
+                text_field=text_field,
+                text_column=text_column,
+                txt_separator=txt_separator,
+            ),
+        ),
         trainer=trainer,
     )
     atomic_write_text(out_path, tokenizer.to_str())

@@ -25,7 +25,6 @@ import numpy as np
 
 from evertrain.laws.base import Law, register
 from evertrain.laws.curves import LawError, LossCurve
-from evertrain.laws.mpl import has_decay
 
 
 def warmup_length(lr: np.ndarray) -> int:
@@ -56,6 +55,7 @@ class AnnealingLaw(Law):
 
     name: ClassVar[str] = "annealing"
     param_names: ClassVar[tuple[str, ...]] = ("L0", "A", "alpha", "C", "lam")
+    decay_identifies: ClassVar[str] = "annealing law's C and lambda"
 
     def __init__(
         self,
@@ -167,20 +167,8 @@ class AnnealingLaw(Law):
         return float(value), grad
 
     # ---- fitting --------------------------------------------------------------------------------
-    def _check_identifiable(self, curves: list[LossCurve]) -> None:
-        super()._check_identifiable(curves)
-        if not any(has_decay(c) for c in curves):
-            raise LawError(
-                "no fitted curve has an LR decay with losses logged after it: the annealing law's "
-                "C and lambda cannot be identified; add a curve whose LR decreases (cosine, WSD, a step drop)"
-            )
-        for curve in curves:
-            s1 = np.cumsum(self.effective_lr(curve.lr))[curve.steps]
-            if np.any(s1 <= 0):
-                raise LawError(
-                    f"curve {curve.name!r}: the LR sum S1 is 0 at step {int(curve.steps[s1 <= 0][0])}: "
-                    "drop losses logged before the LR is positive"
-                )
+    def _lr_sum(self, curve: LossCurve) -> np.ndarray:
+        return np.cumsum(self.effective_lr(curve.lr))[curve.steps]
 
     def _prepare(self, curves: list[LossCurve], level: str) -> _AnnealData:
         parts, log_s1 = [], []

@@ -26,7 +26,14 @@ from scipy.optimize import minimize
 
 from evertrain._atomic import atomic_write_json
 from evertrain.laws._threads import single_threaded_blas
-from evertrain.laws.curves import LawError, LossCurve, lr_array, schedule_total, validate_lr
+from evertrain.laws.curves import (
+    LawError,
+    LossCurve,
+    has_decay,
+    lr_array,
+    schedule_total,
+    validate_lr,
+)
 
 HUBER_DELTA = 1e-3
 
@@ -140,21 +147,13 @@ class FitResult:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Problem:
-    """Law-specific precomputed data for a set of curves (built once per fit)."""
-
-    loss: np.ndarray  # all logged losses, curves concatenated
-    slices: dict[str, slice]
-    data: Any  # the law's precomputed arrays
-
-
 class Law:
     """Base class of loss-curve laws: ``L(t)`` predicted from the per-step LR up to ``t``.
 
     Subclasses define ``name``, ``param_names``, ``_prepare``, ``_predict_jac`` (prediction and
     Jacobian w.r.t. the internal parameter vector ``theta``), ``_theta``/``_params`` and
-    ``_bounds``, and ``_starts`` (candidate starting points).
+    ``_bounds``, ``_starts`` (candidate starting points), ``_lr_sum`` (S1 at the logged steps)
+    and, for a law with a loss-drop term, ``decay_identifies``.
     """
 
     name: ClassVar[str] = "law"
@@ -193,7 +192,7 @@ class Law:
         trained with ``schedule`` (per-step LR array, ``Schedule``, or schedule spec)."""
         params = self._require_params()
         if steps is None:
-            total = schedule_total(schedule)
+            total = schedule_total(schedule, tokens_per_step=tokens_per_step)
             if total is None:
                 raise LawError("the schedule has no total: pass steps=... to predict at")
             steps = np.arange(1, total)
@@ -234,6 +233,14 @@ class Law:
         return {**average_metrics(per_curve), "per_curve": per_curve}
 
     # ---- fitting ------------------------------------------------------------------------------
+    #: What only a curve with an LR decay identifies ("the <this> cannot be identified"); None
+    #: for a law that needs no decay.
+    decay_identifies: ClassVar[str | None] = None
+
+    def _lr_sum(self, curve: LossCurve) -> np.ndarray:
+        """The law's S1 (its LR area) at the curve's logged steps."""
+        raise NotImplementedError
+
     def _check_identifiable(self, curves: list[LossCurve]) -> None:
         n_points = sum(len(c.steps) for c in curves)
         need = 2 * len(self.param_names)
@@ -242,6 +249,20 @@ class Law:
                 f"too few points to fit the {self.name} law: {n_points} logged losses for "
                 f"{len(self.param_names)} parameters; give at least {need} points"
             )
+        if self.decay_identifies and not any(has_decay(c) for c in curves):
+            raise LawError(
+                "no fitted curve has an LR decay with losses logged after it: the "
+                f"{self.decay_identifies} cannot be identified; add a curve whose LR decreases "
+                "(cosine, WSD, a step drop)"
+            )
+        for curve in curves:
+            s1 = self._lr_sum(curve)
+            if np.any(s1 <= 0):
+                raise LawError(
+                    f"curve {curve.name!r}: the LR sum S1 is 0 at step "
+                    f"{int(curve.steps[s1 <= 0][0])} (the law is infinite there): drop losses "
+                    "logged before the LR is positive"
+                )
 
     def _setup(self, curves: list[LossCurve]) -> None:
         """Hook: fix fit-wide constants (e.g. reference scales) before anything is prepared."""

@@ -1,7 +1,7 @@
 """`evertrain law fit | predict | optimize | compare`.
 
-Heavy imports (matplotlib, the law modules) happen inside the commands: `evertrain.cli` imports
-every area's CLI at start-up.
+`evertrain.cli` imports every area's CLI at start-up: matplotlib is imported only when a figure
+is drawn (inside :mod:`evertrain.laws.plots`), scipy.signal only when the annealing law runs.
 """
 
 from __future__ import annotations
@@ -11,14 +11,32 @@ import io
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 
+from evertrain._atomic import atomic_write_json, atomic_write_text
+from evertrain._cli import fail
+from evertrain._paths import check_output_file
+from evertrain.laws import (
+    SHARED_FIT,
+    SHARED_SIZES,
+    load_curve,
+    load_law,
+    load_shared_curves,
+    lr_array,
+    make_law,
+    shared_curves_dir,
+)
+from evertrain.laws.curves import schedule_label, schedule_total
+from evertrain.laws.optimize import (
+    compare_schedules,
+    cosine_spec,
+    optimize_schedule,
+    wsd_candidates,
+)
+from evertrain.laws.plots import plot_fit, plot_predictions
+
 app = typer.Typer(help="Loss-curve laws: fit, predict, optimize, compare.", no_args_is_help=True)
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
 
 
 def _run(body: Any) -> Any:
@@ -26,7 +44,7 @@ def _run(body: Any) -> Any:
     try:
         return body()
     except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
+        fail(exc)
 
 
 @app.callback()
@@ -75,10 +93,6 @@ def fit(
     write the fit JSON and a plot of fitted vs logged."""
 
     def body() -> None:
-        from evertrain._paths import check_output_file
-        from evertrain.laws import make_law
-        from evertrain.laws.plots import plot_fit
-
         # every output is checked before the fit: a bad -o must not cost the fit
         check_output_file(output, "-o")
         plot_target = check_output_file(
@@ -101,14 +115,6 @@ def fit(
 
 def _fit_curves(paths: list[Path], example: str | None, specs: list[str]) -> list[Any]:
     """The curves `law fit` fits: CSV files (with their --schedule specs) or a packaged example."""
-    from evertrain.laws import (
-        SHARED_FIT,
-        SHARED_SIZES,
-        load_curve,
-        load_shared_curves,
-        shared_curves_dir,
-    )
-
     if example is not None:
         if paths or specs:
             raise ValueError(
@@ -138,8 +144,6 @@ def _fit_curves(paths: list[Path], example: str | None, specs: list[str]) -> lis
 
 
 def _write_prediction_csv(path: Path, steps: Any, lr: Any, pred: Any) -> None:
-    from evertrain._atomic import atomic_write_text
-
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["step", "lr", "pred"])
@@ -183,13 +187,6 @@ def predict(
     """Predict whole loss curves for schedules; print each final loss, plot them together."""
 
     def body() -> None:
-        import numpy as np
-
-        from evertrain._paths import check_output_file
-        from evertrain.laws import load_law, lr_array
-        from evertrain.laws.curves import schedule_label, schedule_total
-        from evertrain.laws.plots import plot_predictions
-
         check_output_file(output, "-o")
         csv_targets = [
             check_output_file(target, "--csv") for target in _prediction_csv_paths(csv_path, specs)
@@ -244,14 +241,6 @@ def optimize(
     between floor and peak) as a piecewise_linear spec, with its gain over cosine and the best WSD."""
 
     def body() -> None:
-        import numpy as np
-
-        from evertrain._atomic import atomic_write_json
-        from evertrain._paths import check_output_file
-        from evertrain.laws import load_law, lr_array
-        from evertrain.laws.optimize import optimize_schedule
-        from evertrain.laws.plots import plot_predictions
-
         check_output_file(output, "-o")
         plot_target = check_output_file(
             plot or output.with_suffix(".png"), "--plot" if plot else "-o (its .png plot)"
@@ -305,11 +294,6 @@ def compare(
     """Rank candidate schedules by predicted final loss at --steps."""
 
     def body() -> None:
-        from evertrain._atomic import atomic_write_json
-        from evertrain._paths import check_output_file
-        from evertrain.laws import load_law
-        from evertrain.laws.optimize import compare_schedules, cosine_spec, wsd_candidates
-
         if json_out is not None:
             check_output_file(json_out, "--json")
         law = load_law(fit_json)

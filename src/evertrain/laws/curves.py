@@ -96,6 +96,15 @@ def validate_lr(lr: np.ndarray, what: str = "lr") -> None:
         )
 
 
+def has_decay(curve: LossCurve) -> bool:
+    """True when the LR drops somewhere after its first peak and a loss is logged after the drop."""
+    last = int(curve.steps[-1])
+    lr = curve.lr[: last + 1]
+    peak = int(np.argmax(lr))
+    drops = np.flatnonzero(lr[peak + 1 :] < lr[peak:-1]) + peak + 1
+    return len(drops) > 0 and int(drops[0]) <= last
+
+
 # --------------------------------------------------------------------------------------------
 # Schedules -> per-step LR arrays
 # --------------------------------------------------------------------------------------------
@@ -164,24 +173,23 @@ def schedule_label(schedule: Any) -> str:
     return repr(schedule)
 
 
-def schedule_total(schedule: Any) -> int | None:
-    """The planned number of steps of a schedule-like value, when it says so."""
+def schedule_total(schedule: Any, *, tokens_per_step: float | None = None) -> int | None:
+    """The planned number of optimizer steps of a schedule-like value; None when open-ended.
+
+    An LR array's length, or the schedule's own ``total`` as the schedule library reads it (so
+    a spec string, dict, file or ``Schedule`` says the same thing), rounded up; a schedule in
+    token units is converted with ``tokens_per_step`` when it is given. A bad spec raises
+    LawError naming it.
+    """
     if isinstance(schedule, np.ndarray | list | tuple):
         return len(schedule)
-    total = None
-    if isinstance(schedule, dict):
-        total = schedule.get("total")
-    elif isinstance(schedule, str) and not schedule.endswith((".yaml", ".yml", ".json")):
-        match = re.search(r"(?:^|[:,])total=([0-9.eE+]+)", schedule)
-        total = float(match.group(1)) if match else None
-    else:
-        try:
-            total = _as_schedule(schedule).total
-        except LawError:
-            total = None
-    if total is None:
+    sched = _as_schedule(schedule)
+    if sched.total is None:
         return None
-    return int(math.ceil(float(total)))
+    total = float(sched.total)
+    if getattr(sched, "unit", "steps") == "tokens" and tokens_per_step:
+        total /= float(tokens_per_step)
+    return int(math.ceil(total))
 
 
 # --------------------------------------------------------------------------------------------

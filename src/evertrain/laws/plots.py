@@ -15,10 +15,27 @@ from evertrain.laws.curves import LossCurve
 
 
 def _save(fig: Any, path: str | Path) -> Path:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    atomic_write_bytes(path, buffer.getvalue())
-    return Path(path)
+    """Write ``fig`` as PNG atomically and close it (pyplot keeps every open figure alive)."""
+    try:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+        atomic_write_bytes(path, buffer.getvalue())
+        return Path(path)
+    finally:
+        _pyplot().close(fig)
+
+
+def _finish(
+    fig: Any, top: Any, bottom: Any, path: str | Path, *, labels: tuple[str, str], title: str
+) -> Path:
+    """Label a two-panel figure (the top one's y and title and legend, the bottom one's y, step
+    as x), then save and close it."""
+    top.set_ylabel(labels[0])
+    top.legend(fontsize=8)
+    top.set_title(title)
+    bottom.set_ylabel(labels[1])
+    bottom.set_xlabel("step")
+    return _save(fig, path)
 
 
 def _pyplot() -> Any:
@@ -45,16 +62,15 @@ def plot_fit(
         top.plot(dense, law.predict_lr(curve.lr, dense), "-", color=color, label=curve.name)
         pred = law.predict_lr(curve.lr, curve.steps)
         bottom.plot(curve.steps, (pred - curve.loss) / curve.loss, "-", color=color)
-    top.set_ylabel("loss")
-    top.legend(fontsize=8)
-    top.set_title(title or f"{law.name} law: logged (dots) vs law (lines)")
     bottom.axhline(0.0, color="black", linewidth=0.5)
-    bottom.set_ylabel("(pred - loss) / loss")
-    bottom.set_xlabel("step")
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _finish(
+        fig,
+        top,
+        bottom,
+        path,
+        labels=("loss", "(pred - loss) / loss"),
+        title=title or f"{law.name} law: logged (dots) vs law (lines)",
+    )
 
 
 def plot_predictions(
@@ -77,15 +93,14 @@ def plot_predictions(
         low, high = min(finals), max(float(np.median(pred)) for _, _, pred in predictions.values())
         pad = 0.1 * max(high - low, 1e-3)
         top.set_ylim(low - pad, high + 3 * pad)
-    top.set_ylabel(f"predicted loss ({law.name})")
-    top.legend(fontsize=8)
-    top.set_title(title or "predicted loss by schedule")
-    bottom.set_ylabel("learning rate")
-    bottom.set_xlabel("step")
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _finish(
+        fig,
+        top,
+        bottom,
+        path,
+        labels=(f"predicted loss ({law.name})", "learning rate"),
+        title=title or "predicted loss by schedule",
+    )
 
 
 def plot_held_out(
@@ -114,7 +129,4 @@ def plot_held_out(
     ax.set_ylabel("loss")
     ax.legend(fontsize=7)
     ax.set_title(title)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(fig, path)

@@ -13,6 +13,7 @@ import numpy as np
 
 from evertrain.schedules import validation as check
 from evertrain.schedules.base import Schedule, ScheduleError
+from evertrain.schedules.basic import WSD
 from evertrain.schedules.registry import from_spec, register
 from evertrain.schedules.shapes import DECAY_SHAPES
 
@@ -253,8 +254,6 @@ def extend(schedule: Any, total: float, *, at: float | None = None) -> Schedule:
         shape = "linear"
     if shape == "exponential" and final <= 0:
         shape = "linear"
-    from evertrain.schedules.basic import WSD
-
     tail = WSD(
         current, total - at, decay=total - at, decay_shape=shape, floor=final, unit=base.unit
     )

@@ -16,7 +16,7 @@ from evertrain.schedules.base import Schedule, ScheduleError
 from evertrain.schedules.phases import Phase, PhasedSchedule, drop_empty
 from evertrain.schedules.registry import register
 from evertrain.schedules.shapes import DECAY_SHAPES, GEOMETRIC_SHAPES
-from evertrain.schedules.warmup import warmup_params, warmup_phase
+from evertrain.schedules.warmup import Warmup, warmup_params
 
 
 def spec_of(params: dict[str, Any]) -> dict[str, Any]:
@@ -31,8 +31,14 @@ def spec_of(params: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def check_floor(schedule: str, floor: float, peak: float) -> None:
-    check.not_above(schedule, "floor", floor, "peak", peak)
+def warmed_horizon(schedule: str, params: dict[str, Any]) -> tuple[float, float, float, Warmup]:
+    """``peak``, ``floor``, ``total`` and the warmup of a schedule that warms up to ``peak`` and
+    ends at ``floor`` at ``total``, all checked (``floor <= peak``, the warmup fits in total)."""
+    peak, floor = check.peak_and_floor(schedule, params["peak"], params["floor"])
+    total = check.positive(schedule, "total", params["total"])
+    warm = warmup_params(schedule, {**params, "floor": floor})  # warmup_start="floor" reads it
+    check.warmup_fits(schedule, warm.length, total)
+    return peak, floor, total, warm
 
 
 def check_geometric(schedule: str, shape: str, floor: float) -> None:
@@ -68,38 +74,21 @@ class Constant(PhasedSchedule):
     ) -> None:
         s = self.name
         value = check.learning_rate(s, "value", value)
-        warmup, warmup_shape, warmup_start = warmup_params(s, locals())
+        warm = warmup_params(s, locals())
         if total is not None:
             total = check.non_negative(s, "total", total)
-            check.warmup_fits(s, warmup, total)
+            check.warmup_fits(s, warm.length, total)
         self.total = total
         self.unit = check.unit(s, unit)
         self.phases = drop_empty(
-            [
-                warmup_phase(
-                    s,
-                    warmup=warmup,
-                    peak=value,
-                    warmup_shape=warmup_shape,
-                    warmup_start=warmup_start,
-                ),
-                Phase(warmup, math.inf, value, value, "linear"),
-            ]
+            [warm.phase(s, value), Phase(warm.length, math.inf, value, value, "linear")]
         )
-        self._spec = spec_of(
-            dict(
-                value=value,
-                total=total,
-                warmup=warmup,
-                warmup_shape=warmup_shape,
-                warmup_start=warmup_start,
-                unit=self.unit,
-            )
-        )
+        self._spec = spec_of(dict(value=value, total=total, **warm.spec(), unit=self.unit))
 
 
-class _WarmupDecay(PhasedSchedule):
-    """Warmup to ``peak`` then one decay phase to ``floor`` at ``total`` (linear / cosine)."""
+class WarmupDecay(PhasedSchedule):
+    """Warmup to ``peak`` then one decay phase (``decay_shape``) to ``floor`` at ``total``: the base
+    of linear, cosine, polynomial, rex and cosine_power."""
 
     decay_shape = "linear"
 
@@ -115,41 +104,27 @@ class _WarmupDecay(PhasedSchedule):
         unit: str = "steps",
     ) -> None:
         s = self.name
-        peak = check.learning_rate(s, "peak", peak)
-        floor = check.learning_rate(s, "floor", floor)
-        check_floor(s, floor, peak)
-        total = check.positive(s, "total", total)
-        warmup, warmup_shape, warmup_start = warmup_params(s, locals())
-        check.warmup_fits(s, warmup, total)
+        peak, floor, total, warm = warmed_horizon(s, locals())
         self.total = total
         self.unit = check.unit(s, unit)
         self.phases = drop_empty(
-            [
-                warmup_phase(
-                    s,
-                    warmup=warmup,
-                    peak=peak,
-                    warmup_shape=warmup_shape,
-                    warmup_start=warmup_start,
-                ),
-                Phase(warmup, total, peak, floor, self.decay_shape),
-            ]
+            [warm.phase(s, peak), Phase(warm.length, total, peak, floor, self.decay_shape)]
         )
         self._spec = spec_of(
             dict(
                 peak=peak,
                 total=total,
-                warmup=warmup,
+                warmup=warm.length,
                 floor=floor,
-                warmup_shape=warmup_shape,
-                warmup_start=warmup_start,
+                warmup_shape=warm.shape,
+                warmup_start=warm.start,
                 unit=self.unit,
             )
         )
 
 
 @register
-class Linear(_WarmupDecay):
+class Linear(WarmupDecay):
     """Warmup, then linear decay to ``floor`` at ``total`` (HF ``get_linear_schedule_with_warmup``).
 
     ``lr(t) = floor + (peak - floor) * (total - t) / (total - warmup)`` for ``warmup <= t < total``;
@@ -161,7 +136,7 @@ class Linear(_WarmupDecay):
 
 
 @register
-class Cosine(_WarmupDecay):
+class Cosine(WarmupDecay):
     """Warmup, then half-cosine decay to ``floor`` at ``total`` (HF ``cosine_with_min_lr``).
 
     ``lr(t) = floor + (peak - floor) * (1 + cos(pi * (t - warmup) / (total - warmup))) / 2``
@@ -212,27 +187,14 @@ class WSD(PhasedSchedule):
         unit: str = "steps",
     ) -> None:
         s = self.name
-        peak = check.learning_rate(s, "peak", peak)
-        floor = check.learning_rate(s, "floor", floor)
-        check_floor(s, floor, peak)
-        total = check.positive(s, "total", total)
-        warmup, warmup_shape, warmup_start = warmup_params(s, locals())
-        check.warmup_fits(s, warmup, total)
+        peak, floor, total, warm = warmed_horizon(s, locals())
+        warmup = warm.length
         decay_shape = check.choice(s, "decay_shape", decay_shape, DECAY_SHAPES)
         check_geometric(s, decay_shape, floor)
         decay_power = check.positive(s, "decay_power", decay_power)
-        if decay is not None and decay_fraction is not None:
-            raise ScheduleError(
-                f"{s}: give either decay (a length) or decay_fraction (of total), not both"
-            )
-        if decay is not None:
-            decay_length = check.non_negative(s, "decay", decay)
-        else:
-            fraction = 0.2 if decay_fraction is None else decay_fraction
-            fraction = check.in_range(s, "decay_fraction", fraction, 0.0, 1.0)
-            if decay_fraction is not None:
-                decay_fraction = fraction
-            decay_length = fraction * total
+        decay_length = check.length_or_fraction(
+            s, "decay", decay, decay_fraction, total, default=0.2 * total
+        )
         if warmup + decay_length > total * (1 + 1e-12):
             raise ScheduleError(
                 f"{s}: warmup={check.clean_number(warmup)} + decay="
@@ -247,13 +209,7 @@ class WSD(PhasedSchedule):
         self.decay_start = max(total - decay_length, warmup)
         self.phases = drop_empty(
             [
-                warmup_phase(
-                    s,
-                    warmup=warmup,
-                    peak=peak,
-                    warmup_shape=warmup_shape,
-                    warmup_start=warmup_start,
-                ),
+                warm.phase(s, peak),
                 Phase(warmup, self.decay_start, peak, peak, "linear"),
                 Phase(self.decay_start, total, peak, floor, decay_shape, decay_power),
             ]
@@ -264,11 +220,11 @@ class WSD(PhasedSchedule):
                 total=total,
                 warmup=warmup,
                 decay=None if decay is None else decay_length,
-                decay_fraction=decay_fraction if decay is None else None,
+                decay_fraction=None if decay_fraction is None else float(decay_fraction),
                 decay_shape=decay_shape,
                 floor=floor,
-                warmup_shape=warmup_shape,
-                warmup_start=warmup_start,
+                warmup_shape=warm.shape,
+                warmup_start=warm.start,
                 decay_power=decay_power if decay_shape in ("power", "cosine_power") else None,
                 unit=self.unit,
             )

@@ -14,32 +14,27 @@ from typing import Any
 
 import typer
 
+from evertrain._atomic import atomic_write_bytes, atomic_write_text
+from evertrain._cli import fail
+from evertrain._paths import OutputPathError, check_output_file
+from evertrain.schedules import ScheduleError, from_spec, summary
+
 app = typer.Typer(help="LR schedules: show, plot, export.", no_args_is_help=True)
 
 
 def _load(spec: str) -> Any:
-    from evertrain.schedules import ScheduleError, from_spec
-
     try:
         return from_spec(spec)
     except ScheduleError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
+        fail(error)
 
 
 def _check_output_file(path: Path, flag: str) -> None:
     """A folder, a file as parent or a read-only folder as output: one line, exit 2, now."""
-    from evertrain._paths import OutputPathError, check_output_file
-
     try:
         check_output_file(path, flag)
     except OutputPathError as error:
-        _fail(str(error))
+        fail(error)
 
 
 @app.callback()
@@ -53,8 +48,6 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="print the normalised spec as JSON"),
 ) -> None:
     """Print the key points of a schedule: start, end of warmup, start of decay, end, min/max."""
-    from evertrain.schedules.summary import extremes, key_points
-
     schedule = _load(spec)
     if as_json:
         typer.echo(json.dumps(schedule.to_spec(), indent=2))
@@ -62,11 +55,11 @@ def show(
     unit = schedule.unit
     total = "open-ended" if schedule.total is None else f"{schedule.total:g} {unit}"
     typer.echo(f"{schedule.to_spec()['name']}  (unit: {unit}, total: {total})")
-    width = max(len(label) for label, _ in key_points(schedule)) + 2
+    width = max(len(label) for label, _ in summary.key_points(schedule)) + 2
     typer.echo(f"{'point':<{width}}{unit:>16}  {'lr':>14}")
-    for label, position in key_points(schedule):
+    for label, position in summary.key_points(schedule):
         typer.echo(f"{label:<{width}}{position:>16g}  {schedule(position):>14.6g}")
-    low, high = extremes(schedule)
+    low, high = summary.extremes(schedule)
     typer.echo(f"{'min':<{width}}{'':>16}  {low:>14.6g}")
     typer.echo(f"{'max':<{width}}{'':>16}  {high:>14.6g}")
 
@@ -75,18 +68,14 @@ def _x_axis(
     schedule: Any, x: str, tokens_per_step: float | None, num_points: int, until: float | None
 ):
     """Progress grid in the schedule's unit and the matching x values in the plot's unit."""
-    from evertrain.schedules.summary import sample
-
     if x == schedule.unit:
-        progress = sample(schedule, num_points, until)
+        progress = summary.sample(schedule, num_points, until)
         return progress, progress
     if tokens_per_step is None:
-        _fail(
-            f"schedule unit is {schedule.unit!r} but --x {x}: give --tokens-per-step N to convert"
-        )
+        fail(f"schedule unit is {schedule.unit!r} but --x {x}: give --tokens-per-step N to convert")
     factor = tokens_per_step if x == "tokens" else 1.0 / tokens_per_step
     limit = None if until is None else until / factor
-    progress = sample(schedule, num_points, limit)
+    progress = summary.sample(schedule, num_points, limit)
     return progress, progress * factor
 
 
@@ -106,11 +95,11 @@ def plot(
 ) -> None:
     """Plot one or more schedules on one figure."""
     if x not in ("steps", "tokens"):
-        _fail(f"--x {x!r}: use steps or tokens")
+        fail(f"--x {x!r}: use steps or tokens")
     if tokens_per_step is not None and tokens_per_step <= 0:
-        _fail(f"--tokens-per-step={tokens_per_step} must be > 0")
+        fail(f"--tokens-per-step={tokens_per_step} must be > 0")
     if points < 2:
-        _fail(f"--points={points} must be >= 2")
+        fail(f"--points={points} must be >= 2")
     _check_output_file(output, "-o")
     schedules = [_load(spec) for spec in specs]
     curves = [
@@ -130,8 +119,6 @@ def plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from evertrain._atomic import atomic_write_bytes
-
     figure, axis = plt.subplots(figsize=(8, 4.5))
     for (spec, progress, xs), schedule in zip(curves, schedules, strict=True):
         label = spec if len(spec) <= 60 else schedule.to_spec()["name"]
@@ -148,7 +135,7 @@ def plot(
     try:
         figure.savefig(buffer, format=suffix, dpi=120)
     except ValueError as error:
-        _fail(f"cannot write {output}: {error}")
+        fail(f"cannot write {output}: {error}")
     finally:
         plt.close(figure)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -167,16 +154,14 @@ def export(
     output: Path | None = typer.Option(None, "-o", "--output", help="file (default: stdout)"),
 ) -> None:
     """Export sampled values: ``progress,lr`` rows (CSV) or ``{"progress": [...], "lr": [...]}``."""
-    from evertrain.schedules.summary import sample
-
     if points < 2:
-        _fail(f"--points={points} must be >= 2")
+        fail(f"--points={points} must be >= 2")
     if until is not None and until <= 0:
-        _fail(f"--until={until} must be > 0")
+        fail(f"--until={until} must be > 0")
     if output is not None:
         _check_output_file(output, "-o")
     schedule = _load(spec)
-    progress = sample(schedule, points, until)
+    progress = summary.sample(schedule, points, until)
     values = schedule(progress)
     if csv:
         unit = schedule.unit
@@ -191,8 +176,6 @@ def export(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        from evertrain._atomic import atomic_write_text
-
         output.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(output, text)
         typer.echo(f"wrote {len(progress)} points to {output}", err=True)

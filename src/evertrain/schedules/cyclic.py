@@ -8,18 +8,19 @@ import numpy as np
 
 from evertrain.schedules import validation as check
 from evertrain.schedules.base import ScheduleError
-from evertrain.schedules.basic import check_floor, check_geometric, spec_of
-from evertrain.schedules.families import _Warmed
+from evertrain.schedules.basic import check_geometric, spec_of
 from evertrain.schedules.phases import Phase, PhasedSchedule, drop_empty
-from evertrain.schedules.registry import register
+from evertrain.schedules.registry import from_spec, register
 from evertrain.schedules.shapes import DECAY_SHAPES
-from evertrain.schedules.warmup import warmup_params, warmup_phase
+from evertrain.schedules.warmup import warmup_params
+from evertrain.schedules.warmup_then import WarmupThen
 
 SHAPES_WITH_POWER = ("power", "cosine_power", "inverse_sqrt")
+SEGMENT_DECAY_FRACTION = 0.1  # wsd_s without decay or decay_fraction
 
 
 @register
-class SGDR(_Warmed):
+class SGDR(WarmupThen):
     """Cosine annealing with warm restarts (Loshchilov & Hutter 2017, "SGDR"), as
     ``torch.optim.lr_scheduler.CosineAnnealingWarmRestarts``.
 
@@ -45,11 +46,9 @@ class SGDR(_Warmed):
         self.period = check.positive(s, "period", period)
         self.period_mult = check.in_range(s, "period_mult", period_mult, 1.0, 1e6)
         self.peak_decay = check.in_range(s, "peak_decay", peak_decay, 0.0, 1.0, low_open=True)
-        self._spec = spec_of(dict(
-            peak=self.peak, period=self.period, period_mult=self.period_mult,
-            peak_decay=self.peak_decay, floor=self.floor, total=self.total,
-            **self._warmup_fields, unit=self.unit,
-        ))  # fmt: skip
+        self._spec = self._spec_of(
+            period=self.period, period_mult=self.period_mult, peak_decay=self.peak_decay
+        )
 
     def _cycle_start(self, index: float) -> float:
         if self.period_mult == 1.0:
@@ -105,7 +104,7 @@ class SGDR(_Warmed):
 
 
 @register
-class Cyclic(_Warmed):
+class Cyclic(WarmupThen):
     """Cyclical learning rates (Smith 2017, "Cyclical Learning Rates for Training Neural
     Networks"), as ``torch.optim.lr_scheduler.CyclicLR``.
 
@@ -198,10 +197,9 @@ class WSDS(PhasedSchedule):
         warmup_start: float = 0.0, decay_power: float = 2.0, unit: str = "steps",
     ) -> None:  # fmt: skip
         s = self.name
-        peak = check.learning_rate(s, "peak", peak)
-        floor = check.learning_rate(s, "floor", floor)
-        check_floor(s, floor, peak)
-        warmup, warmup_shape, warmup_start = warmup_params(s, locals())
+        peak, floor = check.peak_and_floor(s, peak, floor)
+        warm = warmup_params(s, locals())
+        warmup = warm.length
         decay_shape = check.choice(s, "decay_shape", decay_shape, DECAY_SHAPES)
         check_geometric(s, decay_shape, floor)
         decay_power = check.positive(s, "decay_power", decay_power)
@@ -225,20 +223,15 @@ class WSDS(PhasedSchedule):
                 raise ScheduleError(f"{s}: checkpoints={ends} must be strictly increasing")
             if total is not None:
                 raise ScheduleError(f"{s}: total is the last checkpoint; drop total or use period")
-        if (decay is None) == (decay_fraction is None):
-            if decay is not None:
-                raise ScheduleError(f"{s}: give either decay or decay_fraction, not both")
-            decay_fraction = 0.1
-        phases = [warmup_phase(s, warmup=warmup, peak=peak, warmup_shape=warmup_shape,
-                               warmup_start=warmup_start)]  # fmt: skip
+        phases = [warm.phase(s, peak)]
         segment_start = warmup
         previous_end = 0.0
         for i, end in enumerate(ends):
-            if decay is not None:
-                length = check.non_negative(s, "decay", decay)
-            else:
-                fraction = check.in_range(s, "decay_fraction", decay_fraction, 0.0, 1.0)
-                length = fraction * (end - previous_end)
+            span = end - previous_end
+            length = check.length_or_fraction(
+                s, "decay", decay, decay_fraction, span,
+                default=SEGMENT_DECAY_FRACTION * span, of="each segment",
+            )  # fmt: skip
             decay_start = end - length
             if decay_start < segment_start:
                 raise ScheduleError(
@@ -254,6 +247,8 @@ class WSDS(PhasedSchedule):
                     raise ScheduleError(f"{s}: rewarm={rewarm} is longer than a segment")
                 segment_start = end + rewarm
             previous_end = end
+        if decay is None and decay_fraction is None:
+            decay_fraction = SEGMENT_DECAY_FRACTION  # the default, written into the spec
         self.phases = drop_empty(phases)
         self.checkpoints = ends
         self.total = ends[-1]
@@ -263,7 +258,7 @@ class WSDS(PhasedSchedule):
             checkpoints=None if checkpoints is None else [check.clean_number(e) for e in ends],
             period=period, total=None if period is None else self.total,
             decay=decay, decay_fraction=decay_fraction, decay_shape=decay_shape, floor=floor,
-            rewarm=rewarm, warmup=warmup, warmup_shape=warmup_shape, warmup_start=warmup_start,
+            rewarm=rewarm, **warm.spec(),
             decay_power=decay_power if decay_shape in SHAPES_WITH_POWER else None,
             unit=self.unit,
         ))  # fmt: skip
@@ -274,6 +269,4 @@ class WSDS(PhasedSchedule):
             spec["total"] = total
         else:
             spec["checkpoints"] = [c for c in spec["checkpoints"] if c < total] + [total]
-        from evertrain.schedules.registry import from_spec
-
         return from_spec(spec)

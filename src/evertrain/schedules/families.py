@@ -8,13 +8,12 @@ literature uses one, hold their last value past ``total``, and clamp negative pr
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
 from evertrain.schedules import validation as check
 from evertrain.schedules.base import ScheduleError
-from evertrain.schedules.basic import WSD, _WarmupDecay, check_floor, spec_of
+from evertrain.schedules.basic import WSD, WarmupDecay, spec_of
 from evertrain.schedules.phases import (
     Phase,
     PhasedSchedule,
@@ -24,49 +23,11 @@ from evertrain.schedules.phases import (
 )
 from evertrain.schedules.registry import register
 from evertrain.schedules.shapes import DECAY_SHAPES, LERP
-from evertrain.schedules.warmup import warmup_params, warmup_phase
 from evertrain.schedules.warmup_then import WarmupThen
 
 
-def _warmup_spec(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: params[k] for k in ("warmup", "warmup_shape", "warmup_start")}
-
-
-def _optional_total(schedule: str, total: Any, warmup: float) -> float | None:
-    if total is None:
-        return None
-    total = check.positive(schedule, "total", total)
-    check.warmup_fits(schedule, warmup, total)
-    return total
-
-
-class _Warmed(WarmupThen):
-    """Shared constructor bits: peak, floor, warmup fields, unit, optional total."""
-
-    def _setup(self, params: dict[str, Any], *, total_required: bool = False) -> None:
-        s = self.name
-        self.peak = check.learning_rate(s, "peak", params["peak"])
-        self.floor = check.learning_rate(s, "floor", params.get("floor", 0.0))
-        check_floor(s, self.floor, self.peak)
-        warmup, shape, start = warmup_params(s, params)
-        self.warmup = warmup
-        if total_required:
-            self.total = check.positive(s, "total", params["total"])
-            check.warmup_fits(s, warmup, self.total)
-        else:
-            self.total = _optional_total(s, params.get("total"), warmup)
-        self.unit = check.unit(s, params.get("unit", "steps"))
-        self.warm = (
-            warmup_phase(s, warmup=warmup, peak=self.peak, warmup_shape=shape, warmup_start=start)
-            if warmup > 0
-            else None
-        )
-        params = {**params, "warmup": warmup, "warmup_shape": shape, "warmup_start": start}
-        self._warmup_fields = _warmup_spec(params)
-
-
 @register
-class Step(_Warmed):
+class Step(WarmupThen):
     """Step decay: ``lr(t) = max(floor, peak * gamma ** floor(t / step_size))``.
 
     ``t`` is absolute progress (as ``torch.optim.lr_scheduler.StepLR``); a warmup overrides
@@ -84,10 +45,7 @@ class Step(_Warmed):
         s = self.name
         self.step_size = check.positive(s, "step_size", step_size)
         self.gamma = check.in_range(s, "gamma", gamma, 0.0, 1.0, low_open=True)
-        self._spec = spec_of(dict(
-            peak=self.peak, step_size=self.step_size, gamma=self.gamma, floor=self.floor,
-            total=self.total, **self._warmup_fields, unit=self.unit,
-        ))  # fmt: skip
+        self._spec = self._spec_of(step_size=self.step_size, gamma=self.gamma)
 
     def _main(self, t: float) -> float:
         return max(self.floor, self.peak * self.gamma ** math.floor(t / self.step_size))
@@ -97,7 +55,7 @@ class Step(_Warmed):
 
 
 @register
-class MultiStep(_Warmed):
+class MultiStep(WarmupThen):
     """Multi-step decay: ``lr(t) = max(floor, peak * gamma ** #{m in milestones : m <= t})``.
 
     Milestones are absolute progress values (as ``torch.optim.lr_scheduler.MultiStepLR``).
@@ -121,10 +79,9 @@ class MultiStep(_Warmed):
         self.milestones = values
         self._milestones_np = np.asarray(values, dtype=np.float64)
         self.gamma = check.in_range(s, "gamma", gamma, 0.0, 1.0, low_open=True)
-        self._spec = spec_of(dict(
-            peak=self.peak, milestones=[check.clean_number(m) for m in values], gamma=self.gamma,
-            floor=self.floor, total=self.total, **self._warmup_fields, unit=self.unit,
-        ))  # fmt: skip
+        self._spec = self._spec_of(
+            milestones=[check.clean_number(m) for m in values], gamma=self.gamma
+        )
 
     def _main(self, t: float) -> float:
         passed = 0
@@ -139,7 +96,7 @@ class MultiStep(_Warmed):
 
 
 @register
-class Exponential(_Warmed):
+class Exponential(WarmupThen):
     """Exponential decay after warmup:
 
     ``lr(t) = max(floor, peak * gamma ** ((t - warmup) / every))``.
@@ -161,10 +118,7 @@ class Exponential(_Warmed):
         s = self.name
         self.gamma = check.in_range(s, "gamma", gamma, 0.0, 1.0, low_open=True)
         self.every = check.positive(s, "every", every)
-        self._spec = spec_of(dict(
-            peak=self.peak, gamma=self.gamma, every=self.every, floor=self.floor,
-            total=self.total, **self._warmup_fields, unit=self.unit,
-        ))  # fmt: skip
+        self._spec = self._spec_of(gamma=self.gamma, every=self.every)
 
     def _main(self, t: float) -> float:
         return max(self.floor, self.peak * self.gamma ** ((t - self.warmup) / self.every))
@@ -174,7 +128,7 @@ class Exponential(_Warmed):
 
 
 @register
-class Polynomial(_WarmupDecay):
+class Polynomial(WarmupDecay):
     """Polynomial decay (HF ``get_polynomial_decay_schedule_with_warmup``):
 
     ``lr(t) = floor + (peak - floor) * ((total - t) / (total - warmup)) ** power`` for
@@ -201,7 +155,7 @@ class Polynomial(_WarmupDecay):
 
 
 @register
-class Rex(_WarmupDecay):
+class Rex(WarmupDecay):
     """REX (Chen et al. 2022, "REX: Revisiting Budgeted Training with an Improved Schedule"):
 
     with ``z = (t - warmup) / (total - warmup)``,
@@ -213,7 +167,7 @@ class Rex(_WarmupDecay):
 
 
 @register
-class CosinePower(_WarmupDecay):
+class CosinePower(WarmupDecay):
     """Cosine power annealing (Hundt, Jain & Hager 2019, "sharpDARTS", eq. 1):
 
     with ``c = (1 + cos(pi z)) / 2`` and ``z = (t - warmup) / (total - warmup)``,
@@ -241,7 +195,7 @@ class CosinePower(_WarmupDecay):
 
 
 @register
-class DampedCosine(_Warmed):
+class DampedCosine(WarmupThen):
     """Damped cosine: a cosine oscillation under a linearly decaying envelope.
 
     With ``z = (t - warmup) / (total - warmup)``::
@@ -303,22 +257,14 @@ class WSDC(PhasedSchedule):
     ) -> None:  # fmt: skip
         s = self.name
         total = check.positive(s, "total", total)
-        if constant is not None and constant_fraction is not None:
-            raise ScheduleError(f"{s}: give either constant or constant_fraction, not both")
-        if constant is not None:
-            tail = check.non_negative(s, "constant", constant)
-        else:
-            fraction = 0.1 if constant_fraction is None else constant_fraction
-            tail = check.in_range(s, "constant_fraction", fraction, 0.0, 1.0) * total
+        tail = check.length_or_fraction(
+            s, "constant", constant, constant_fraction, total, default=0.1 * total
+        )
         if tail >= total:
             raise ScheduleError(f"{s}: constant={tail} must be shorter than total={total}")
-        if decay is None:
-            fraction = 0.2 if decay_fraction is None else decay_fraction
-            decay_length = check.in_range(s, "decay_fraction", fraction, 0.0, 1.0) * total
-        else:
-            if decay_fraction is not None:
-                raise ScheduleError(f"{s}: give either decay or decay_fraction, not both")
-            decay_length = check.non_negative(s, "decay", decay)
+        decay_length = check.length_or_fraction(
+            s, "decay", decay, decay_fraction, total, default=0.2 * total
+        )
         if decay_length > total - tail:
             raise ScheduleError(
                 f"{s}: decay={check.clean_number(decay_length)} + constant="
@@ -346,7 +292,7 @@ class WSDC(PhasedSchedule):
 
 
 @register
-class Power(_Warmed):
+class Power(WarmupThen):
     """The Power scheduler (Shen et al. 2024, "Power Scheduler: A Batch Size and Token Number
     Agnostic Learning Rate Scheduler"): a power law of tokens seen, capped at ``peak``::
 
@@ -500,7 +446,7 @@ class OneCycle(PhasedSchedule):
 
 
 @register
-class InverseSqrt(_Warmed):
+class InverseSqrt(WarmupThen):
     """Inverse square root (Vaswani et al. 2017, "Attention Is All You Need"), in the form of
     HF ``get_inverse_sqrt_schedule``::
 
@@ -524,10 +470,7 @@ class InverseSqrt(_Warmed):
         else:
             self.timescale = check.positive(s, "timescale", timescale)
         self._shift = self.timescale - self.warmup
-        self._spec = spec_of(dict(
-            peak=self.peak, timescale=None if timescale is None else self.timescale,
-            floor=self.floor, total=self.total, **self._warmup_fields, unit=self.unit,
-        ))  # fmt: skip
+        self._spec = self._spec_of(timescale=None if timescale is None else self.timescale)
 
     def _main(self, t: float) -> float:
         decay = 1.0 / math.sqrt((t + self._shift) / self.timescale)

@@ -6,11 +6,11 @@ import math
 
 from evertrain.schedules import validation as check
 from evertrain.schedules.base import Schedule, ScheduleError
-from evertrain.schedules.basic import check_floor, spec_of
+from evertrain.schedules.basic import spec_of
 from evertrain.schedules.phases import Phase, PhasedSchedule, drop_empty
-from evertrain.schedules.registry import register
+from evertrain.schedules.registry import from_spec, register
 from evertrain.schedules.shapes import DECAY_SHAPES
-from evertrain.schedules.warmup import warmup_params, warmup_phase
+from evertrain.schedules.warmup import warmup_params
 
 COOLDOWN_SHAPES = ("linear", "cosine", "inverse_sqrt")
 
@@ -47,19 +47,17 @@ class Infinite(PhasedSchedule):
     ) -> None:  # fmt: skip
         s = self.name
         peak = check.learning_rate(s, "peak", peak)
-        constant = check.learning_rate(s, "constant", constant)
+        constant, floor = check.peak_and_floor(s, constant, floor, peak_field="constant")
         check.not_above(s, "constant", constant, "peak", peak)
-        floor = check.learning_rate(s, "floor", floor)
-        check_floor(s, floor, constant)
-        warmup, warmup_shape, warmup_start = warmup_params(s, locals())
+        warm = warmup_params(s, locals())
+        warmup = warm.length
         cooldown = check.non_negative(s, "cooldown", cooldown)
         cooldown_shape = check.choice(s, "cooldown_shape", cooldown_shape, COOLDOWN_SHAPES)
         cooldown_power = check.positive(s, "cooldown_power", cooldown_power)
         anneal = check.non_negative(s, "anneal", anneal)
         anneal_shape = check.choice(s, "anneal_shape", anneal_shape, DECAY_SHAPES)
         phases = [
-            warmup_phase(s, warmup=warmup, peak=peak, warmup_shape=warmup_shape,
-                         warmup_start=warmup_start),
+            warm.phase(s, peak),
             Phase(warmup, warmup + cooldown, peak, constant, cooldown_shape, cooldown_power),
         ]  # fmt: skip
         if total is not None:
@@ -89,13 +87,11 @@ class Infinite(PhasedSchedule):
             peak=peak, constant=constant, warmup=warmup, cooldown=cooldown,
             cooldown_shape=cooldown_shape, total=total, anneal=anneal,
             anneal_shape=anneal_shape if anneal > 0 else None,
-            floor=floor if anneal > 0 else None, warmup_shape=warmup_shape,
-            warmup_start=warmup_start,
+            floor=floor if anneal > 0 else None, warmup_shape=warm.shape,
+            warmup_start=warm.start,
             cooldown_power=cooldown_power if cooldown_shape == "inverse_sqrt" else None,
             unit=self.unit,
         ))  # fmt: skip
 
     def with_total(self, total: float) -> Schedule:
-        from evertrain.schedules.registry import from_spec
-
         return from_spec({**self.to_spec(), "total": total})

@@ -9,7 +9,6 @@ end evaluates to its ``v1`` (schedules hold their final value). Phase boundaries
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
@@ -121,12 +120,3 @@ class PhasedSchedule(Schedule):
         after = max(before, int(np.searchsorted(t, phases[-1].end, side="left")))
         out[after:] = phases[-1].v1
         return out
-
-    @property
-    def key_points(self) -> list[tuple[str, float]]:
-        """Phase boundaries with names, for ``evertrain schedule show``."""
-        points = [("start", self.phases[0].start)]
-        for index, phase in enumerate(self.phases):
-            if math.isfinite(phase.end):
-                points.append((f"end of phase {index + 1} ({phase.shape})", phase.end))
-        return points

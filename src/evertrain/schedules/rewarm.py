@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from evertrain.schedules import validation as check
+from evertrain.schedules.algebra import Join
 from evertrain.schedules.base import Schedule, ScheduleError
 from evertrain.schedules.basic import check_geometric, spec_of
 from evertrain.schedules.phases import Phase, PhasedSchedule, drop_empty
@@ -39,9 +40,7 @@ class Rewarm(PhasedSchedule):
         decay_shape: str = "cosine", floor: float = 0.0, unit: str | None = None,
     ) -> None:  # fmt: skip
         s = self.name
-        peak = check.learning_rate(s, "peak", peak)
-        floor = check.learning_rate(s, "floor", floor)
-        check.not_above(s, "floor", floor, "peak", peak)
+        peak, floor = check.peak_and_floor(s, peak, floor)
         total = check.positive(s, "total", total)
         warmup = check.non_negative(s, "warmup", warmup)
         check.warmup_fits(s, warmup, total)
@@ -72,14 +71,9 @@ class Rewarm(PhasedSchedule):
             raise ScheduleError(f"{s}: give start (an LR) or previous (a schedule spec) + at")
         if warmup_shape == "exponential" and warmup > 0 and start_value <= 0:
             raise ScheduleError(f"{s}: warmup_shape='exponential' needs a start LR > 0")
-        if decay is not None and decay_fraction is not None:
-            raise ScheduleError(f"{s}: give either decay or decay_fraction, not both")
-        if decay is not None:
-            decay_length = check.non_negative(s, "decay", decay)
-        elif decay_fraction is not None:
-            decay_length = check.in_range(s, "decay_fraction", decay_fraction, 0.0, 1.0) * total
-        else:
-            decay_length = total - warmup
+        decay_length = check.length_or_fraction(
+            s, "decay", decay, decay_fraction, total, default=total - warmup
+        )
         if warmup + decay_length > total * (1 + 1e-12):
             raise ScheduleError(
                 f"{s}: warmup + decay = {check.clean_number(warmup + decay_length)} runs past "
@@ -117,7 +111,5 @@ def rewarm(previous: Any, *, at: float | None = None, **stage: Any) -> Schedule:
         at = previous_schedule.total
         if at is None:
             raise ScheduleError("rewarm: previous schedule is open-ended: give at")
-    from evertrain.schedules.algebra import Join
-
     stage_schedule = Rewarm(previous=previous_schedule, at=at, **stage)
     return Join([previous_schedule, stage_schedule], [at])

@@ -100,3 +100,39 @@ def not_above(schedule: str, field: str, value: float, limit_field: str, limit: 
             f"{schedule}: {field}={clean_number(value)} is above {limit_field}="
             f"{clean_number(limit)}: set {field} <= {limit_field}"
         )
+
+
+def peak_and_floor(
+    schedule: str, peak: Any, floor: Any, *, peak_field: str = "peak"
+) -> tuple[float, float]:
+    """A schedule's top and bottom learning rates, checked: both >= 0 and ``floor <= peak``."""
+    top = learning_rate(schedule, peak_field, peak)
+    bottom = learning_rate(schedule, "floor", floor)
+    not_above(schedule, "floor", bottom, peak_field, top)
+    return top, bottom
+
+
+def length_or_fraction(
+    schedule: str,
+    field: str,
+    length: Any,
+    fraction: Any,
+    span: float,
+    *,
+    default: float,
+    of: str = "total",
+) -> float:
+    """The length of a phase given as ``field`` (a length) or ``field_fraction`` (of ``span``).
+
+    Never both; neither gives ``default`` (a length). WSD's ``decay`` / ``decay_fraction``, WSDC's
+    ``constant`` / ``constant_fraction`` and the re-warm stage's decay all read this way.
+    """
+    if length is not None and fraction is not None:
+        raise ScheduleError(
+            f"{schedule}: give either {field} (a length) or {field}_fraction (of {of}), not both"
+        )
+    if length is not None:
+        return non_negative(schedule, field, length)
+    if fraction is None:
+        return default
+    return in_range(schedule, f"{field}_fraction", fraction, 0.0, 1.0) * span

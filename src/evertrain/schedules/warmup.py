@@ -9,7 +9,7 @@ Linear warmup (Goyal et al. 2017, "Accurate, Large Minibatch SGD"):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from evertrain.schedules import validation as check
 from evertrain.schedules.base import ScheduleError
@@ -38,7 +38,29 @@ def warmup_phase(
     return Phase(0.0, warmup, warmup_start, peak, warmup_shape, warmup_power)
 
 
-def warmup_params(schedule: str, params: dict[str, Any]) -> tuple[float, str, float]:
+class Warmup(NamedTuple):
+    """A schedule's validated warmup fields (unpacks as ``warmup, warmup_shape, warmup_start``)."""
+
+    length: float
+    shape: str
+    start: float
+
+    def phase(self, schedule: str, peak: float) -> Phase:
+        """The phase ``[0, length)`` rising from ``start`` to ``peak``."""
+        return warmup_phase(
+            schedule,
+            warmup=self.length,
+            peak=peak,
+            warmup_shape=self.shape,
+            warmup_start=self.start,
+        )
+
+    def spec(self) -> dict[str, Any]:
+        """The fields as a spec writes them."""
+        return {"warmup": self.length, "warmup_shape": self.shape, "warmup_start": self.start}
+
+
+def warmup_params(schedule: str, params: dict[str, Any]) -> Warmup:
     """Validate and coerce the shared ``warmup``, ``warmup_shape``, ``warmup_start`` fields.
 
     ``warmup_start`` is a number, or ``"floor"`` to start the warmup from the schedule's floor.
@@ -54,4 +76,4 @@ def warmup_params(schedule: str, params: dict[str, Any]) -> tuple[float, str, fl
             )
         start = params["floor"]
     start = check.learning_rate(schedule, "warmup_start", start)
-    return warmup, shape, start
+    return Warmup(warmup, shape, start)
