@@ -50,10 +50,6 @@ def fsync_dir(directory: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-# TODO(merge): drop once train/checkpoint.py imports fsync_dir (the issue-10 branch of train/).
-_fsync_dir = fsync_dir
-
-
 @contextlib.contextmanager
 def atomic_open(
     path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8"

@@ -33,8 +33,8 @@ import torch.nn as nn
 from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 
-from evertrain._atomic import _fsync_dir, atomic_write_json
-from evertrain.data.tokenizer import file_sha256  # the project's one file hash
+from evertrain._atomic import atomic_write_json, fsync_dir
+from evertrain._hashing import file_sha256  # the project's one file hash
 
 META = "meta.json"
 WEIGHTS = "model.safetensors"
@@ -107,7 +107,7 @@ def save_checkpoint(
     _test_kill_hook("after_state", step)
     full_meta = {"format": FORMAT_VERSION, "name": name, **meta, "sha256": checksums}
     _write_synced(tmp / META, (json.dumps(full_meta, indent=2) + "\n").encode())
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     _test_kill_hook("before_rename", step)
     if final.exists():
         # Re-reaching a step after a resume: the old directory holds the same step; replace it.
@@ -117,7 +117,7 @@ def save_checkpoint(
         shutil.rmtree(trash, ignore_errors=True)
     else:
         os.replace(tmp, final)
-    _fsync_dir(checkpoints_dir)
+    fsync_dir(checkpoints_dir)
     _test_kill_hook("after_rename", step)
     return final
 
