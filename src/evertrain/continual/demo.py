@@ -81,12 +81,8 @@ class DemoSettings:
 
     @property
     def model(self) -> dict[str, Any]:
-        return {
-            "n_layer": self.n_layer,
-            "n_head": self.n_head,
-            "d_model": self.d_model,
-            "seq_len": self.seq_len,
-        }
+        """The ``model:`` section of every run's TrainConfig (evertrain GPT fields)."""
+        return {name: getattr(self, name) for name in ("n_layer", "n_head", "d_model", "seq_len")}
 
 
 def demo_settings(scale: float = 1.0) -> DemoSettings:

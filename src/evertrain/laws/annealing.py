@@ -81,11 +81,9 @@ class AnnealingLaw(Law):
         self.lam = float(params["lam"]) if params is not None else float(lam)
 
     def options(self) -> dict[str, Any]:
+        """The constructor's settings, as saved with a fit (``AnnealingLaw(**options)`` rebuilds it)."""
         return {
-            "warmup": self.warmup,
-            "warmup_steps": self.warmup_steps,
-            "fit_lambda": self.fit_lambda,
-            "lam": self.lam,
+            name: getattr(self, name) for name in ("warmup", "warmup_steps", "fit_lambda", "lam")
         }
 
     # ---- the areas ------------------------------------------------------------------------------
