@@ -17,11 +17,12 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
     This is the trainer's one weight-decay policy (``build_optimizer``, used by ``loop.run``).
     """
-    # Embeddings are 2-D but left undecayed on purpose: with tied embeddings the table is also
-    # the output projection, and decaying it pulls rare tokens' rows to zero (they get few
-    # gradient updates to push back) -- the GPT-2 / nanoGPT rule every trainer test and
-    # benchmark number was produced with. The "every tensor with ndim >= 2" rule (HF Trainer's,
-    # adapters/huggingface.decay_param_groups by default) would decay them; do not switch.
+    # Embeddings are 2-D but left undecayed on purpose (minGPT's rule: Embedding and LayerNorm
+    # weights are never decayed): with tied embeddings the table is also the output projection,
+    # and decaying it pulls rare tokens' rows to zero (they get few gradient updates to push back).
+    # Every trainer test and benchmark number was produced with it. nanoGPT and HF Trainer decay
+    # every tensor with ndim >= 2, embeddings included; adapters/huggingface.decay_param_groups
+    # does that by default for users' own HF models (its ``no_decay`` predicate changes it).
     embedding_params = {
         id(module.weight) for module in model.modules() if isinstance(module, nn.Embedding)
     }
