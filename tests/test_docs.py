@@ -234,13 +234,15 @@ class _PageRuns:
 
 @pytest.fixture(scope="session")
 def page_runs(request, tmp_path_factory) -> Iterator[_PageRuns]:
-    selected = {
-        (item.callspec.params["block"].page, item.callspec.params["block"].index)
+    blocks = [
+        item.callspec.params["block"]
         for item in request.session.items
         if getattr(item, "callspec", None)
         and "block" in item.callspec.params
         and item.originalname == "test_doc_block_runs"
-    }
+    ]
+    # a page whose only selected blocks are skipped is not run at all
+    selected = {(block.page, block.index) for block in blocks if not _skip_reason(block)}
     runs = _PageRuns(selected, tmp_path_factory)
     yield runs
     runs.close()
