@@ -1,6 +1,9 @@
 """Loss-curve laws on the real curves: the shared protocol, fit time, LD speed, optimised schedule.
 
-    python benchmarks/laws.py [--curves ../shared/loss-curves] [--out benchmarks/results]
+    python benchmarks/laws.py [--curves DIR] [--out benchmarks/results]
+
+``--curves`` is a folder holding ``25M/`` and ``100M/`` CSV folders; by default the copy packaged
+with evertrain (``evertrain.laws.shared_curves_dir``), so the benchmark runs wherever it is installed.
 
 For each model size (25M, 100M) and law (multi-power ``mpl`` fitted by the reference protocol,
 the default, and ``mpl_multistart`` by converged multi-start L-BFGS-B; annealing ``annealing``
@@ -35,6 +38,7 @@ from evertrain.laws import (
     load_shared_curves,
     lr_array,
     multi_power_ld_naive,
+    shared_curves_dir,
 )
 from evertrain.laws.optimize import optimize_schedule
 from evertrain.laws.plots import plot_held_out, plot_predictions
@@ -165,7 +169,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--curves", type=Path, default=REPO.parent / "shared" / "loss-curves")
+    parser.add_argument(
+        "--curves",
+        type=Path,
+        default=shared_curves_dir("25M").parent,
+        help="folder with 25M/ and 100M/ curve CSVs (default: the packaged copy)",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
     out_dir: Path = args.out
