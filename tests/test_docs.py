@@ -48,13 +48,7 @@ SLOW = {
 #: (page, text in the block) -> reason: blocks that fail because of a bug in src/ (named here,
 #: reported to the owning area); the fix drops the entry. Nothing else belongs here: a block
 #: that cannot run as written is fixed on its page or fenced as ```text.
-XFAIL: dict[tuple[str, str], str] = {
-    ("README.md", "--resume --set batch_size=32"): (
-        "bug in evertrain.train.loop: a resume with a changed batch_size stops at "
-        "ceil(budget_tokens / new tokens_per_step) steps counted from 0, so it trains too few "
-        "tokens (here none: done at 20,480 of budget_tokens=40000)"
-    ),
-}
+XFAIL: dict[tuple[str, str], str] = {}
 
 BASH_TIMEOUT_S = 900.0
 

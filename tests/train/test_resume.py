@@ -182,3 +182,18 @@ def test_sigkill_at_random_times_then_resume(
         time.sleep(0.05)
     assert process.returncode == 0
     assert comparable(out) == reference
+
+
+def test_resume_with_another_batch_size_trains_up_to_the_token_budget(tiny_data, tmp_path):
+    """budget_tokens is a token count: after a resume at twice the batch, the run trains the
+    remaining tokens in the new steps (it used to stop at ceil(budget / new step), counted from
+    step 0, i.e. at once, reporting 'done' with half the budget trained)."""
+    out = tmp_path / "run"
+    first = make_config(out, tiny_data, budget_tokens=8 * 256)  # 8 steps of 256 tokens
+    assert run(TrainConfig.model_validate(first), progress=False).tokens == 2048
+    resumed = make_config(out, tiny_data, budget_tokens=16 * 256, batch_size=8)  # 512 per step
+    resumed["schedule"] = first["schedule"] | {"total": 16 * 256}
+    result = run(TrainConfig.model_validate(resumed), resume=True, progress=False)
+    assert (result.steps, result.tokens) == (8 + 4, 4096)
+    steps = [(r["step"], r["tokens"]) for r in history(out) if r.get("kind", "train") == "train"]
+    assert steps[-5:] == [(8, 2048), (9, 2560), (10, 3072), (11, 3584), (12, 4096)]

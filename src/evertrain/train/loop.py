@@ -43,6 +43,7 @@ from evertrain.train import checkpoint as ckpt
 from evertrain.train import distributed, preempt
 from evertrain.train.allocator import tune_glibc_malloc
 from evertrain.train.budget import schedule_fit_warning
+from evertrain.train.budget import total_steps as budget_total_steps
 from evertrain.train.config import ConfigError, TrainConfig
 from evertrain.train.config_history import record_config
 from evertrain.train.logging import RunLogger, read_log, truncate_log
@@ -454,8 +455,13 @@ class _Trainer:
         self._build()
         self._restore(resume)
         started = time.perf_counter()
-        total_steps = cfg.total_steps
         tokens_per_step = cfg.tokens_per_step
+        # The budget is in tokens: a resume with another batch size trains the remaining tokens
+        # in steps of the new size (cfg.total_steps counts from token 0 at the new size only).
+        # Unchanged batch size: the same number as cfg.total_steps.
+        total_steps = self.step + budget_total_steps(
+            max(0, cfg.budget_tokens - self.tokens), tokens_per_step
+        )
         model: torch.nn.Module = self.model
         if cfg.compile:
             model = torch.compile(model)
