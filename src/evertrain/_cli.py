@@ -5,6 +5,7 @@ Kept torch-free and tiny: `evertrain.cli` imports every area's CLI module at sta
 
 from __future__ import annotations
 
+import re
 from typing import NoReturn
 
 import typer
@@ -18,3 +19,12 @@ def fail(error: BaseException | str) -> NoReturn:
     message = " ".join(str(error).split("\n"))  # a message is one line, whatever raised it
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def unescape(text: str | None) -> str | None:
+    """A separator typed in a shell (``--txt-separator '\\n\\n'``): read the escapes ``\\n``,
+    ``\\t``, ``\\r`` and ``\\\\`` as the characters they name; other text is kept as is."""
+    if text is None:
+        return None
+    table = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+    return re.sub(r"\\(.)", lambda match: table.get(match.group(1), match.group(0)), text)

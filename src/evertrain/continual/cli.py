@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from evertrain._cli import fail
+from evertrain._cli import fail, unescape
 from evertrain._lock import FolderLockedError
 from evertrain._paths import check_output_dir
 from evertrain.continual import demo as continual_demo
@@ -34,24 +34,6 @@ def _preempted(stop: RunPreempted) -> None:
     so a scheduler requeues the same command, which resumes the stage (finished stages are kept)."""
     typer.echo(f"{stop}; run the same command again to continue the plan", err=True)
     raise typer.Exit(EXIT_PREEMPTED)
-
-
-def _parse_separator(value: str | None) -> str | None:
-    """``--txt-separator '\\n\\n'`` as typed in a shell: turn the escapes ``\\n``, ``\\r``,
-    ``\\t`` and ``\\\\`` into the characters they name (other text is kept as is)."""
-    if value is None:
-        return None
-    escapes = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\"}
-    out, index = [], 0
-    while index < len(value):
-        char = value[index]
-        if char == "\\" and index + 1 < len(value) and value[index + 1] in escapes:
-            out.append(escapes[value[index + 1]])
-            index += 2
-        else:
-            out.append(char)
-            index += 1
-    return "".join(out)
 
 
 def _demo_sources(
@@ -104,8 +86,9 @@ def demo_command(
     txt_separator: str | None = typer.Option(
         None,
         "--txt-separator",
-        help="split .txt files into documents at this string, e.g. '\\n\\n' (escapes \\n \\t "
-        "are read); default: as `evertrain data prepare` splits them",
+        help="split .txt files into documents at this exact string, e.g. '\\n\\n' (escapes "
+        "\\n \\t are read), or 'file' for one document per file; default: whole paragraphs "
+        "packed into documents up to 8 KiB, as `evertrain data prepare` does",
     ),
     max_bytes: int | None = typer.Option(
         None,
@@ -137,7 +120,7 @@ def demo_command(
             data=sources,
             workers=workers or None,
             device=device,
-            txt_separator=_parse_separator(txt_separator),
+            txt_separator=unescape(txt_separator),
             max_bytes=max_bytes,
             force=force,
         )

@@ -15,7 +15,7 @@ from typing import NoReturn
 import typer
 
 from evertrain import _yaml
-from evertrain._cli import fail
+from evertrain._cli import fail, unescape
 from evertrain.data import corpora
 from evertrain.data.mixtures import mixture_table, plot_mixture
 from evertrain.data.shards import PreparedDataset, cut_source_lines, prepare
@@ -79,12 +79,6 @@ def _fail(error: Exception, flags: Mapping[str, str] | None = None) -> NoReturn:
     fail(str(error) if flags is None else cli_words(str(error), flags))
 
 
-def _unescape(text: str) -> str:
-    """Read \\n, \\t, \\r and \\\\ in a shell argument as the characters they name."""
-    table = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
-    return re.sub(r"\\(.)", lambda m: table.get(m.group(1), m.group(0)), text)
-
-
 @app.command("prepare")
 def prepare_command(
     sources: list[str] = typer.Argument(
@@ -146,7 +140,7 @@ def prepare_command(
             max_bytes=max_bytes or None,
             text_field=text_field,
             text_column=text_column,
-            txt_separator=None if txt_separator is None else _unescape(txt_separator),
+            txt_separator=unescape(txt_separator),
             overwrite=overwrite,
             progress=not quiet,
         )
