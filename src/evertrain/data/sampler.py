@@ -43,6 +43,7 @@ import numpy as np
 from evertrain.data._rng import random_uint64, random_uniform, stream_key
 from evertrain.data.errors import DataError
 from evertrain.data.shards import PreparedDataset, check_same_tokenizer
+from evertrain.schedules import from_spec
 
 _CHOICE_STREAM = 1
 _OFFSET_STREAM = 2
@@ -113,12 +114,6 @@ def weight_function(name: str, spec: Any) -> WeightFunction:
                 "use keys weight, exponent, scale_tokens, last_seen"
             ) from None
     if isinstance(spec, str | Mapping | Path):
-        try:
-            from evertrain.schedules import from_spec
-        except ImportError as error:  # pragma: no cover - the schedules package ships with us
-            raise DataError(
-                f"weights[{name!r}] is a schedule spec but evertrain.schedules is unavailable ({error})"
-            ) from None
         try:
             schedule = from_spec(spec)
         except ValueError as error:

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from evertrain.schedules import from_spec
+
 
 class LawError(ValueError):
     """Bad input for a loss-curve law; the message names the field and how to fix it."""
@@ -145,12 +147,6 @@ def lr_array(schedule: Any, n_steps: int, *, tokens_per_step: float | None = Non
 def _as_schedule(schedule: Any) -> Any:
     if callable(schedule) and hasattr(schedule, "to_spec"):
         return schedule
-    try:
-        from evertrain.schedules import from_spec
-    except ImportError as exc:  # the schedules area has not landed its core yet
-        raise LawError(
-            "evertrain.schedules.from_spec is unavailable: pass a per-step LR array instead"
-        ) from exc
     try:
         return from_spec(schedule)
     except ValueError as exc:  # ScheduleError is a ValueError: keep its message, our type

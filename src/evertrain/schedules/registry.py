@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+# The package-root YAML reader (numbers as YAML 1.2 reads them), not another room of evertrain.
+from evertrain import _yaml
 from evertrain.schedules.base import Schedule, ScheduleError
 
 _REGISTRY: dict[str, type[Schedule]] = {}
@@ -122,8 +124,6 @@ def parse_value(text: str) -> Any:
         try:
             return json.loads(text)
         except json.JSONDecodeError:
-            from evertrain import _yaml  # reads 3e-4 as a number (YAML 1.2), unlike PyYAML
-
             try:
                 return _yaml.load(text)
             except _yaml.YAMLError as error:
@@ -173,8 +173,6 @@ def load_spec_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         if path.suffix == ".json":
             data = json.loads(text)
         else:
-            from evertrain import _yaml  # numbers load as numbers; quoted strings stay strings
-
             data = _yaml.load(text)
     except Exception as error:  # noqa: BLE001 -- any parse failure becomes a clear message
         raise ScheduleError(f"cannot parse schedule spec file {str(path)!r}: {error}") from None

@@ -16,7 +16,11 @@ from pathlib import Path
 import typer
 
 from evertrain._cli import EXIT_BAD_INPUT, fail
-from evertrain.train.preempt import EXIT_PREEMPTED  # 75, EX_TEMPFAIL; stdlib only, no torch
+from evertrain._lock import FolderLockedError
+from evertrain.train.preempt import (  # 75, EX_TEMPFAIL; stdlib only, no torch
+    EXIT_PREEMPTED,
+    RunPreempted,
+)
 
 app = typer.Typer(help="The reference GPT trainer.", no_args_is_help=True)
 
@@ -44,11 +48,9 @@ def _one_line_warnings() -> Iterator[None]:
 def _train(
     config: Path, overrides: list[str], resume: bool, init_from: str | None, progress: bool
 ) -> None:
-    from evertrain._lock import FolderLockedError
     from evertrain.train.checkpoint import CheckpointError
     from evertrain.train.config import TrainConfig, apply_overrides
     from evertrain.train.loop import NonFiniteLossError, run
-    from evertrain.train.preempt import RunPreempted
 
     try:
         with _one_line_warnings():

@@ -25,6 +25,8 @@ from typing import Any
 
 from evertrain import _yaml
 from evertrain._atomic import atomic_write_text
+from evertrain.schedules import from_spec
+from evertrain.train.logging import read_log
 
 HISTORY_NAME = "config_history.jsonl"
 CONFIG_NAME = "config.yaml"
@@ -70,8 +72,6 @@ def trained_config(out_dir: str | Path, step: int | None = None) -> dict[str, An
         path = Path(out_dir) / CONFIG_NAME
         return _yaml.load(path.read_text(encoding="utf-8")) if path.is_file() else None
     if step is None:
-        from evertrain.train.logging import read_log
-
         steps = [int(r.get("step", 0)) for r in read_log(Path(out_dir) / "log.jsonl")]
         step = max(steps, default=0)
     chosen = entries[0]
@@ -95,8 +95,6 @@ def _schedule_text(spec: Any) -> str:
 
 def _same_schedule(old: Any, new: Any) -> bool:
     # An inline string and the equivalent mapping (or defaults spelled out) are one schedule.
-    from evertrain.schedules import from_spec
-
     if old == new:
         return True
     try:
