@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +93,34 @@ def make_config(out_dir: Path, data: dict[str, str], **overrides: Any) -> dict[s
         cfg["schedule"]["total"] = cfg["budget_tokens"]
         cfg["schedule"]["warmup"] = cfg["budget_tokens"] // 4
     return cfg
+
+
+def fork_child(body: Callable[[], int], env: dict[str, str] | None = None) -> int:
+    """Run ``body`` in a forked copy of this process (one torch thread, ``env`` set); its return
+    value, or the status of a ``SystemExit`` it raises, is the child's exit status (1 if it raises
+    anything else). Returns the child's pid."""
+    import torch
+
+    pid = os.fork()
+    if pid == 0:  # child: never return into pytest
+        code = 1
+        try:
+            os.environ.update(env or {})
+            torch.set_num_threads(1)
+            code = body()
+        except SystemExit as exit_:  # the CLI ends with sys.exit(status)
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        finally:
+            os._exit(code)
+    return pid
+
+
+def rank_env(rank: int, port: str, world_size: int = 2) -> dict[str, str]:
+    """The variables torchrun sets for ``rank`` of a ``world_size`` gloo job on localhost."""
+    return {
+        "RANK": str(rank),
+        "LOCAL_RANK": str(rank),
+        "WORLD_SIZE": str(world_size),
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": port,
+    }

@@ -15,7 +15,7 @@ import yaml
 
 from evertrain.train import history, run
 
-from .conftest import make_config
+from .conftest import fork_child, make_config, rank_env
 
 OVERRIDES = {
     "budget_tokens": 6 * 256,
@@ -36,23 +36,13 @@ def test_two_forked_ranks_match_single_process(tiny_data: dict[str, str], tmp_pa
     single = run(make_config(tmp_path / "single", tiny_data, **OVERRIDES), progress=False)
     cfg = make_config(tmp_path / "ddp", tiny_data, **OVERRIDES)
     port = str(free_port())
-    children = []
-    for rank in range(2):
-        pid = os.fork()
-        if pid == 0:  # child: never return into pytest
-            code = 1
-            try:
-                os.environ.update(
-                    RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
-                    MASTER_ADDR="127.0.0.1", MASTER_PORT=port,
-                )  # fmt: skip
-                torch.set_num_threads(1)
-                run(cfg, progress=False)
-                # run() made the process group, so run() destroys it (exit 3 if left open).
-                code = 3 if torch.distributed.is_initialized() else 0
-            finally:
-                os._exit(code)
-        children.append(pid)
+
+    def body() -> int:
+        run(cfg, progress=False)
+        # run() made the process group, so run() destroys it (exit 3 if left open).
+        return 3 if torch.distributed.is_initialized() else 0
+
+    children = [fork_child(body, rank_env(rank, port)) for rank in range(2)]
     statuses = [os.waitpid(pid, 0)[1] for pid in children]
     assert statuses == [0, 0]
     check_matches(tmp_path, single)

@@ -34,7 +34,7 @@ from evertrain.train.preempt import (
     RunPreempted,
 )
 
-from .conftest import make_config
+from .conftest import fork_child, make_config, rank_env
 from .test_distributed import free_port
 from .test_resume import comparable, one_thread
 
@@ -76,22 +76,6 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
 
 
 # ---------------------------------------------------------------------- forked children
-
-
-def fork_child(body: Callable[[], int], env: dict[str, str] | None = None) -> int:
-    """Run ``body`` in a forked copy of this process; its return value is the exit status."""
-    pid = os.fork()
-    if pid == 0:  # child: never return into pytest
-        code = 1
-        try:
-            os.environ.update(env or {})
-            torch.set_num_threads(1)
-            code = body()
-        except SystemExit as exit_:  # the CLI ends with sys.exit(status)
-            code = exit_.code if isinstance(exit_.code, int) else 1
-        finally:
-            os._exit(code)
-    return pid
 
 
 def cli_body(config_path: Path) -> Callable[[], int]:
@@ -460,14 +444,7 @@ def ddp_ranks(config_path: Path, report_dir: Path) -> list[int]:
             (report_dir / f"rank{rank}.json").write_text(json.dumps(outcome))
             return code
 
-        env = {
-            "RANK": str(rank),
-            "LOCAL_RANK": str(rank),
-            "WORLD_SIZE": "2",
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": port,
-        }
-        pids.append(fork_child(body, env))
+        pids.append(fork_child(body, rank_env(rank, port)))
     return pids
 
 

@@ -20,7 +20,7 @@ from evertrain._lock import LOCK_NAME
 from evertrain.cli import app
 from evertrain.train import history
 
-from .conftest import make_config
+from .conftest import fork_child, make_config, rank_env
 
 runner = CliRunner()
 
@@ -172,23 +172,17 @@ def test_every_ddp_rank_stops_when_the_folder_is_busy(
     holder = hold_lock_in_child(out)
     cfg = make_config(out, tiny_data, budget_tokens=2 * 256)
     port = str(free_port())
+
+    def body() -> int:
+        try:
+            run(cfg, progress=False)
+        except FolderLockedError as error:
+            return 7 if f"pid {holder.pid}" in str(error) else 8
+        return 1
+
     children = []
     try:
-        for rank in range(2):
-            pid = os.fork()
-            if pid == 0:  # child: never return into pytest
-                code = 1
-                try:
-                    os.environ.update(
-                        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
-                        MASTER_ADDR="127.0.0.1", MASTER_PORT=port,
-                    )  # fmt: skip
-                    run(cfg, progress=False)
-                except FolderLockedError as error:
-                    code = 7 if f"pid {holder.pid}" in str(error) else 8
-                finally:
-                    os._exit(code)
-            children.append(pid)
+        children = [fork_child(body, rank_env(rank, port)) for rank in range(2)]
         statuses = {}
         deadline = time.monotonic() + 120  # a hung rank fails the test instead of hanging it
         while len(statuses) < 2 and time.monotonic() < deadline:
