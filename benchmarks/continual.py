@@ -108,15 +108,18 @@ def _branch_job(kind: str, kwargs: dict) -> dict:
     budget = kwargs.pop("budget")
     peak = kwargs.pop("peak")
     smallest = kwargs.pop("smallest")
+    # The trainer's one budget rule: whole optimizer steps, and the schedule spans exactly them
+    # (as run_branches rounds its budgets), so the cosine runs and the branches train alike.
+    tokens = setup.whole_steps(budget)
     schedule = runner.R.rewarm_schedule(
         peak=peak,
-        tokens=budget,
-        warmup_fraction=0.02 * smallest / budget,
+        tokens=tokens,
+        warmup_fraction=0.02 * smallest / tokens,
         floor_fraction=0.1,
         decay_shape="cosine",
     )
-    config = runner.train_config(
-        setup, schedule=schedule, tokens=budget, mixture={"D0": 1.0}, **kwargs
+    config = runner.stage_config(
+        setup, schedule=schedule, tokens=tokens, mixture={"D0": 1.0}, **kwargs
     )
     result = runner.run_stage(
         config, name=f"cosine-{budget}", recipe="cosine", old=[], new=["D0"], progress=False
