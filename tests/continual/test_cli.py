@@ -4,13 +4,14 @@ results on good input, exit code 2 and a one-line error naming the fix on bad in
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from evertrain.cli import app
+
+from ..lock_holder import hold_lock_in_child
 
 runner = CliRunner()
 
@@ -191,23 +192,8 @@ def test_report_out_where_nobody_can_write_is_refused_even_for_root(tmp_path, ma
 
 
 def test_continual_run_on_a_held_output_folder_is_a_one_line_error(tmp_path):
-    import subprocess
-    import sys
-
     out = tmp_path / "o"
-    code = (
-        "import time\nfrom evertrain._lock import FolderLock\n"
-        f"with FolderLock({str(out)!r}, what='continual output folder'):\n"
-        "    print('held', flush=True)\n    time.sleep(60)\n"
-    )
-    src = str(Path(__file__).parents[2] / "src")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", code],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": src},
-    )
-    assert holder.stdout.readline().strip() == "held"
+    holder = hold_lock_in_child(out, "continual output folder")
     plan = tmp_path / "plan.yaml"
     plan.write_text(
         yaml.safe_dump(

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,8 @@ from typer.testing import CliRunner
 from evertrain.cli import app
 from evertrain.continual import demo as D
 from evertrain.continual.runner import ContinualError
+
+from ..lock_holder import lock_held_elsewhere
 
 runner = CliRunner()
 
@@ -230,31 +230,9 @@ def test_the_dispatcher_starts_the_longest_ready_run(monkeypatch, tmp_path):
     assert order == ["retrain", "base", "finetune", "rewarm", "rewarm+replay", "infinite+replay"]
 
 
-def _hold_lock(folder: Path, what: str) -> subprocess.Popen:
-    code = (
-        "import sys, time\n"
-        "from evertrain._lock import FolderLock\n"
-        f"with FolderLock({str(folder)!r}, what={what!r}):\n"
-        "    print('held', flush=True)\n"
-        "    time.sleep(60)\n"
-    )
-    holder = subprocess.Popen(
-        [sys.executable, "-c", code],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**__import__("os").environ, "PYTHONPATH": str(Path(D.__file__).parents[2])},
-    )
-    assert holder.stdout.readline().strip() == "held"
-    return holder
-
-
 def test_a_second_demo_on_a_held_folder_is_a_one_line_error(tmp_path):
-    holder = _hold_lock(tmp_path / "d", "demo folder")
-    try:
+    with lock_held_elsewhere(tmp_path / "d", "demo folder") as holder:
         result = _invoke("demo", "--scale", "0.05", "--out", tmp_path / "d")
-    finally:
-        holder.kill()
-        holder.wait()
     assert result.exit_code == 2
     line = _error_line(result)
     assert line.startswith(f"error: demo folder {tmp_path / 'd'} is in use by pid {holder.pid}")

@@ -9,6 +9,8 @@ from typer.testing import CliRunner
 
 from evertrain.cli import app
 
+from ..lock_holder import lock_held_elsewhere
+
 runner = CliRunner()
 
 
@@ -152,38 +154,14 @@ def test_a_prepare_into_a_folder_in_use_is_one_line_exit_2(tmp_path, tokenizer_p
 
     out = tmp_path / "out"
     args = _prepare_args(tmp_path, tokenizer_path, out)
-    # The lock is re-entrant within one process: hold it from another one.
-    import os
-    import subprocess
-    import sys
-
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(out)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with lock_held_elsewhere(out, "dataset folder") as holder:
         result = runner.invoke(app, args)
-    finally:
-        holder.kill()
-        holder.wait()
     assert result.exit_code == 2 and result.output.count("\n") == 1
     assert f"dataset folder {out} is in use by pid {holder.pid}" in result.output
     assert not (out / "manifest.json").exists()
     with FolderLock(out):  # released: a dead holder's lock is taken over
         pass
     assert runner.invoke(app, [*args, "-q"]).exit_code == 0
-
-
-HOLD = """
-import sys, time
-from evertrain._lock import FolderLock
-with FolderLock(sys.argv[1], what="dataset folder"):
-    print("held", flush=True)
-    time.sleep(60)
-"""
 
 
 def test_a_missing_column_names_the_flag_and_leaves_no_folder(tmp_path, tokenizer_path) -> None:

@@ -12,6 +12,8 @@ import pytest
 from evertrain._hashing import file_sha256
 from evertrain.data import DataError, PreparedDataset, load_tokenizer, prepare, token_dtype
 
+from ..lock_holder import lock_held_elsewhere
+
 
 def write_docs(folder: Path, docs: list[str]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
@@ -486,33 +488,12 @@ def test_a_missing_column_fails_before_the_tokenizer_is_trained(tmp_path, monkey
 
 # --- the output folder -------------------------------------------------------------------------
 
-HOLD_LOCK = """
-import sys, time
-from evertrain._lock import FolderLock
-with FolderLock(sys.argv[1], what="dataset folder"):
-    print("held", flush=True)
-    time.sleep(60)
-"""
-
 
 def test_a_second_prepare_into_a_held_folder_is_refused(tmp_path, tokenizer_path) -> None:
-    import subprocess
-    import sys
-
     out = tmp_path / "out"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(out)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with lock_held_elsewhere(out, "dataset folder") as holder:
         with pytest.raises(DataError, match=rf"dataset folder {out} is in use by pid {holder.pid}"):
             prepare([write_docs(tmp_path / "docs", DOCS)], out, tokenizer=tokenizer_path)
-    finally:
-        holder.kill()
-        holder.wait()
     # The holder died: its lock is taken over.
     ds = prepare([tmp_path / "docs"], out, tokenizer=tokenizer_path, progress=False)
     assert ds.manifest["documents"]["train"] > 0

@@ -8,8 +8,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,27 +18,10 @@ from evertrain._lock import LOCK_NAME
 from evertrain.cli import app
 from evertrain.train import history
 
+from ..lock_holder import hold_lock_in_child
 from .conftest import fork_child, make_config, rank_env
 
 runner = CliRunner()
-
-HOLD_LOCK = """
-import sys, time
-from evertrain._lock import FolderLock
-FolderLock(sys.argv[1], what="run folder").__enter__()
-print("locked", flush=True)
-time.sleep(120)
-"""
-
-
-def hold_lock_in_child(folder: Path) -> subprocess.Popen:
-    """Another process that has taken the run folder's lock (as a running `train run` does)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    child = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(folder)], stdout=subprocess.PIPE, env=env
-    )
-    assert child.stdout is not None and child.stdout.readline().strip() == b"locked"
-    return child
 
 
 def write_config(tmp_path: Path, out_dir: Path, data: dict[str, str], steps: int = 2) -> Path:
@@ -65,7 +46,7 @@ def test_second_writer_is_refused_naming_the_holder(
     tiny_data: dict[str, str], tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
-    holder = hold_lock_in_child(out)
+    holder = hold_lock_in_child(out, "run folder")
     try:
         config = write_config(tmp_path, out, tiny_data)
         for args in ([], ["--resume"]):
@@ -83,7 +64,7 @@ def test_second_writer_is_refused_naming_the_holder(
 
 def test_lock_of_a_killed_process_is_taken_over(tiny_data: dict[str, str], tmp_path: Path) -> None:
     out = tmp_path / "run"
-    holder = hold_lock_in_child(out)
+    holder = hold_lock_in_child(out, "run folder")
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     # The dead holder's record is still in the file; the kernel dropped its flock.
@@ -169,7 +150,7 @@ def test_every_ddp_rank_stops_when_the_folder_is_busy(
     from .test_distributed import free_port
 
     out = tmp_path / "run"
-    holder = hold_lock_in_child(out)
+    holder = hold_lock_in_child(out, "run folder")
     cfg = make_config(out, tiny_data, budget_tokens=2 * 256)
     port = str(free_port())
 
