@@ -13,6 +13,7 @@ folder, exactly as for a user running python there (``tests/`` is never on it).
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,18 @@ def _run_bash(code: str, timeout: float) -> tuple[bool, str]:
         out = (error.stdout or b"").decode() if isinstance(error.stdout, bytes) else error.stdout
         return False, f"{out or ''}\n[timed out after {timeout:.0f} s]"
     return done.returncode == 0, done.stdout + done.stderr + f"\n[exit code {done.returncode}]"
+
+
+def write_plan(path: Path, blocks: list[Block], results: Path, bash_timeout: float) -> None:
+    """The plan :func:`drive` reads: the blocks to run in order, where to write their results."""
+    plan = {
+        "blocks": [
+            {"index": b.index, "lang": b.lang, "code": b.code, "label": b.label} for b in blocks
+        ],
+        "results": str(results),
+        "bash_timeout": bash_timeout,
+    }
+    path.write_text(json.dumps(plan))
 
 
 def drive(plan_path: str) -> None:

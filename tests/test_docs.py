@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from .docs_blocks import DRIVER_BOOTSTRAP, REPO_ROOT, Block, doc_pages, page_blocks
+from .docs_blocks import DRIVER_BOOTSTRAP, REPO_ROOT, Block, doc_pages, page_blocks, write_plan
 
 DRIVER = Path(__file__).resolve().with_name("docs_blocks.py")
 
@@ -133,18 +133,7 @@ def _run_page(
     blocks = [b for b in page_blocks(root / page, root=root) if _planned(b, selected)]
     results = folder.parent / f"{folder.name}.results.json"
     plan = folder.parent / f"{folder.name}.plan.json"
-    plan.write_text(
-        json.dumps(
-            {
-                "blocks": [
-                    {"index": b.index, "lang": b.lang, "code": b.code, "label": b.label}
-                    for b in blocks
-                ],
-                "results": str(results),
-                "bash_timeout": BASH_TIMEOUT_S,
-            }
-        )
-    )
+    write_plan(plan, blocks, results, BASH_TIMEOUT_S)
     env = dict(os.environ)
     # `evertrain`, `python`, `torchrun` in bash blocks: the interpreter under test, not the system's
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
@@ -340,18 +329,7 @@ def test_harness_runs_a_page_in_order_in_one_folder_and_reports_each_block(tmp_p
     work.mkdir()
     plan = tmp_path / "plan.json"
     results = tmp_path / "results.json"
-    plan.write_text(
-        json.dumps(
-            {
-                "blocks": [
-                    {"index": b.index, "lang": b.lang, "code": b.code, "label": b.label}
-                    for b in blocks
-                ],
-                "results": str(results),
-                "bash_timeout": 60,
-            }
-        )
-    )
+    write_plan(plan, blocks, results, 60)
     env = dict(os.environ, BIN=os.path.dirname(sys.executable))
     env["PATH"] = env["BIN"] + os.pathsep + env.get("PATH", "")
     subprocess.run(
