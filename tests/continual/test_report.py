@@ -1,8 +1,10 @@
-"""The report: figures exist, carry the right series, and the table has the right numbers."""
+"""The report: the page is self-contained, embeds every run and distribution with every
+evaluation, its series are computed right (average, EMA, steps), and the table has the right
+numbers. The browser side is in test_report_browser.py."""
 
 from __future__ import annotations
 
-import base64
+import html
 import json
 import re
 from html.parser import HTMLParser
@@ -11,7 +13,18 @@ from pathlib import Path
 import pytest
 
 from evertrain.continual.forgetting import stage_outcome
-from evertrain.continual.report import ReportError, headline, replay_series, write_report
+from evertrain.continual.report import (
+    MAX_TRAIN_POINTS,
+    ReportError,
+    headline,
+    lr_series,
+    offset_steps,
+    replay_series,
+    run_styles,
+    train_loss_series,
+    write_report,
+)
+from evertrain.continual.report_page import embedded_data
 from evertrain.continual.runs import load_run
 
 BASE_TOKENS = 1000
@@ -92,49 +105,71 @@ def test_replay_share_is_read_from_cumulative_tokens_per_source(tmp_path, make_r
     assert replay_series(load_run(runs["finetune"]), ["d0"]).y == [0.0] * 10
 
 
-class _Images(HTMLParser):
+class _Page(HTMLParser):
+    """The page's tags that could load something, its inline scripts and its table rows."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.sources: list[str] = []
+        self.loads: list[tuple[str, str]] = []
+        self.inline_scripts = 0
         self.rows = 0
 
     def handle_starttag(self, tag, attrs):
-        if tag == "img":
-            self.sources.append(dict(attrs)["src"])
+        attributes = dict(attrs)
+        for name in ("src", "href", "data"):
+            if attributes.get(name):
+                self.loads.append((tag, attributes[name]))
+        if tag == "link":
+            self.loads.append((tag, attributes.get("href", "")))
+        if tag == "script" and "src" not in attributes:
+            self.inline_scripts += 1
         if tag == "tr":
             self.rows += 1
 
 
-def test_report_is_self_contained_and_its_figures_carry_every_run(tmp_path, make_run):
+def test_report_is_self_contained_and_embeds_every_run_and_distribution(tmp_path, make_run):
     runs = _scenario(tmp_path, make_run)
     order = ["base", "finetune", "replay", "retrain"]
     page = write_report([runs[k] for k in order], tmp_path / "report")
     text = page.read_text()
-    parser = _Images()
+    parser = _Page()
     parser.feed(text)
-    assert len(parser.sources) == 2
-    for source in parser.sources:
-        assert source.startswith("data:image/png;base64,")  # no external files needed
-        assert base64.b64decode(source.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    # nothing is fetched at view time: no script, style sheet, image or font from anywhere;
+    # the only links are the PNG exports beside the page
+    assert parser.loads == [("a", "curves.png"), ("a", "summary.png")]
+    assert not re.search(r"(src|href)\s*=\s*[\"']?\s*(https?:)?//", text)
+    assert not re.search(r"url\(\s*[\"']?(https?:)?//|@import", text)
+    assert parser.inline_scripts == 2  # the data, and the charting script
     assert parser.rows == 1 + 4  # header + one row per run
     assert (tmp_path / "report" / "curves.png").stat().st_size > 10_000
+    assert (tmp_path / "report" / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+    data = embedded_data(text)
+    names = ["base", "finetune", "rewarm+replay", "retrain"]
+    assert [r["name"] for r in data["runs"]] == names
+    assert data["curves"]["datasets"] == ["d0", "d1"]
+    ids = [p["id"] for p in data["curves"]["panels"]]
+    assert ids == ["avg", "loss:d0", "loss:d1", "train", "lr", "replay"]
+    for panel in data["curves"]["panels"]:  # every panel holds every run, in the legend's order
+        assert [s["label"] for s in panel["series"]] == names
+    assert [r["label"] for r in data["rows"]] == names
+    assert data["summary"]["runs"] == names
+    # the page and curves.json carry the same numbers
     curves = json.loads((tmp_path / "report" / "curves.json").read_text())
-    titles = [p["title"] for p in curves["panels"]]
-    assert titles == [
-        "validation loss on d0",
-        "validation loss on d1",
-        "learning rate",
-        "share of old-data (replay) tokens per batch",
-    ]
-    d0 = {s["label"]: s for s in curves["panels"][0]["series"]}
-    assert list(d0) == ["base", "finetune", "rewarm+replay", "retrain"]
+    assert curves == data["curves"]
+
+    panels = {p["id"]: {s["label"]: s for s in p["series"]} for p in curves["panels"]}
     # offset by the base's 1000 tokens, starting from the base checkpoint's loss
-    assert d0["finetune"]["x"] == [1000.0, 1500.0, 2000.0]
-    assert d0["finetune"]["y"] == [2.0, 2.4, 2.6]
-    assert d0["retrain"]["x"] == [1000.0, 2000.0]
-    lr = {s["label"]: s for s in curves["panels"][2]["series"]}
-    assert lr["finetune"]["y"] == [1e-4] * 10
+    assert panels["loss:d0"]["finetune"]["x"] == [1000.0, 1500.0, 2000.0]
+    assert panels["loss:d0"]["finetune"]["y"] == [2.0, 2.4, 2.6]
+    assert panels["loss:d0"]["retrain"]["x"] == [1000.0, 2000.0]
+    # the headline metric: the mean over the distributions at each evaluation
+    assert panels["avg"]["finetune"]["y"] == pytest.approx([3.0, 2.6, 2.4])
+    assert panels["avg"]["retrain"]["y"] == pytest.approx([2.75, 2.175])
+    assert panels["lr"]["finetune"]["y"] == [1e-4] * 10
+    # steps continue the base's: its final checkpoint is step 10, finetune's eval at 500 is step 5
+    assert panels["loss:d0"]["finetune"]["steps"] == [10.0, 15.0, 20.0]
+    assert "half-life" in curves["panels"][3]["title"]
 
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     rows = {r["run"]: r for r in report["runs"]}
@@ -144,6 +179,113 @@ def test_report_is_self_contained_and_its_figures_carry_every_run(tmp_path, make
     assert "Best replay recipe: rewarm+replay" in report["headline"]
     assert "1.15 % worse than retrain (more than 1 %)" in report["headline"]
     assert re.search(r"<td>rewarm\+replay</td>", text)
+    # the page names the datasets with their roles, and the scale
+    assert "datasets: d0 (old), d1 (new)" in report["context"]
+    assert "4 runs, 5,000 tokens trained in all" in report["context"]
+    assert html.escape(report["context"]) in text
+
+
+def test_every_evaluation_of_a_dense_run_is_a_point(tmp_path, make_run):
+    evals = [(t, {"d0": 3.0 - t / 10_000}) for t in range(100, 1501, 100)]  # 15 evaluations
+    run = make_run(
+        tmp_path, "dense", evals=evals, train=[(t, 1e-3, {"d0": t}) for t in range(10, 1501, 10)]
+    )
+    page = write_report([run], tmp_path / "report")
+    panels = {p["id"]: p for p in embedded_data(page.read_text())["curves"]["panels"]}
+    assert panels["loss:d0"]["kind"] == "eval"  # drawn with a marker on every point
+    assert panels["loss:d0"]["series"][0]["x"] == [float(t) for t, _ in evals]
+    assert len(panels["avg"]["series"][0]["y"]) == 15
+    assert len(panels["lr"]["series"][0]["x"]) == 150
+
+
+def test_report_of_thirty_runs_keeps_every_run_and_evaluation(tmp_path, make_run):
+    """The scale of the continual benchmark: recipes x seeds, dense evals, three distributions."""
+    datasets = ("d0", "d1", "d2")
+    runs = [
+        make_run(
+            tmp_path,
+            f"run{i:02d}",
+            evals=[
+                (t, {d: 5.0 - t / 1e5 + i / 100 for d in datasets})
+                for t in range(2000, 24001, 2000)
+            ],
+            train=[(t, 1e-3, {"d0": t // 2, "d1": t - t // 2}) for t in range(100, 24001, 100)],
+        )
+        for i in range(30)
+    ]
+    page = write_report(runs, tmp_path / "report")
+    data = embedded_data(page.read_text())
+    assert len(data["runs"]) == 30
+    for panel in data["curves"]["panels"]:
+        assert len(panel["series"]) == 30
+        if panel["kind"] == "eval":
+            assert all(len(s["x"]) == 12 for s in panel["series"])
+    styles = {(r["color"], r["dash"], r["marker"]) for r in data["runs"]}
+    assert len(styles) == 30  # no two runs look alike
+    assert page.stat().st_size < 3_000_000
+
+
+def test_run_styles_differ_and_later_lines_are_thinner():
+    styles = run_styles(140)
+    assert len({(s["color"], s["dash"], s["marker"]) for s in styles}) == 140
+    widths = [s["width"] for s in run_styles(6)]
+    assert widths == sorted(widths, reverse=True) and widths[0] > widths[-1]
+
+
+def test_training_loss_is_an_ema_with_its_half_life_in_tokens(tmp_path, make_run):
+    run_dir = make_run(
+        tmp_path,
+        "r",
+        evals=[(300, {"d0": 1.0})],
+        train=[(t, 1e-3, {"d0": t}) for t in (100, 200, 300)],
+    )
+    lines = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    losses = iter([4.0, 2.0, float("nan")])  # the last step was skipped (non-finite)
+    for line in lines:
+        if line["kind"] == "train":
+            line["loss"] = next(losses)
+    (run_dir / "log.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    smoothed = train_loss_series(load_run(run_dir), half_life_tokens=100)
+    assert smoothed.x == [100.0, 200.0]  # the NaN is left out, not averaged in
+    assert smoothed.y == pytest.approx([4.0, 3.0])  # one half-life later: halfway to the new loss
+    assert train_loss_series(load_run(run_dir), half_life_tokens=1e-9).y == pytest.approx(
+        [4.0, 2.0]
+    )
+
+
+def test_long_train_series_are_thinned_keeping_both_ends(tmp_path, make_run):
+    train = [(t, t / 1e6, {"d0": t}) for t in range(1, 5001)]
+    run = make_run(tmp_path, "long", evals=[(5000, {"d0": 1.0})], train=train)
+    series = lr_series(load_run(run))
+    assert len(series.x) == MAX_TRAIN_POINTS
+    assert series.x[0] == 1.0 and series.x[-1] == 5000.0
+    assert series.x == sorted(series.x)
+
+
+def test_page_survives_names_that_look_like_markup(tmp_path, make_run):
+    evil = "</script><b>x</b>&"
+    run = make_run(
+        tmp_path, "odd", evals=[(100, {"d<0>": 2.0})], meta={"name": evil, "recipe": "r"}
+    )
+    twin = make_run(
+        tmp_path, "twin", evals=[(100, {"d<0>": 2.5})], meta={"name": evil, "recipe": "r"}
+    )
+    text = write_report([run, twin], tmp_path / "report").read_text()
+    data = embedded_data(text)
+    assert [r["name"] for r in data["runs"]] == [evil, f"{evil} #2"]  # repeats told apart
+    assert data["curves"]["datasets"] == ["d<0>"]
+    assert "<b>x</b>" not in text  # escaped in the table, \u003c in the JSON
+
+
+def test_offset_steps_follow_the_parent_checkpoint_or_are_estimated(tmp_path, make_run):
+    runs = _scenario(tmp_path, make_run)
+    assert offset_steps(load_run(runs["finetune"])) == 10  # the base's final checkpoint step
+    assert offset_steps(load_run(runs["base"])) == 0
+    # parent gone: tokens per step of the run itself (100 tokens per step here)
+    import shutil
+
+    shutil.rmtree(runs["base"])
+    assert offset_steps(load_run(runs["finetune"])) == 10
 
 
 def test_report_rejects_a_folder_that_is_not_a_run(tmp_path):

@@ -1,31 +1,72 @@
-"""``evertrain report RUN...``: one self-contained HTML page comparing training runs.
+"""``evertrain report RUN...``: one self-contained, interactive HTML page comparing training runs.
 
-The page holds (PNG figures embedded as base64 ``data:`` URIs, and also written beside it):
+The page (``index.html``; no network needed to view it: its charting script is inlined and its
+data embedded as JSON) holds, against the tokens (or steps) trained into each model:
 
-- ``curves.png``: validation loss on each distribution against tokens for every run (x = all
-  tokens trained into that model, so a continual stage starts where its base stopped), and under
-  them the learning rate and the share of old-data (replay) tokens per batch;
-- ``summary.png``: final average loss and compute (tokens) per run;
+- the average validation loss over the distributions (the headline metric) and the validation
+  loss on each distribution, every evaluation a point (a continual stage starts where its base
+  stopped, from its parent checkpoint's loss);
+- the training loss, smoothed by an EMA whose half-life (in tokens) the panel names;
+- the learning rate and the share of old-data (replay) tokens per batch;
+- bars of the final average loss, the forgetting and the tokens of every run, values printed;
 - a table of final losses, forgetting, adaptation and compute, and the saving against the
   ``retrain`` baseline (tokens saved, loss gap).
 
-Every figure's data is saved as JSON beside its PNG (``curves.json``, ``summary.json``) and the
-table as ``report.json``, so the numbers behind a picture can be checked or re-plotted.
+Each chart has hover values, drag/wheel zoom on x (shared by the panels; double-click or
+"reset zoom" undoes it), a log-y toggle, a tokens/steps switch and a legend whose entries hide
+or show a run. The same panels are also written as PNGs for papers (``curves.png``,
+``summary.png``, matplotlib), and every figure's data as JSON beside it (``curves.json``,
+``summary.json``, ``report.json``), so the numbers behind a picture can be checked or re-plotted.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from evertrain._atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from evertrain.continual.forgetting import StageOutcome, before_eval, stage_outcome
+from evertrain.continual.report_page import render_page
 from evertrain.continual.runs import Run, RunError, eval_at_tokens, load_run
+
+#: Most points kept per series drawn from train records (LR, train loss, replay share); a long
+#: run logs thousands of steps, and 30 runs x 5 panels must stay a page a browser opens fast.
+#: Evaluation series are never thinned: every evaluation is a point on the page.
+MAX_TRAIN_POINTS = 1500
+#: The training-loss EMA's half-life is this fraction of the longest x range (tokens into the
+#: model), so the smoothing looks the same everywhere on the shared axis.
+EMA_HALF_LIFE_FRACTION = 1 / 50
+
+# Run styles: colour, dash and marker cycle with co-prime periods (10, 4, 7), so up to 140 runs
+# differ in at least one of them; widths shrink with drawing order, so a run drawn later on the
+# very same curve (two recipes sharing a schedule) leaves the earlier one's edges visible.
+PALETTE = (
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#ff7f0e",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#7f7f7f",
+    "#bcbd22",
+)
+DASHES = ("", "7 3", "2 2", "9 3 2 3")  # SVG stroke-dasharray
+MARKERS = ("circle", "square", "triangle", "diamond", "triangle-down", "plus", "cross")
+_MPL_MARKERS = {
+    "circle": "o",
+    "square": "s",
+    "triangle": "^",
+    "diamond": "D",
+    "triangle-down": "v",
+    "plus": "P",
+    "cross": "X",
+}
 
 
 class ReportError(ValueError):
@@ -34,54 +75,143 @@ class ReportError(ValueError):
 
 @dataclass
 class Series:
+    """One run's curve in one panel: x in tokens into the model, ``steps`` the same points in
+    optimizer steps into the model."""
+
     label: str
     x: list[float]
-    y: list[float]
+    y: list[float | None]
+    steps: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "x": self.x, "y": self.y}
+        return {"label": self.label, "x": self.x, "y": self.y, "steps": self.steps}
 
 
-def loss_series(run: Run, dataset: str) -> Series:
-    """Eval loss on ``dataset`` against total tokens trained into the model.
+@dataclass
+class RunView:
+    """A loaded run with what every panel needs of its lineage, computed once."""
+
+    run: Run
+    label: str
+    before: dict[str, float]
+    offset_steps: int
+
+    @property
+    def offset_tokens(self) -> int:
+        return self.run.offset_tokens
+
+
+def run_styles(count: int) -> list[dict[str, Any]]:
+    """Colour, SVG dash pattern, marker and line width of the i-th run (page and PNG alike)."""
+    styles = []
+    for i in range(count):
+        width = 1.3 + 1.7 * (count - 1 - i) / max(count - 1, 1)
+        styles.append(
+            {
+                "color": PALETTE[i % len(PALETTE)],
+                "dash": DASHES[i % len(DASHES)],
+                "marker": MARKERS[i % len(MARKERS)],
+                "width": round(width, 2),
+            }
+        )
+    return styles
+
+
+def _start_point(view: RunView, dataset: str) -> tuple[float, float, float] | None:
+    """(tokens, steps, loss) of the parent checkpoint for a stage that did not evaluate at 0."""
+    run = view.run
+    if run.offset_tokens > 0 and not eval_at_tokens(run, 0):
+        start = view.before.get(dataset)
+        if start is not None:
+            return float(run.offset_tokens), float(view.offset_steps), float(start)
+    return None
+
+
+def loss_series(run: Run | RunView, dataset: str) -> Series:
+    """Eval loss on ``dataset`` against total tokens trained into the model, every evaluation.
 
     A continual stage starts with its parent checkpoint's loss at its fork point, so its curve
     visibly continues the base's.
     """
-    xs, ys = [], []
-    if run.offset_tokens > 0 and not eval_at_tokens(run, 0):
-        start = before_eval(run).get(dataset)
-        if start is not None:
-            xs.append(float(run.offset_tokens))
-            ys.append(float(start))
-    for record in run.eval_records:
+    view = run if isinstance(run, RunView) else view_of(run)
+    series = Series(view.label, [], [], [])
+    start = _start_point(view, dataset)
+    if start is not None:
+        _append(series, *start)
+    for record in view.run.eval_records:
         value = record["eval"].get(dataset)
         if value is None:
             continue
-        xs.append(float(run.offset_tokens + int(record["tokens"])))
-        ys.append(float(value))
-    return Series(run.name, xs, ys)
+        _append(series, *_position(view, record), float(value))
+    return series
 
 
-def lr_series(run: Run) -> Series:
-    xs, ys = [], []
-    for record in run.train_records:
+def average_loss_series(run: Run | RunView, datasets: list[str]) -> Series:
+    """Mean validation loss over ``datasets`` at each evaluation that measured all of them (the
+    headline metric of continual pre-training: Ibrahim et al. 2024's average of old and new)."""
+    view = run if isinstance(run, RunView) else view_of(run)
+    series = Series(view.label, [], [], [])
+    if not datasets:
+        return series
+    starts = [_start_point(view, d) for d in datasets]
+    if all(s is not None for s in starts):
+        tokens, steps, _ = starts[0]  # type: ignore[misc]
+        _append(series, tokens, steps, sum(s[2] for s in starts) / len(starts))  # type: ignore[index]
+    for record in view.run.eval_records:
+        values = [record["eval"].get(d) for d in datasets]
+        if any(v is None for v in values):
+            continue
+        _append(series, *_position(view, record), sum(float(v) for v in values) / len(values))
+    return series
+
+
+def lr_series(run: Run | RunView) -> Series:
+    view = run if isinstance(run, RunView) else view_of(run)
+    series = Series(view.label, [], [], [])
+    for record in view.run.train_records:
         if record.get("lr") is None:
             continue
-        xs.append(float(run.offset_tokens + int(record["tokens"])))
-        ys.append(float(record["lr"]))
-    return Series(run.name, xs, ys)
+        _append(series, *_position(view, record), float(record["lr"]))
+    return _thin(series)
 
 
-def replay_series(run: Run, old: list[str], window: int | None = None) -> Series:
+def train_loss_series(run: Run | RunView, half_life_tokens: float) -> Series:
+    """Training loss smoothed by an EMA with a half-life of ``half_life_tokens`` tokens.
+
+    The weight of the previous value is ``0.5 ** (Δtokens / half_life)``, so runs logging at
+    different intervals are smoothed alike; the EMA starts at the first logged loss (no bias
+    toward 0) and a non-finite loss (a skipped step) is left out.
+    """
+    view = run if isinstance(run, RunView) else view_of(run)
+    series = Series(view.label, [], [], [])
+    value: float | None = None
+    last_tokens = 0.0
+    for record in view.run.train_records:
+        loss = record.get("loss")
+        if loss is None or not math.isfinite(float(loss)):
+            continue
+        tokens, steps = _position(view, record)
+        if value is None:
+            value = float(loss)
+        else:
+            keep = 0.5 ** (max(tokens - last_tokens, 0.0) / half_life_tokens)
+            value = keep * value + (1.0 - keep) * float(loss)
+        last_tokens = tokens
+        _append(series, tokens, steps, value)
+    return _thin(series)
+
+
+def replay_series(run: Run | RunView, old: list[str], window: int | None = None) -> Series:
     """Share of tokens drawn from the ``old`` datasets, over a moving window of train records.
 
     ``tokens_per_source`` in the log is cumulative (the sampler's running totals), so the share
     over records i-w..i is Δold/Δall; a window of ~5 % of the run smooths the per-batch noise.
     """
-    records = [r for r in run.train_records if isinstance(r.get("tokens_per_source"), dict)]
+    view = run if isinstance(run, RunView) else view_of(run)
+    records = [r for r in view.run.train_records if isinstance(r.get("tokens_per_source"), dict)]
+    series = Series(view.label, [], [], [])
     if not records or not old:
-        return Series(run.name, [], [])
+        return series
     totals = [sum(float(v) for v in r["tokens_per_source"].values()) for r in records]
     olds = [sum(float(r["tokens_per_source"].get(n, 0.0)) for n in old) for r in records]
     cumulative = all(b >= a for a, b in zip(totals, totals[1:], strict=False))
@@ -89,15 +219,41 @@ def replay_series(run: Run, old: list[str], window: int | None = None) -> Series
         totals = _cumsum(totals)
         olds = _cumsum(olds)
     window = window or max(1, len(records) // 20)
-    xs, ys = [], []
     for i, record in enumerate(records):
         j = i - window
         d_total = totals[i] - (totals[j] if j >= 0 else 0.0)
         d_old = olds[i] - (olds[j] if j >= 0 else 0.0)
         if d_total > 0:
-            xs.append(float(run.offset_tokens + int(record["tokens"])))
-            ys.append(d_old / d_total)
-    return Series(run.name, xs, ys)
+            _append(series, *_position(view, record), d_old / d_total)
+    return _thin(series)
+
+
+def _position(view: RunView, record: dict[str, Any]) -> tuple[float, float]:
+    """(tokens, steps) of a log record, counted from the start of the model's lineage."""
+    return (
+        float(view.offset_tokens + int(record.get("tokens", 0))),
+        float(view.offset_steps + int(record.get("step", 0))),
+    )
+
+
+def _append(series: Series, tokens: float, steps: float, value: float) -> None:
+    series.x.append(tokens)
+    series.steps.append(steps)
+    series.y.append(value if math.isfinite(value) else None)
+
+
+def _thin(series: Series, limit: int = MAX_TRAIN_POINTS) -> Series:
+    """Keep at most ``limit`` evenly spaced points, always the first and the last."""
+    n = len(series.x)
+    if n <= limit:
+        return series
+    keep = sorted({round(i * (n - 1) / (limit - 1)) for i in range(limit)})
+    return Series(
+        series.label,
+        [series.x[i] for i in keep],
+        [series.y[i] for i in keep],
+        [series.steps[i] for i in keep],
+    )
 
 
 def _cumsum(values: list[float]) -> list[float]:
@@ -125,40 +281,156 @@ def _old_datasets(run: Run, datasets: list[str]) -> list[str]:
     return datasets[:-1]
 
 
-def curves_figure_data(runs: list[Run]) -> dict[str, Any]:
-    """The panels of ``curves.png``: one loss panel per dataset, then LR, then replay share."""
-    datasets = _datasets(runs)
-    panels = []
+def offset_steps(run: Run, load: Callable[[str], Run] = load_run, _depth: int = 0) -> int:
+    """Optimizer steps trained into the model before ``run`` started (0 for a run from scratch).
+
+    Read from the parent checkpoint's manifest entry (plus the parent's own offset, for a stage
+    of a stage); when the parent run is gone, estimated from the run's own tokens per step.
+    """
+    if "offset_steps" in run.meta:
+        return int(run.meta["offset_steps"])
+    if run.offset_tokens <= 0:
+        return 0
+    parent = run.parent or {}
+    if parent.get("run") and parent.get("checkpoint") and _depth < 32:
+        try:
+            parent_run = load(str(parent["run"]))
+        except (RunError, OSError):
+            parent_run = None
+        step = _checkpoint_step(parent_run, str(parent["checkpoint"])) if parent_run else None
+        if step is not None:
+            return offset_steps(parent_run, load, _depth + 1) + step  # type: ignore[arg-type]
+    per_step = [
+        int(r["tokens"]) / int(r["step"]) for r in run.train_records if int(r.get("step", 0)) > 0
+    ]
+    return round(run.offset_tokens / per_step[0]) if per_step else 0
+
+
+def _checkpoint_step(run: Run, checkpoint: str) -> int | None:
+    wanted = Path(checkpoint)
+    for entry in run.manifest.get("checkpoints", []):
+        path = Path(str(entry.get("path", "")))
+        if not path.is_absolute():
+            path = run.path / path
+        if entry.get("name") == checkpoint or _resolved(path) == _resolved(wanted):
+            return int(entry["step"]) if entry.get("step") is not None else None
+    return None
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except OSError:
+        return path
+
+
+def view_of(run: Run, label: str | None = None, load: Callable[[str], Run] = load_run) -> RunView:
+    return RunView(
+        run=run,
+        label=label or run.name,
+        before=before_eval(run),
+        offset_steps=offset_steps(run, load),
+    )
+
+
+def _unique_labels(runs: list[Run]) -> list[str]:
+    """Run names, with ``#2``, ``#3`` appended to repeats (two folders may hold a "base")."""
+    seen: dict[str, int] = {}
+    labels = []
+    for run in runs:
+        seen[run.name] = seen.get(run.name, 0) + 1
+        labels.append(run.name if seen[run.name] == 1 else f"{run.name} #{seen[run.name]}")
+    return labels
+
+
+def half_life_tokens(views: list[RunView]) -> float:
+    """The training-loss EMA half-life: 1/50 of the longest lineage, to two significant digits."""
+    longest = max((v.offset_tokens + v.run.tokens for v in views), default=0)
+    return max(1.0, float(f"{longest * EMA_HALF_LIFE_FRACTION:.2g}"))
+
+
+def curves_figure_data(runs: list[Run] | list[RunView]) -> dict[str, Any]:
+    """The line panels: average loss, loss per dataset, training loss, LR, replay share."""
+    views = [r if isinstance(r, RunView) else view_of(r) for r in runs]
+    loaded = [v.run for v in views]
+    datasets = _datasets(loaded)
+    half_life = half_life_tokens(views)
+    panels = [
+        _panel(
+            "avg",
+            f"average validation loss over {_words(datasets)} (the headline metric)",
+            "loss",
+            "eval",
+            [average_loss_series(v, datasets) for v in views],
+        )
+    ]
     for dataset in datasets:
-        series = [loss_series(run, dataset) for run in runs]
         panels.append(
-            {
-                "title": f"validation loss on {dataset}",
-                "ylabel": "loss",
-                "series": [s.to_dict() for s in series],
-            }
+            _panel(
+                f"loss:{dataset}",
+                f"validation loss on {dataset}",
+                "loss",
+                "eval",
+                [loss_series(v, dataset) for v in views],
+            )
         )
     panels.append(
-        {
-            "title": "learning rate",
-            "ylabel": "lr",
-            "series": [lr_series(run).to_dict() for run in runs],
-        }
+        _panel(
+            "train",
+            f"training loss (EMA, half-life {half_life:,.0f} tokens)",
+            "loss",
+            "train",
+            [train_loss_series(v, half_life) for v in views],
+        )
     )
+    panels.append(_panel("lr", "learning rate", "lr", "train", [lr_series(v) for v in views]))
     panels.append(
-        {
-            "title": "share of old-data (replay) tokens per batch",
-            "ylabel": "fraction",
-            "series": [replay_series(run, _old_datasets(run, datasets)).to_dict() for run in runs],
-        }
+        _panel(
+            "replay",
+            "share of old-data (replay) tokens per batch",
+            "fraction",
+            "train",
+            [replay_series(v, _old_datasets(v.run, datasets)) for v in views],
+        )
     )
-    return {"xlabel": "tokens trained into the model", "panels": panels}
+    return {
+        "xlabel": "tokens trained into the model",
+        "xlabel_steps": "optimizer steps trained into the model",
+        "half_life_tokens": half_life,
+        "datasets": datasets,
+        "panels": panels,
+    }
+
+
+def _panel(
+    panel_id: str, title: str, ylabel: str, kind: str, series: list[Series]
+) -> dict[str, Any]:
+    return {
+        "id": panel_id,
+        "title": title,
+        "ylabel": ylabel,
+        "kind": kind,  # "eval": every point is an evaluation (all drawn as markers)
+        "series": [_rounded(s.to_dict()) for s in series],
+    }
+
+
+def _rounded(series: dict[str, Any]) -> dict[str, Any]:
+    """Six significant digits: the page stays small, and no plotted value changes visibly."""
+    series["y"] = [None if v is None else float(f"{v:.6g}") for v in series["y"]]
+    return series
+
+
+def _words(names: list[str]) -> str:
+    if len(names) <= 1:
+        return names[0] if names else "the distributions"
+    return ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def plot_panels(
     data: dict[str, Any], path: Path, *, width: float = 9.0, panel_height: float = 2.6
 ) -> None:
-    """Render stacked panels sharing the x axis to a PNG (Agg backend, no display needed)."""
+    """Render stacked panels sharing the x axis to a PNG (Agg backend, no display needed), in
+    the page's run styles: every evaluation a marker, distinct colour/dash/marker per run."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -168,24 +440,28 @@ def plot_panels(
     fig, axes = plt.subplots(
         len(panels), 1, sharex=True, figsize=(width, panel_height * len(panels)), squeeze=False
     )
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     labels = sorted(
         {s["label"] for panel in panels for s in panel["series"]}, key=_label_order(panels)
     )
-    color_of = {label: colors[i % len(colors)] for i, label in enumerate(labels)}
+    style_of = dict(zip(labels, run_styles(len(labels)), strict=True))
     for ax, panel in zip(axes[:, 0], panels, strict=True):
         for series in panel["series"]:
-            if series["x"]:
-                marker = "o" if len(series["x"]) <= 12 else None
-                ax.plot(
-                    series["x"],
-                    series["y"],
-                    label=series["label"],
-                    color=color_of[series["label"]],
-                    marker=marker,
-                    markersize=3,
-                    linewidth=1.4,
-                )
+            if not series["x"]:
+                continue
+            style = style_of[series["label"]]
+            n = len(series["x"])
+            ys = [math.nan if v is None else v for v in series["y"]]
+            ax.plot(
+                series["x"],
+                ys,
+                label=series["label"],
+                color=style["color"],
+                linestyle=_mpl_dash(style["dash"]),
+                linewidth=style["width"],
+                marker=_MPL_MARKERS[style["marker"]],
+                markersize=3.5,
+                markevery=None if panel.get("kind") == "eval" else max(1, n // 8),
+            )
         ax.set_title(panel["title"], fontsize=10)
         ax.set_ylabel(panel["ylabel"])
         ax.grid(alpha=0.3)
@@ -195,8 +471,21 @@ def plot_panels(
         fig.legend(
             handles, names, loc="upper center", ncol=min(len(names), 6), fontsize=8, frameon=False
         )
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    # Fixed margins, not tight_layout: measuring every tick label costs seconds at 30 runs.
+    height = panel_height * len(panels)
+    legend_rows = math.ceil(len(names) / 6) if names else 0
+    fig.subplots_adjust(
+        left=0.9 / width,
+        right=1 - 0.2 / width,
+        bottom=0.55 / height,
+        top=1 - (0.35 + 0.19 * legend_rows) / height,
+        hspace=0.42 * 2.6 / panel_height,
+    )
     _save_png(fig, path)
+
+
+def _mpl_dash(dash: str) -> Any:
+    return "-" if not dash else (0, tuple(float(v) for v in dash.split()))
 
 
 def _label_order(panels: list[dict[str, Any]]):
@@ -207,35 +496,66 @@ def _label_order(panels: list[dict[str, Any]]):
     return lambda label: order[label]
 
 
-def summary_figure_data(outcomes: list[StageOutcome]) -> dict[str, Any]:
+def summary_figure_data(outcomes: list[StageOutcome], labels: list[str] | None = None):
+    """Final average loss, old and new loss, forgetting and tokens per run (the bar charts)."""
     return {
-        "runs": [o.run for o in outcomes],
+        "runs": labels or [o.run for o in outcomes],
         "loss_avg": [_none_if_nan(o.loss_avg) for o in outcomes],
+        "loss_old": [_none_if_nan(o.loss_old) for o in outcomes],
+        "loss_new": [_none_if_nan(o.loss_new) for o in outcomes],
+        "forgetting": [_none_if_nan(o.forgetting) for o in outcomes],
         "tokens": [o.tokens for o in outcomes],
     }
 
 
 def plot_summary(data: dict[str, Any], path: Path) -> None:
+    """Three bar charts (final average loss, forgetting, tokens), each bar's value printed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_loss, ax_tokens) = plt.subplots(1, 2, figsize=(9, 3.2))
     names = data["runs"]
-    losses = [v if v is not None else float("nan") for v in data["loss_avg"]]
-    ax_loss.barh(names, losses, color="#4c72b0")
-    finite = [v for v in losses if not math.isnan(v)]
-    if finite:
-        span = max(finite) - min(finite)
-        ax_loss.set_xlim(min(finite) - max(span, 0.05) * 0.5, max(finite) + max(span, 0.05) * 0.5)
-    ax_loss.set_title("final average validation loss (lower is better)", fontsize=10)
-    ax_tokens.barh(names, data["tokens"], color="#dd8452")
-    ax_tokens.set_title("tokens trained (compute)", fontsize=10)
-    for ax in (ax_loss, ax_tokens):
-        ax.invert_yaxis()
+    colors = [s["color"] for s in run_styles(len(names))]
+    height = 0.9 + 0.22 * max(len(names), 4)
+    fig, axes = plt.subplots(1, 3, figsize=(12, height), sharey=True)
+    charts = (
+        ("loss_avg", "final average validation loss\n(lower is better)", "{:.4f}"),
+        ("forgetting", "forgetting on old data\n(after − before; > 0: forgot)", "{:+.4f}"),
+        ("tokens", "tokens trained (compute)", "{:,.0f}"),
+    )
+    for ax, (key, title, fmt) in zip(axes, charts, strict=True):
+        values = [math.nan if v is None else float(v) for v in data.get(key, [])]
+        if len(values) != len(names):
+            values = [math.nan] * len(names)
+        bars = ax.barh(names, [0.0 if math.isnan(v) else v for v in values], color=colors)
+        ax.bar_label(
+            bars,
+            labels=["–" if math.isnan(v) else fmt.format(v) for v in values],
+            padding=2,
+            fontsize=7,
+        )
+        finite = [v for v in values if not math.isnan(v)]
+        if key == "loss_avg" and finite:  # the differences, not the distance from 0, matter
+            span = max(max(finite) - min(finite), 0.05)
+            ax.set_xlim(min(finite) - 0.5 * span, max(finite) + 0.6 * span)
+        elif finite:
+            low, high = min(min(finite), 0.0), max(max(finite), 0.0)
+            pad = 0.25 * ((high - low) or 1.0)
+            ax.set_xlim(low - (pad if low < 0 else 0.0), high + pad)
+        ax.set_title(title, fontsize=9)
         ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
+        ax.tick_params(labelsize=7)
+    axes[0].invert_yaxis()  # shared: the first run on top in all three
+    longest = max((len(n) for n in names), default=4)
+    # Fixed margins, not tight_layout (seconds at 30 runs): room for the names on the left.
+    fig.subplots_adjust(
+        left=min(0.3, (0.2 + 0.055 * longest) / 12),
+        right=0.985,
+        bottom=0.35 / height,
+        top=1 - 0.5 / height,
+        wspace=0.25,
+    )
     _save_png(fig, path)
 
 
@@ -280,6 +600,41 @@ def headline(rows: list[dict[str, Any]], baseline: str | None) -> str:
     )
 
 
+def describe_runs(views: list[RunView], datasets: list[str]) -> str:
+    """One line naming the datasets (with their roles), the model size and the scale."""
+    runs = [v.run for v in views]
+    old = {n for r in runs for n in r.meta.get("old", [])}
+    new = {n for r in runs for n in r.meta.get("new", [])} - old
+    named = [f"{d} (old)" if d in old else f"{d} (new)" if d in new else d for d in datasets] or [
+        "no evaluations"
+    ]
+    parts = [f"datasets: {', '.join(named)}"]
+    model = next(
+        (r.config.get("model") for r in runs if isinstance(r.config.get("model"), dict)), None
+    )
+    params = max((int(r.meta.get("params") or 0) for r in runs), default=0)
+    if model or params:
+        shape = ""
+        if model and model.get("n_layer") and model.get("d_model"):
+            layers = int(model["n_layer"])
+            shape = f"{layers} layer{'s' if layers != 1 else ''} × {model['d_model']}"
+            if model.get("seq_len"):
+                shape += f", context {model['seq_len']}"
+        size = f"{params / 1e6:.2f}M-parameter GPT" if params else "GPT"
+        parts.append(f"model: a {size}" + (f" ({shape})" if shape else ""))
+    longest = max((v.offset_tokens + v.run.tokens for v in views), default=0)
+    trained = sum(r.tokens for r in runs)
+    scale = f"{len(runs)} run{'s' if len(runs) != 1 else ''}, {trained:,} tokens trained in all"
+    scale += f", up to {longest:,} tokens into one model"
+    if params:
+        scale += f" ({longest / params:.1f} tokens per parameter)"
+    counts = sorted(len(r.eval_records) for r in runs)
+    if counts:
+        scale += f", {counts[len(counts) // 2]} evaluations per run (median)"
+    parts.append(scale)
+    return " · ".join(parts)
+
+
 def write_report(
     runs: list[str | Path],
     out_dir: str | Path,
@@ -288,118 +643,74 @@ def write_report(
     title: str = "evertrain continual pre-training report",
     subtitle: str = "",
 ) -> Path:
-    """Write ``out_dir/index.html`` (self-contained) with its PNGs and JSON; return the HTML path.
+    """Write ``out_dir/index.html`` (self-contained, interactive) with its PNGs and JSON; return
+    the HTML path.
 
-    ``subtitle``: a line under the title saying what was trained (data, model size, tokens)."""
+    ``subtitle``: a line under the title saying what was trained (data, model size, tokens); a
+    line naming the datasets, model and scale read from the runs is always added under it."""
     if not runs:
         raise ReportError("no runs given: pass one or more run directories")
+    cache: dict[str, Run] = {}
+
+    def load(path: str | Path) -> Run:
+        key = str(_resolved(Path(path)))
+        if key not in cache:
+            cache[key] = load_run(path)
+        return cache[key]
+
     try:
-        loaded = [load_run(path) for path in runs]
+        loaded = [load(path) for path in runs]
+        labels = _unique_labels(loaded)
+        views = [view_of(run, label, load) for run, label in zip(loaded, labels, strict=True)]
     except RunError as error:
         raise ReportError(str(error)) from None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    curves = curves_figure_data(loaded)
+    curves = curves_figure_data(views)
     atomic_write_json(out / "curves.json", curves)
     plot_panels(curves, out / "curves.png")
 
     outcomes = [stage_outcome(run) for run in loaded]
-    summary = summary_figure_data(outcomes)
+    summary = summary_figure_data(outcomes, labels)
     atomic_write_json(out / "summary.json", summary)
     plot_summary(summary, out / "summary.png")
 
     rows = comparison_table(outcomes, baseline)
-    for row, run in zip(rows, loaded, strict=True):
-        row["path"] = str(run.path)
+    for row, view in zip(rows, views, strict=True):
+        row["path"] = str(view.run.path)
+        row["label"] = view.label
+        row["evals"] = len(view.run.eval_records)
     sentence = headline(rows, baseline)
+    context = describe_runs(views, curves["datasets"])
     atomic_write_json(
         out / "report.json",
         {
             "title": title,
             "subtitle": subtitle,
+            "context": context,
             "baseline": baseline,
             "headline": sentence,
             "runs": rows,
         },
     )
-    atomic_write_text(out / "index.html", _html(title, sentence, rows, out, baseline, subtitle))
+    page = {
+        "title": title,
+        "subtitle": subtitle,
+        "context": context,
+        "headline": sentence,
+        "baseline": baseline,
+        "runs": [
+            {"name": view.label, "recipe": view.run.recipe, **style}
+            for view, style in zip(views, run_styles(len(views)), strict=True)
+        ],
+        "curves": curves,
+        "summary": summary,
+        "rows": rows,
+        "png": {"curves": "curves.png", "summary": "summary.png"},
+    }
+    atomic_write_text(out / "index.html", render_page(page))
     return out / "index.html"
-
-
-def _img(path: Path, alt: str) -> str:
-    encoded = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
-
-
-def _fmt(value: Any, spec: str = ".4f") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if isinstance(value, float):
-        return format(value, spec)
-    return html.escape(str(value))
-
-
-def _html(
-    title: str,
-    sentence: str,
-    rows: list[dict[str, Any]],
-    out: Path,
-    baseline: str | None,
-    subtitle: str = "",
-) -> str:
-    datasets = []
-    for row in rows:
-        for name in row["after"]:
-            if name not in datasets:
-                datasets.append(name)
-    head = "".join(f"<th>loss {html.escape(d)}</th>" for d in datasets)
-    body = []
-    for row in rows:
-        cells = [f"<td>{_fmt(row['run'])}</td>", f"<td>{_fmt(row['recipe'])}</td>"]
-        cells += [f"<td>{_fmt(row['after'].get(d))}</td>" for d in datasets]
-        cells += [
-            f"<td><b>{_fmt(row['loss_avg'])}</b></td>",
-            f"<td>{_fmt(row['forgetting'], '+.4f')}</td>",
-            f"<td>{_fmt(row['peak_forgetting'], '+.4f')}</td>",
-            f"<td>{_fmt(row['adaptation'], '+.4f')}</td>",
-            f"<td>{row['tokens']:,}</td>",
-            f"<td>{_fmt(row['wall_seconds'], '.1f')}</td>",
-            f"<td>{_fmt(row.get('tokens_vs_baseline'), '.0%')}</td>",
-            f"<td>{_fmt(row.get('loss_gap_vs_baseline'), '+.2%')}</td>",
-        ]
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    baseline_name = html.escape(baseline or "baseline")
-    subtitle_html = f'<p class="subtitle">{html.escape(subtitle)}</p>' if subtitle else ""
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 1000px; margin: 2em auto; color: #222; }}
-table {{ border-collapse: collapse; font-size: 0.9em; }}
-th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
-th {{ background: #f3f3f3; }} td:first-child, td:nth-child(2) {{ text-align: left; }}
-img {{ max-width: 100%; }} .headline {{ font-size: 1.1em; background: #eef5ee; padding: 0.6em; }}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
-{subtitle_html}
-<p class="headline">{html.escape(sentence)}</p>
-<h2>Final losses and compute</h2>
-<table id="results"><thead><tr><th>run</th><th>recipe</th>{head}<th>average</th><th>forgetting (old)</th><th>peak forgetting</th>
-<th>adaptation (new)</th><th>tokens</th><th>wall s</th><th>tokens vs {baseline_name}</th>
-<th>avg loss vs {baseline_name}</th></tr></thead>
-<tbody>
-{chr(10).join(body)}
-</tbody></table>
-<p>Forgetting = loss on old data after the stage − before it (positive: forgotten); peak forgetting =
-the largest rise of that loss at any evaluation during the stage; adaptation = loss on new data
-before − after. Tokens are the tokens each run trained (a continual stage's own
-tokens; the baseline trains from scratch).</p>
-<h2>Loss, learning rate and replay against tokens</h2>
-{_img(out / "curves.png", "loss on each distribution, learning rate and replay share against tokens")}
-<h2>Final loss and compute</h2>
-{_img(out / "summary.png", "final average loss and tokens per run")}
-</body></html>
-"""
 
 
 def _save_png(fig: Any, path: Path) -> None:
