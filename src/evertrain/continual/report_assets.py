@@ -120,9 +120,22 @@ SCRIPT = r"""
     if (!(hi > lo)) return [lo];
     var raw = (hi - lo) / Math.max(count, 1), mag = Math.pow(10, Math.floor(Math.log10(raw)));
     var n = raw / mag, step = (n < 1.5 ? 1 : n < 3 ? 2 : n < 7 ? 5 : 10) * mag, out = [];
-    for (var v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(+v.toPrecision(12));
+    // i * step, not a running sum: no 2.8e-17 where 0 belongs
+    for (var i = Math.ceil(lo / step - 1e-9); i * step <= hi + step * 1e-9; i++) out.push(+(i * step).toPrecision(12));
     return out;
   }
+  // One unit for every label of a linear axis ("2k 4k ... 24k", not "8000 10k").
+  function linearFormat(ticks) {
+    var top = ticks.reduce(function (a, v) { return Math.max(a, Math.abs(v)); }, 0);
+    var unit = top >= 1e9 ? [1e9, "G"] : top >= 1e6 ? [1e6, "M"] : top >= 1e4 ? [1e3, "k"] : null;
+    return function (v) {
+      if (Math.abs(v) <= top * 1e-12) return "0";
+      if (unit) return String(parseFloat((v / unit[0]).toPrecision(4))) + unit[1];
+      if (top < 1e-2) return v.toExponential(1).replace(".0e", "e");
+      return String(parseFloat(v.toPrecision(4)));
+    };
+  }
+  function tickFormat(ticks, log) { return log ? fmtTick : linearFormat(ticks); }
   function logTicks(lo, hi, count) {
     if (hi / lo < 4) return linearTicks(lo, hi, count);  // a narrow range: plain values
     var a = Math.floor(Math.log10(lo)), b = Math.ceil(Math.log10(hi)), out = [];
@@ -233,16 +246,16 @@ SCRIPT = r"""
     // grid, ticks and axis labels
     var xt = (state.logX ? logTicks : linearTicks)(xd[0], xd[1], Math.max(3, Math.floor(W / 110)));
     var yt = (logY ? logTicks : linearTicks)(lo, hi, 5);
-    var grid = svgEl("g", {}, svg);
+    var grid = svgEl("g", {}, svg), fx = tickFormat(xt, state.logX), fy = tickFormat(yt, logY);
     xt.forEach(function (v) {
       var px = sx(v);
       svgEl("line", { "class": "grid", x1: px, x2: px, y1: m.t, y2: H - m.b }, grid);
-      svgEl("text", { "class": "tick-x", x: px, y: H - m.b + 14, "text-anchor": "middle" }, grid).textContent = fmtTick(v);
+      svgEl("text", { "class": "tick-x", x: px, y: H - m.b + 14, "text-anchor": "middle" }, grid).textContent = fx(v);
     });
     yt.forEach(function (v) {
       var py = sy(v);
       svgEl("line", { "class": "grid", x1: m.l, x2: W - m.r, y1: py, y2: py }, grid);
-      svgEl("text", { "class": "tick-y", x: m.l - 5, y: py + 4, "text-anchor": "end" }, grid).textContent = fmtTick(v);
+      svgEl("text", { "class": "tick-y", x: m.l - 5, y: py + 4, "text-anchor": "end" }, grid).textContent = fy(v);
     });
     svgEl("line", { "class": "axis", x1: m.l, x2: W - m.r, y1: H - m.b, y2: H - m.b }, svg);
     svgEl("line", { "class": "axis", x1: m.l, x2: m.l, y1: m.t, y2: H - m.b }, svg);
@@ -406,9 +419,10 @@ SCRIPT = r"""
       } else { lo = Math.min(lo, 0); hi = Math.max(hi, 0); if (lo === hi) hi = 1; }
     }
     var sx = makeScale([lo, hi], [m.l, W - m.r], false), zero = sx(spec.truncate ? lo : 0);
-    linearTicks(lo, hi, 4).forEach(function (v) {
+    var ticks = linearTicks(lo, hi, 4), fx = linearFormat(ticks);
+    ticks.forEach(function (v) {
       svgEl("line", { "class": "grid", x1: sx(v), x2: sx(v), y1: m.t, y2: H - m.b }, svg);
-      svgEl("text", { x: sx(v), y: H - m.b + 14, "text-anchor": "middle" }, svg).textContent = fmtTick(v);
+      svgEl("text", { x: sx(v), y: H - m.b + 14, "text-anchor": "middle" }, svg).textContent = fx(v);
     });
     names.forEach(function (name, i) {
       var v = values[i], y = m.t + i * row, run = RUNS[i];
