@@ -286,6 +286,12 @@ def test_offset_steps_follow_the_parent_checkpoint_or_are_estimated(tmp_path, ma
 
     shutil.rmtree(runs["base"])
     assert offset_steps(load_run(runs["finetune"])) == 10
+    # the trainer records the parent's step and tokens in the manifest: read, not estimated
+    manifest = runs["finetune"] / "manifest.json"
+    recorded = json.loads(manifest.read_text())
+    recorded["parent"].update(step=7, tokens=BASE_TOKENS)
+    manifest.write_text(json.dumps(recorded))
+    assert offset_steps(load_run(runs["finetune"])) == 7
 
 
 def test_report_rejects_a_folder_that_is_not_a_run(tmp_path):

@@ -292,6 +292,8 @@ def offset_steps(run: Run, load: Callable[[str], Run] = load_run, _depth: int = 
     if run.offset_tokens <= 0:
         return 0
     parent = run.parent or {}
+    if parent.get("step") is not None and int(parent.get("tokens", -1)) == run.offset_tokens:
+        return int(parent["step"])  # the parent trained from scratch: its step is the offset
     if parent.get("run") and parent.get("checkpoint") and _depth < 32:
         try:
             parent_run = load(str(parent["run"]))
