@@ -35,7 +35,7 @@ th { background: #f3f3f3; } td:first-child, td:nth-child(2) { text-align: left; 
   background: #fff; border-radius: 3px; padding: 1px 6px 1px 3px; font: inherit; font-size: 0.84em;
   cursor: pointer; }
 .legend-item.off { opacity: 0.35; text-decoration: line-through; }
-#charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 0.8em; }
+#charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(520px, 100%), 1fr)); gap: 0.8em; }
 .panel { border: 1px solid #e3e3e3; border-radius: 4px; padding: 0.3em 0.4em 0.1em; min-width: 0; }
 .panel.wide { grid-column: 1 / -1; }
 .panel-head { display: flex; justify-content: space-between; align-items: baseline; gap: 0.6em;
@@ -51,7 +51,7 @@ svg .faded { opacity: 0.12; }
 svg .selection { fill: rgba(70,130,180,0.15); stroke: steelblue; stroke-dasharray: 3 2; }
 svg .overlay { fill: transparent; cursor: crosshair; }
 svg .hover-dot { fill: none; stroke: #000; stroke-width: 1.5; pointer-events: none; }
-#bars { display: grid; grid-template-columns: repeat(auto-fit, minmax(360px, 1fr)); gap: 0.8em; }
+#bars { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(360px, 100%), 1fr)); gap: 0.8em; }
 svg .bar.off { opacity: 0.2; }
 svg .bar-value { font-size: 10px; fill: #222; }
 .caption { font-size: 0.8em; color: #666; margin: 0 0 0.3em; }
