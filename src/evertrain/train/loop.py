@@ -46,6 +46,7 @@ from evertrain.train.budget import schedule_fit_warning
 from evertrain.train.budget import total_steps as budget_total_steps
 from evertrain.train.config import ConfigError, TrainConfig
 from evertrain.train.config_history import record_config
+from evertrain.train.data_checks import check_run_data
 from evertrain.train.logging import RunLogger, read_log, truncate_log
 from evertrain.train.model import GPT, GPTConfig
 from evertrain.train.optim import build_optimizer
@@ -268,6 +269,8 @@ class _Trainer:
         if self.info.is_main and mismatch:
             warnings.warn(mismatch, UserWarning, stacklevel=4)
         self.train_sets, self.eval_sets, vocab_size = _load_datasets(cfg)
+        # Checksums and token ids vs vocabulary, before any work (rank 0 hashes, all refuse).
+        check_run_data(self.train_sets, self.eval_sets, vocab_size, self.info)
         mixture = cfg.data.mixture or {name: 1.0 for name in cfg.data.train}
         try:
             self.sampler = MixtureSampler(
