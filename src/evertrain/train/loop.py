@@ -40,7 +40,7 @@ from evertrain.data import (
     iter_eval_batches,
 )
 from evertrain.train import checkpoint as ckpt
-from evertrain.train import distributed, preempt
+from evertrain.train import distributed, lifeline, preempt
 from evertrain.train.allocator import tune_glibc_malloc
 from evertrain.train.budget import schedule_fit_warning
 from evertrain.train.budget import total_steps as budget_total_steps
@@ -212,6 +212,8 @@ def run(
         cfg = TrainConfig.model_validate(cfg)
     device = resolve_device(cfg.device)
     info = distributed.setup(device.type)
+    if info.enabled:  # a rank: stop with the launcher (lifeline.py), never train unsupervised
+        lifeline.stop_with_parent()
     if info.enabled and device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
     previous_determinism = torch.are_deterministic_algorithms_enabled()
