@@ -106,7 +106,9 @@ def _train_records(folder: Path) -> int:
     return count
 
 
-def _wait(condition: Callable[[], bool], timeout_s: float, what: str, parent: subprocess.Popen) -> None:
+def _wait(
+    condition: Callable[[], bool], timeout_s: float, what: str, parent: subprocess.Popen
+) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if parent.poll() is not None:
@@ -157,17 +159,27 @@ def kill_parent(
 ) -> Outcome:
     """Start the ``kind`` parent ("demo" or "torchrun"), kill it once its children train, and
     report which children outlived it by ``grace_s`` (see the module docstring)."""
-    work = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix=f"orphans-{kind}-"))
+    work = (
+        Path(work_dir)
+        if work_dir is not None
+        else Path(tempfile.mkdtemp(prefix=f"orphans-{kind}-"))
+    )
     work.mkdir(parents=True, exist_ok=True)
     if kind == "demo":
-        command, watched, wanted = [sys.executable, "-c", _DEMO_PARENT, str(work / "demo")], work / "demo", 2
+        command, watched, wanted = (
+            [sys.executable, "-c", _DEMO_PARENT, str(work / "demo")],
+            work / "demo",
+            2,
+        )
     elif kind == "torchrun":
         command, watched, wanted = _torchrun_command(work), work / "run", 2
     else:
         raise ValueError(f"kind={kind!r}: use 'demo' or 'torchrun'")
     logs = [work / "parent.stdout", work / "parent.stderr"]
     with open(logs[0], "wb") as out, open(logs[1], "wb") as err:
-        parent = subprocess.Popen(command, stdout=out, stderr=err, env=_env(), start_new_session=True)
+        parent = subprocess.Popen(
+            command, stdout=out, stderr=err, env=_env(), start_new_session=True
+        )
     trainers: list[int] = []
     try:
         # Children that train: `wanted` of them, and log.jsonl records written by them.
@@ -194,7 +206,10 @@ def kill_parent(
 
 
 def count_orphans_after_parent_kill(
-    kind: str = "demo", signum: int = signal.SIGKILL, work_dir: Path | None = None, grace_s: float = 30.0
+    kind: str = "demo",
+    signum: int = signal.SIGKILL,
+    work_dir: Path | None = None,
+    grace_s: float = 30.0,
 ) -> int:
     """How many of the parent's children still run ``grace_s`` after it was killed (0: none)."""
     return len(kill_parent(kind, signum, work_dir, grace_s).orphans)

@@ -204,7 +204,9 @@ def bench_verify(datasets: list, reference: dict | None = None, seconds: float =
     }
     if reference:
         # prepare is reported in MB of text; in shard bytes it writes prepare_tokens_per_s * 2.
-        prepare_tokens_per_s = reference["prepare"]["tokens"] / min(reference["prepare"]["ours_seconds"])
+        prepare_tokens_per_s = reference["prepare"]["tokens"] / min(
+            reference["prepare"]["ours_seconds"]
+        )
         row["prepare_tokens_per_s"] = prepare_tokens_per_s
         row["verify_vs_prepare_tokens_per_s"] = row["verify_tokens_per_s"] / prepare_tokens_per_s
         row["sampler_tokens_per_s"] = reference["sampler_tokens_per_s"]
@@ -220,7 +222,9 @@ def _prepared_pair(work: Path) -> tuple:
     tokenizer_path = train_tokenizer(
         ["stdlib-english", "stdlib-code"], work / "tokenizer.json", vocab_size=4096
     )
-    english = prepare(["stdlib-english"], work / "english", tokenizer=tokenizer_path, progress=False)
+    english = prepare(
+        ["stdlib-english"], work / "english", tokenizer=tokenizer_path, progress=False
+    )
     code = prepare(["stdlib-code"], work / "code", tokenizer=tokenizer_path, progress=False)
     return tokenizer_path, english, code
 

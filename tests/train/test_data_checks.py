@@ -44,7 +44,9 @@ def test_half_overwritten_train_shard_is_refused_naming_dataset_and_shard(
     assert not (out / "checkpoints").exists()  # refused before any step
     config = tmp_path / "config.yaml"
     config.write_text(
-        yaml.safe_dump(make_config(tmp_path / "run2", {k: str(v) for k, v in data.items()}, **SHORT))
+        yaml.safe_dump(
+            make_config(tmp_path / "run2", {k: str(v) for k, v in data.items()}, **SHORT)
+        )
     )
     result = runner.invoke(app, ["train", "run", str(config), "--no-progress"])
     assert result.exit_code == 2

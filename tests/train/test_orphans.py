@@ -20,7 +20,9 @@ def test_killed_torchrun_launcher_leaves_no_live_rank(tmp_path: Path) -> None:
     outcome = kill_parent("torchrun", signal.SIGKILL, tmp_path, grace_s=20)
     assert len(outcome.children) == 2
     assert outcome.orphans == [], (tmp_path / "parent.stderr").read_text()[-2000:]
-    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    ]
     stop = records[-1]  # every rank stopped after the same step; rank 0 saved it
     assert stop["kind"] == "preempted" and stop["signal"] == "SIGTERM"
     assert Path(stop["checkpoint"]).is_dir()

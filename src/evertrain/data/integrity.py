@@ -110,7 +110,10 @@ def check_vocabulary(dataset: PreparedDataset, vocab_size: int, name: str | None
 def _escaped(separator: str) -> str:
     """A separator as `--txt-separator` reads it (the CLI turns \\n, \\t, \\r, \\\\ into escapes)."""
     return (
-        separator.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+        separator.replace("\\", "\\\\")
+        .replace("\n", "\\n")
+        .replace("\t", "\\t")
+        .replace("\r", "\\r")
     )
 
 
