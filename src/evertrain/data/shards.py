@@ -736,9 +736,10 @@ class PreparedDataset:
         damaged = damaged_files(self)
         if damaged:
             tokenizer_ok = not any(item.startswith("tokenizer") for item in damaged)
+            one = len(damaged) == 1
             raise DataError(
-                f"{self.path}: {', '.join(damaged)} fail{'s' if len(damaged) == 1 else ''} "
-                f"the sha256 check (changed after prepare wrote them): rebuild with "
+                f"{self.path}: {', '.join(damaged)} fail{'s' if one else ''} the sha256 check "
+                f"(changed after prepare wrote {'it' if one else 'them'}): rebuild with "
                 f"`{rebuild_command(self, tokenizer_ok)}`"
             )
 
