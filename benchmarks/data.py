@@ -11,6 +11,13 @@
    cores, val split, shard write with sha256) in MB of text per second, divided by a plain loop
    ``for doc in docs: tokenizer.encode(doc).ids`` collecting ids into one numpy array, on the same
    corpus (stdlib-english + stdlib-code, already in memory) with the same tokenizer.
+3. ``verify_mb_per_s``: what a training run pays to open its data (``evertrain.train`` hashes
+   every shard once per run open and checks the largest token id, ``evertrain.data.integrity``):
+   ``verify_shards`` in MB of shard per second over the same two prepared datasets, page cache
+   warm (a cold read is bounded by the disk instead), beside the sampler and prepare figures
+   expressed in the same unit; also the reading of the largest id for manifests lacking it.
+   ``python benchmarks/data.py --only verify`` measures this row alone and adds it to the JSON,
+   keeping the other figures as they were.
 
 Timings take the best of several repeats (the machine is shared; the best is the least disturbed).
 """
@@ -159,21 +166,109 @@ def bench_prepare(tokenizer_path: Path, work: Path, repeats: int = 3) -> dict:
     }
 
 
-def main(results_path: Path = RESULTS) -> dict:
+def bench_verify(datasets: list, reference: dict | None = None, seconds: float = 2.0) -> dict:
+    """Shard verification throughput; ``reference``: the sampler/prepare figures to compare to."""
+    from evertrain.data import verify_shards
+    from evertrain.data.integrity import shard_max_id
+
+    shard_bytes = sum(
+        (ds.path / shard["file"]).stat().st_size
+        for ds in datasets
+        for shard in ds.manifest["shards"].values()
+    )
+    tokens = sum(sum(ds.manifest["tokens"].values()) for ds in datasets)
+
+    def best_rate(work) -> float:
+        """Best MB/s over windows of ~seconds/3, each running ``work`` on every dataset."""
+        best = 0.0
+        for _ in range(3):
+            passes, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds / 3:
+                for ds in datasets:
+                    work(ds)
+                passes += 1
+            best = max(best, passes * shard_bytes / 1e6 / (time.perf_counter() - start))
+        return best
+
+    for ds in datasets:
+        verify_shards(ds)  # warm the page cache
+    verify = best_rate(verify_shards)
+    max_id = best_rate(lambda ds: (shard_max_id(ds.train_tokens), shard_max_id(ds.val_tokens)))
+    bytes_per_token = shard_bytes / tokens
+    row = {
+        "verify_mb_per_s": verify,
+        "verify_tokens_per_s": verify * 1e6 / bytes_per_token,
+        "max_token_id_read_mb_per_s": max_id,
+        "shard_megabytes": shard_bytes / 1e6,
+        "seconds_per_billion_tokens": 1e9 * bytes_per_token / 1e6 / verify,
+    }
+    if reference:
+        # prepare is reported in MB of text; in shard bytes it writes prepare_tokens_per_s * 2.
+        prepare_tokens_per_s = reference["prepare"]["tokens"] / min(
+            reference["prepare"]["ours_seconds"]
+        )
+        row["prepare_tokens_per_s"] = prepare_tokens_per_s
+        row["verify_vs_prepare_tokens_per_s"] = row["verify_tokens_per_s"] / prepare_tokens_per_s
+        row["sampler_tokens_per_s"] = reference["sampler_tokens_per_s"]
+        row["verify_vs_sampler_tokens_per_s"] = (
+            row["verify_tokens_per_s"] / reference["sampler_tokens_per_s"]
+        )
+    return row
+
+
+def _prepared_pair(work: Path) -> tuple:
     from evertrain.data import prepare, train_tokenizer
 
+    tokenizer_path = train_tokenizer(
+        ["stdlib-english", "stdlib-code"], work / "tokenizer.json", vocab_size=4096
+    )
+    english = prepare(
+        ["stdlib-english"], work / "english", tokenizer=tokenizer_path, progress=False
+    )
+    code = prepare(["stdlib-code"], work / "code", tokenizer=tokenizer_path, progress=False)
+    return tokenizer_path, english, code
+
+
+_VERIFY_DESCRIPTION = (
+    "verify_shards() (sha256 of every shard, 4 MiB reads, one core) over the stdlib-english and "
+    "stdlib-code shards (vocab 4096, uint16), page cache warm, best of 3 windows; what a training "
+    "run pays once per run open. Compared in tokens/s with prepare (tokens written per second) "
+    "and the sampler (tokens drawn per second) of this file"
+)
+
+
+def main_verify_only(results_path: Path = RESULTS) -> dict:
+    """Measure the verify row alone and add it to the existing results (other rows kept)."""
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    load_at_start = os.getloadavg()[0]
+    work = Path(tempfile.mkdtemp(prefix="evertrain-bench-verify-"))
+    try:
+        _, english, code = _prepared_pair(work)
+        row = bench_verify([english, code], results if "prepare" in results else None)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    row["load_average_1min"] = {"start": load_at_start, "end": os.getloadavg()[0]}
+    row["command"] = "python benchmarks/data.py --only verify"
+    results["verify_mb_per_s"] = row["verify_mb_per_s"]
+    results["verify"] = row
+    results.setdefault("description", {})["verify_mb_per_s"] = _VERIFY_DESCRIPTION
+    from evertrain._atomic import atomic_write_json
+
+    atomic_write_json(results_path, results)
+    return results
+
+
+def main(results_path: Path = RESULTS) -> dict:
     load_at_start = os.getloadavg()[0]  # other work on a shared machine skews the figures
     work = Path(tempfile.mkdtemp(prefix="evertrain-bench-data-"))
     try:
-        tokenizer_path = train_tokenizer(
-            ["stdlib-english", "stdlib-code"], work / "tokenizer.json", vocab_size=4096
-        )
-        english = prepare(
-            ["stdlib-english"], work / "english", tokenizer=tokenizer_path, progress=False
-        )
-        code = prepare(["stdlib-code"], work / "code", tokenizer=tokenizer_path, progress=False)
+        tokenizer_path, english, code = _prepared_pair(work)
         prepare_figures = bench_prepare(tokenizer_path, work)
         sampler_figures = bench_sampler(english, code)
+        headline = sampler_figures["evertrain"]["constant_25_75_seq1024_batch32"]
+        verify_figures = bench_verify(
+            [english, code], {"prepare": prepare_figures, "sampler_tokens_per_s": headline}
+        )
         corpora = {
             ds.name: {
                 "bytes": ds.manifest["bytes"],
@@ -196,7 +291,9 @@ def main(results_path: Path = RESULTS) -> dict:
         "sampler_vs_nanogpt_get_batch": headline / peer,
         "prepare_speedup": prepare_figures["speedup"],
         "prepare_mb_per_s": prepare_figures["ours_mb_per_s"],
+        "verify_mb_per_s": verify_figures["verify_mb_per_s"],
         "sampler": sampler_figures,
+        "verify": verify_figures,
         "prepare": prepare_figures,
         "builtin_corpora_vocab4096": corpora,
         "description": {
@@ -208,6 +305,7 @@ def main(results_path: Path = RESULTS) -> dict:
             "prepare_speedup": "prepare() MB/s (encode_batch_fast on all cores, val split, shard write + sha256) "
             "divided by a plain `for doc in docs: tokenizer.encode(doc).ids` loop, same corpus in memory, same "
             "tokenizer, same process; best of 3 each",
+            "verify_mb_per_s": _VERIFY_DESCRIPTION,
         },
         "machine": {
             "cpu_count": os.cpu_count(),
@@ -231,5 +329,9 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON file to write")
-    figures = main(parser.parse_args().out)
+    parser.add_argument(
+        "--only", choices=["verify"], help="measure this row alone; keep the rest of --out"
+    )
+    arguments = parser.parse_args()
+    figures = main_verify_only(arguments.out) if arguments.only else main(arguments.out)
     print(json.dumps({k: v for k, v in figures.items() if not isinstance(v, dict)}, indent=2))

@@ -43,6 +43,8 @@ from evertrain.continual.report import write_report
 from evertrain.continual.runner import ContinualError, Setup, base_schedule, planned_base_info
 from evertrain.data import BUILTIN_CORPORA, prepare, train_tokenizer
 from evertrain.data.corpora import TEXT_SUFFIXES, source_fingerprint, source_kind, txt_rule
+from evertrain.train import lifeline
+from evertrain.train.preempt import EXIT_PREEMPTED
 
 CONTINUAL_RECIPES = ("finetune", "rewarm", "rewarm+replay", "infinite+replay")
 DEFAULT_SOURCES = ("stdlib-english", "stdlib-code")
@@ -486,7 +488,15 @@ def _job(kind: str, kwargs: dict[str, Any], threads: int) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(threads)
+    try:
+        return _train_job(kind, kwargs)
+    finally:
+        # The demo died (the run stopped and saved on its SIGTERM): end instead of returning to
+        # a pool that would wait for a next job forever.
+        lifeline.exit_if_orphaned(EXIT_PREEMPTED)
 
+
+def _train_job(kind: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     kwargs = dict(kwargs)
     setup = Setup(**kwargs.pop("setup"))
     if kind == "base":
@@ -759,7 +769,13 @@ def _dispatch(
     context = multiprocessing.get_context("spawn")
     running: dict[str, Future] = {}
     postfix = ""
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    # Each worker stops with this process (lifeline.py): a killed demo leaves no worker behind.
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=lifeline.stop_with_parent,
+        initargs=(os.getpid(),),
+    ) as pool:
         while pending or running:
             for name, future in list(running.items()):
                 if future.done():

@@ -19,6 +19,7 @@ from evertrain.data.corpora import (
     iter_documents,
 )
 from evertrain.data.errors import DataError
+from evertrain.data.integrity import check_vocabulary, max_token_id, verify_shards
 from evertrain.data.mixtures import (
     cyclic,
     linear,
@@ -43,11 +44,13 @@ __all__ = [
     "TXT_DOCUMENT_BYTES",
     "builtin_documents",
     "check_same_tokenizer",
+    "check_vocabulary",
     "iter_documents",
     "iter_eval_batches",
     "cyclic",
     "linear",
     "load_tokenizer",
+    "max_token_id",
     "mixture_table",
     "plot_mixture",
     "rehearsal",
@@ -56,4 +59,5 @@ __all__ = [
     "prepare",
     "token_dtype",
     "train_tokenizer",
+    "verify_shards",
 ]

@@ -124,7 +124,10 @@ def prepare_command(
         "\\r and \\\\ are read as escapes).",
     ),
     overwrite: bool = typer.Option(
-        False, "--overwrite", help="Rebuild even if OUT holds a dataset of other inputs."
+        False,
+        "--overwrite",
+        help="Rebuild if OUT holds a dataset of other inputs, or of these inputs with a file "
+        "that fails its sha256 check (hashes the shards first; intact: a no-op).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:

@@ -55,6 +55,7 @@ from evertrain.data.corpora import (
     txt_rule,
 )
 from evertrain.data.errors import DataError
+from evertrain.data.integrity import damaged_files, rebuild_command, shard_max_id
 from evertrain.data.tokenizer import (
     check_vocab_size,
     eos_token_id,
@@ -96,6 +97,7 @@ class _ShardWriter:
         self.dtype = dtype
         self.tokens = 0
         self.documents = 0
+        self.max_id: int | None = None  # recorded in the manifest: the vocabulary check reads it
         self._sha = hashlib.sha256()
         self._handle: IO[bytes] = open(self.tmp, "wb")  # noqa: SIM115 - closed in commit/abort
 
@@ -103,6 +105,9 @@ class _ShardWriter:
         data = np.ascontiguousarray(tokens, dtype=self.dtype).tobytes()
         self._handle.write(data)
         self._sha.update(data)
+        if len(tokens):
+            largest = int(np.max(tokens))
+            self.max_id = largest if self.max_id is None else max(self.max_id, largest)
         self.tokens += len(tokens)
         self.documents += documents
 
@@ -115,7 +120,9 @@ class _ShardWriter:
         self._handle.seek(0, os.SEEK_END)
         # The running hash covered the removed bytes: rehash the file (rare: tiny corpora only).
         self._handle.flush()
-        self._sha = hashlib.sha256(self.tmp.read_bytes())
+        kept = self.tmp.read_bytes()
+        self._sha = hashlib.sha256(kept)
+        self.max_id = shard_max_id(np.frombuffer(kept, dtype=self.dtype))
 
     def commit(self) -> dict[str, Any]:
         self._handle.flush()
@@ -127,6 +134,7 @@ class _ShardWriter:
             "tokens": self.tokens,
             "documents": self.documents,
             "sha256": self._sha.hexdigest(),
+            "max_token_id": self.max_id,
         }
 
     def abort(self) -> None:
@@ -323,11 +331,14 @@ def _finished(out_dir: Path, inputs: dict[str, Any]) -> tuple[bool, str]:
     return True, ""
 
 
-def _state_of(out_dir: Path, inputs: dict[str, Any], overwrite: bool) -> tuple[str, str]:
+def _state_of(
+    out_dir: Path, inputs: dict[str, Any], overwrite: bool, verify: bool = False
+) -> tuple[str, str]:
     """What out_dir holds: ("empty" | "done" | "rebuild" | "replace", why).
 
     "rebuild": an unfinished or damaged prepare, cleared before writing; "replace": a finished
-    dataset of other inputs with ``overwrite``, kept until the new one is complete.
+    dataset of other inputs, or (``verify``) of the same inputs whose files fail their sha256
+    check, with ``overwrite``; kept until the new one is complete.
     """
     if not out_dir.is_dir() or all(p.name == LOCK_NAME for p in out_dir.iterdir()):
         return "empty", ""
@@ -337,6 +348,11 @@ def _state_of(out_dir: Path, inputs: dict[str, Any], overwrite: bool) -> tuple[s
         if not overwrite:
             raise
         return "replace", "holds a dataset of other inputs (overwrite=True)"
+    if done and verify:
+        # Sizes match; only the checksums tell a shard overwritten in place (one hash pass).
+        damaged = damaged_files(PreparedDataset(out_dir))
+        if damaged:
+            return "replace", f"has files that fail their sha256 check ({', '.join(damaged)})"
     return ("done", "") if done else ("rebuild", why)
 
 
@@ -412,8 +428,9 @@ def prepare(
             paragraphs into documents of at most 8 KiB (a smaller file is one document);
             ``"file"``: one document per file; any other string splits at exactly that string
             (e.g. ``"\\n\\n"``: one document per paragraph).
-        overwrite: rebuild even if ``out_dir`` holds a finished dataset of other inputs (the old
-            one stays until the new one is complete).
+        overwrite: rebuild even if ``out_dir`` holds a finished dataset of other inputs, or of
+            these inputs with a file that fails its sha256 check (one hash pass over the
+            shards; the old dataset stays until the new one is complete).
         progress: tqdm bar over bytes tokenised, and a summary line.
 
     A re-run with the same inputs on a finished directory returns at once without writing. One
@@ -434,8 +451,9 @@ def prepare(
     inputs = _inputs_record(build, tokenizer)
     # Read a given tokenizer now: it may live in out_dir, which a rebuild empties.
     tokenizer_bytes = None if tokenizer is None else _tokenizer_file(tokenizer).read_bytes()
-    # A finished dataset is reopened without the lock, so read-only dataset folders still work.
-    if out_dir.is_dir() and _state_of(out_dir, inputs, overwrite)[0] == "done":
+    # A finished dataset is reopened without the lock, so read-only dataset folders still work;
+    # with ``overwrite`` its checksums are checked first, under the lock (a repair writes).
+    if not overwrite and out_dir.is_dir() and _state_of(out_dir, inputs, overwrite)[0] == "done":
         return _already_done(out_dir, progress)
     # Before any work: a file, a path below a file or a read-only folder fails in one line.
     check_output_dir(out_dir, "out_dir", error=DataError)
@@ -444,7 +462,9 @@ def prepare(
         peek_text_fields(source, text_field, text_column)
     with _writing(out_dir, created):
         _remove_stale_temps(out_dir)
-        state, why = _state_of(out_dir, inputs, overwrite)  # again: another writer may have run
+        # Again: another writer may have run. With overwrite, a dataset of the same inputs whose
+        # checksums fail is rebuilt (what `data info --verify` advises).
+        state, why = _state_of(out_dir, inputs, overwrite, verify=overwrite)
         if state == "done":
             return _already_done(out_dir, progress)
         if state == "rebuild":
@@ -710,15 +730,17 @@ class PreparedDataset:
         return np.memmap(path, dtype=self.dtype, mode="r", shape=(shard["tokens"],))
 
     def verify(self) -> None:
-        """Recompute the shard and tokenizer sha256 checksums; raise DataError on a mismatch."""
-        for split, shard in self.manifest["shards"].items():
-            if file_sha256(self.path / shard["file"]) != shard["sha256"]:
-                raise DataError(
-                    f"{split} shard {shard['file']} fails its sha256 check: re-run prepare with overwrite=True"
-                )
-        if file_sha256(self.tokenizer_path) != self.manifest["tokenizer"]["sha256"]:
+        """Recompute the shard and tokenizer sha256 checksums; raise DataError on a mismatch,
+        naming every damaged file and the ``evertrain data prepare ... --overwrite`` command that
+        rebuilds the dataset."""
+        damaged = damaged_files(self)
+        if damaged:
+            tokenizer_ok = not any(item.startswith("tokenizer") for item in damaged)
+            one = len(damaged) == 1
             raise DataError(
-                f"{self.tokenizer_path} fails its sha256 check: re-run prepare with overwrite=True"
+                f"{self.path}: {', '.join(damaged)} fail{'s' if one else ''} the sha256 check "
+                f"(changed after prepare wrote {'it' if one else 'them'}): rebuild with "
+                f"`{rebuild_command(self, tokenizer_ok)}`"
             )
 
     @property

@@ -40,12 +40,13 @@ from evertrain.data import (
     iter_eval_batches,
 )
 from evertrain.train import checkpoint as ckpt
-from evertrain.train import distributed, preempt
+from evertrain.train import distributed, lifeline, preempt
 from evertrain.train.allocator import tune_glibc_malloc
 from evertrain.train.budget import schedule_fit_warning
 from evertrain.train.budget import total_steps as budget_total_steps
 from evertrain.train.config import ConfigError, TrainConfig
 from evertrain.train.config_history import record_config
+from evertrain.train.data_checks import check_run_data
 from evertrain.train.logging import RunLogger, read_log, truncate_log
 from evertrain.train.model import GPT, GPTConfig
 from evertrain.train.optim import build_optimizer
@@ -211,6 +212,8 @@ def run(
         cfg = TrainConfig.model_validate(cfg)
     device = resolve_device(cfg.device)
     info = distributed.setup(device.type)
+    if info.enabled:  # a rank: stop with the launcher (lifeline.py), never train unsupervised
+        lifeline.stop_with_parent()
     if info.enabled and device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
     previous_determinism = torch.are_deterministic_algorithms_enabled()
@@ -268,6 +271,8 @@ class _Trainer:
         if self.info.is_main and mismatch:
             warnings.warn(mismatch, UserWarning, stacklevel=4)
         self.train_sets, self.eval_sets, vocab_size = _load_datasets(cfg)
+        # Checksums and token ids vs vocabulary, before any work (rank 0 hashes, all refuse).
+        check_run_data(self.train_sets, self.eval_sets, vocab_size, self.info)
         mixture = cfg.data.mixture or {name: 1.0 for name in cfg.data.train}
         try:
             self.sampler = MixtureSampler(

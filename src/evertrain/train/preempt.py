@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from types import FrameType
 from typing import Any
+
+from evertrain.train import lifeline
 
 EXIT_PREEMPTED = os.EX_TEMPFAIL if hasattr(os, "EX_TEMPFAIL") else 75
 """Exit status of a run stopped by a signal after saving: sysexits' EX_TEMPFAIL (75), "temporary
@@ -65,6 +68,10 @@ class PreemptionGuard:
     whose handler is not ``SIG_IGN`` (a launcher that ignores SIGINT, as a shell does for ``cmd &``,
     keeps it ignored); elsewhere it does nothing and :attr:`requested` stays 0. ``__exit__`` puts
     the previous handlers back, so a library call leaves no global handler behind.
+
+    A process that watches its parent (:func:`evertrain.train.lifeline.stop_with_parent`: demo
+    workers, torchrun ranks) also counts its parent's death as a SIGTERM when :attr:`requested`
+    is read, once per step: the portable fallback of the parent-death signal.
     """
 
     def __init__(
@@ -75,7 +82,7 @@ class PreemptionGuard:
         self.duplicate_window_s = (
             DUPLICATE_WINDOW_S if duplicate_window_s is None else duplicate_window_s
         )
-        self.requested = 0  # the first signal's number; 0 while none came
+        self._requested = 0  # the first signal's number; 0 while none came
         self._first_at = 0.0
         self._previous: dict[int, Any] = {}
 
@@ -83,6 +90,22 @@ class PreemptionGuard:
     def installed(self) -> bool:
         """True while this guard's handler is installed for at least one signal."""
         return bool(self._previous)
+
+    @property
+    def requested(self) -> int:
+        """The first signal's number (SIGTERM for a parent found dead); 0 while none came."""
+        if not self._requested and lifeline.parent_gone():
+            self._requested, self._first_at = signal.SIGTERM, time.monotonic()
+            print(
+                f"evertrain: parent process {lifeline.watched_parent()} ended: stopping as on SIGTERM",
+                file=sys.stderr,
+                flush=True,
+            )
+        return self._requested
+
+    @requested.setter
+    def requested(self, signum: int) -> None:
+        self._requested = signum
 
     @property
     def signal_name(self) -> str | None:
@@ -109,8 +132,8 @@ class PreemptionGuard:
         # Runs in the main thread between two bytecodes: only record the request here; the loop
         # decides when to act on it.
         now = time.monotonic()
-        if not self.requested:
-            self.requested, self._first_at = signum, now
+        if not self._requested:
+            self._requested, self._first_at = signum, now
             return
         if now - self._first_at < self.duplicate_window_s:
             return  # the same request, forwarded by a launcher
