@@ -307,6 +307,11 @@ def optimize(
         )
         law = load_law(fit_json)
         result = optimize_schedule(law, steps, peak, floor, warmup, n_knots=knots)
+        points = result.spec["points"]
+        if points[-1][0] < steps:
+            # The knots end at the last update (steps - 1); a point at `steps` holds that value
+            # and makes the spec's total the run's length, so training with it warns of nothing.
+            points.append([steps, points[-1][1]])
         atomic_write_json(output, result.to_dict())
         grid = np.unique(np.r_[np.arange(1, steps, max(1, steps // 1000)), steps - 1])
         curves = {}
