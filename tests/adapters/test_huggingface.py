@@ -193,7 +193,9 @@ def test_disagreement_is_one_warning_naming_both_values_and_the_spec_wins(tmp_pa
         schedule = schedule_from_training_args("wsd:peak=1e-3,warmup=4,total=50", args, 50)
     messages = [str(w.message) for w in caught]
     assert len(messages) == 3, messages
-    assert any("peak=0.001" in m and "learning_rate=0.0002" in m and "schedule's" in m for m in messages)
+    assert any(
+        "peak=0.001" in m and "learning_rate=0.0002" in m and "schedule's" in m for m in messages
+    )
     assert any("warmup=4" in m and "warmup_steps=10" in m for m in messages)
     assert any("lr_scheduler_type='cosine' is ignored" in m for m in messages)
     assert all("\n" not in m for m in messages)
@@ -264,7 +266,9 @@ def test_evertrain_trainer_resume_gives_the_same_lr_sequence(tmp_path):
 
 
 def test_example_explicit_path_matches_the_native_path(example, tmp_path):
-    native, native_scheduler = example.main(max_steps=4, batch_size=2, output_dir=str(tmp_path / "a"))
+    native, native_scheduler = example.main(
+        max_steps=4, batch_size=2, output_dir=str(tmp_path / "a")
+    )
     explicit, explicit_scheduler = example.main(
         max_steps=4, batch_size=2, output_dir=str(tmp_path / "b"), explicit=True
     )

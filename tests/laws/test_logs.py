@@ -24,8 +24,15 @@ runner = CliRunner()
 SPEC = "wsd:peak=3e-3,total=60,warmup=6,decay_fraction=0.3"
 
 
-def _write_run(folder: Path, spec: str | dict = SPEC, *, every: int = 5, total: int = 60,
-               tokens_per_step: int = 128, logged_spec: str | dict | None = None) -> Path:
+def _write_run(
+    folder: Path,
+    spec: str | dict = SPEC,
+    *,
+    every: int = 5,
+    total: int = 60,
+    tokens_per_step: int = 128,
+    logged_spec: str | dict | None = None,
+) -> Path:
     """An evertrain run folder as the trainer leaves it (config.yaml + log.jsonl), by hand."""
     folder.mkdir(parents=True)
     logged = from_spec(logged_spec or spec)
@@ -35,8 +42,13 @@ def _write_run(folder: Path, spec: str | dict = SPEC, *, every: int = 5, total: 
     unit_tokens = logged.unit == "tokens"
     for step in range(every, total + 1, every):
         progress = (step - 1) * tokens_per_step if unit_tokens else step - 1
-        record = {"kind": "train", "step": step, "tokens": step * tokens_per_step,
-                  "lr": logged(progress), "loss": 6.0 - 0.01 * step}
+        record = {
+            "kind": "train",
+            "step": step,
+            "tokens": step * tokens_per_step,
+            "lr": logged(progress),
+            "loss": 6.0 - 0.01 * step,
+        }
         lines.append(json.dumps(record))
         if step % 20 == 0:
             lines.append(json.dumps({"kind": "eval", "step": step, "eval": {"val": 5.0}}))
@@ -95,7 +107,9 @@ def test_column_flags_name_any_columns_and_a_wrong_name_lists_them(tmp_path):
     path.write_text("\n".join(rows) + "\n")
     curve, notes = load_log_curve(path, step_col="it", loss_col="objective", lr_col="eta")
     assert len(curve.steps) == 60 and notes[-1] == "lr: logged at every step"
-    with pytest.raises(LawError, match=r"no step column among it, objective, eta: name it with --step-col"):
+    with pytest.raises(
+        LawError, match=r"no step column among it, objective, eta: name it with --step-col"
+    ):
         load_log_curve(path)
     with pytest.raises(LawError, match=r"--loss-col 'nll': .* its columns are it, objective, eta"):
         load_log_curve(path, step_col="it", loss_col="nll")
@@ -103,9 +117,7 @@ def test_column_flags_name_any_columns_and_a_wrong_name_lists_them(tmp_path):
 
 def test_rows_without_a_loss_are_an_error_naming_the_row_and_dropna_drops_them(tmp_path):
     path = tmp_path / "curve.csv"
-    rows = ["step,lr,loss"] + [
-        f"{k},1e-3,{'' if k in (7, 9) else 4 - k / 100}" for k in range(30)
-    ]
+    rows = ["step,lr,loss"] + [f"{k},1e-3,{'' if k in (7, 9) else 4 - k / 100}" for k in range(30)]
     path.write_text("\n".join(rows) + "\n")
     out = tmp_path / "fit.json"
     result = runner.invoke(app, ["law", "fit", str(path), "-o", str(out)])
@@ -156,24 +168,34 @@ def test_predict_token_unit_specs_need_and_use_tokens_per_step(tmp_path):
     MultiPowerLaw(MPL_TRUE).save(fit)
     steps_spec = "wsd:peak=3e-4,total=2000,warmup=200,decay_fraction=0.2"
     tokens_spec = "wsd:peak=3e-4,total=1024000,warmup=102400,decay_fraction=0.2,unit=tokens"
-    refused = runner.invoke(app, ["law", "predict", str(fit), tokens_spec, "-o", str(tmp_path / "p.png")])
+    refused = runner.invoke(
+        app, ["law", "predict", str(fit), tokens_spec, "-o", str(tmp_path / "p.png")]
+    )
     assert refused.exit_code == 2 and "--tokens-per-step" in refused.output
     assert not (tmp_path / "p.png").exists()
     by_tokens = runner.invoke(
         app, ["law", "predict", str(fit), tokens_spec, "--tokens-per-step", "512",
               "-o", str(tmp_path / "t.png")],
     )  # fmt: skip
-    by_steps = runner.invoke(app, ["law", "predict", str(fit), steps_spec, "-o", str(tmp_path / "s.png")])
+    by_steps = runner.invoke(
+        app, ["law", "predict", str(fit), steps_spec, "-o", str(tmp_path / "s.png")]
+    )
     assert by_tokens.exit_code == 0, by_tokens.output
-    final = [line.split()[1] for line in (by_tokens.output, by_steps.output)
-             for line in [line for line in line.splitlines() if "(step 1999)" in line]]
+    final = [
+        line.split()[1]
+        for line in (by_tokens.output, by_steps.output)
+        for line in [line for line in line.splitlines() if "(step 1999)" in line]
+    ]
     assert len(final) == 2 and final[0] == final[1]
 
 
 def test_fit_on_a_sparse_csv_still_takes_schedule(tmp_path):
     curve = make_curves(MultiPowerLaw(MPL_TRUE), noise=0.0, every=100)[0]
     path = tmp_path / "c.csv"
-    path.write_text("step,loss\n" + "".join(f"{s},{float(v)!r}\n" for s, v in zip(curve.steps, curve.loss)))
+    path.write_text(
+        "step,loss\n"
+        + "".join(f"{s},{float(v)!r}\n" for s, v in zip(curve.steps, curve.loss, strict=True))
+    )
     loaded, notes = load_log_curve(path, schedule=curve.lr)
     np.testing.assert_array_equal(loaded.lr, curve.lr[: int(curve.steps[-1]) + 1])
     assert notes[-1].startswith("lr: from --schedule")

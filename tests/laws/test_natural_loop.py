@@ -57,5 +57,8 @@ def test_train_fit_optimize_train_from_the_cli(tmp_path, monkeypatch):
     predicted = _ok(["law", "predict", "fit.json", "opt.json", "--steps", "40", "-o", "p.png"])
     assert "(step 39)" in predicted
     # the optimised run's folder is itself a fit input: its LR is rebuilt from opt.json
-    log = [json.loads(line) for line in (tmp_path / "runs/optimised/log.jsonl").read_text().splitlines()]
+    log = [
+        json.loads(line)
+        for line in (tmp_path / "runs/optimised/log.jsonl").read_text().splitlines()
+    ]
     assert [r["step"] for r in log if r["kind"] == "train"][-1] == 40

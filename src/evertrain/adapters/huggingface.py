@@ -259,7 +259,9 @@ class EvertrainTrainer(Trainer):
         mapping = _spec_mapping(schedule)
         unit = (mapping or {}).get("unit") or getattr(schedule, "unit", "steps")
         super().__init__(*args, **kwargs)
-        counted = any(isinstance(cb, TokenCountingCallback) for cb in self.callback_handler.callbacks)
+        counted = any(
+            isinstance(cb, TokenCountingCallback) for cb in self.callback_handler.callbacks
+        )
         if unit == "tokens" and tokens_per_step is None and not counted:
             raise AdapterError(
                 "schedule has unit='tokens' but the Trainer counts optimizer steps: pass "

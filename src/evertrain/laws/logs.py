@@ -231,9 +231,7 @@ def _pick(
         if found:
             return found[0]
     if required:
-        raise LawError(
-            f"{path}: no {what} {kind} among {', '.join(names)}: name it with {flag}"
-        )
+        raise LawError(f"{path}: no {what} {kind} among {', '.join(names)}: name it with {flag}")
     return None
 
 
@@ -244,7 +242,9 @@ def _read_csv(
     delimiter = "\t" if path.suffix.lower() == ".tsv" or text.split("\n", 1)[0].count("\t") else ","
     rows = list(csv.reader(text.splitlines(), delimiter=delimiter))
     if not rows:
-        raise LawError(f"{path}: empty file; expected a header row naming the step and loss columns")
+        raise LawError(
+            f"{path}: empty file; expected a header row naming the step and loss columns"
+        )
     header = rows[0]
     step_name = _pick(header, step_col, STEP_NAMES, "step", "--step-col", path)
     loss_name = _pick(header, loss_col, LOSS_NAMES, "loss", "--loss-col", path)
@@ -327,9 +327,15 @@ def curve_from_log(
         notes.append(f"lr: from --schedule {schedule_label(schedule)}")
     else:
         per_step, note = _rebuilt(table, n_steps, lr_steps, lr_values, tokens)
-        if per_step is None and table.kind == "CSV" and _is_shared(table, n_steps, lr_steps, lr_values):
+        if (
+            per_step is None
+            and table.kind == "CSV"
+            and _is_shared(table, n_steps, lr_steps, lr_values)
+        ):
             # a published curve (sparse log): its README gives the exact per-step schedule
-            per_step = shared_curve_lr(table.path.stem, max(shared_curve_total(table.path.stem), n_steps))
+            per_step = shared_curve_lr(
+                table.path.stem, max(shared_curve_total(table.path.stem), n_steps)
+            )
             note = "lr: the published schedule of this shared curve (its README)"
         if per_step is None:
             per_step, fallback = _from_logged_lr(table, n_steps, lr_steps, lr_values)
@@ -374,9 +380,7 @@ def _from_logged_lr(
     if len(lr_steps) == n_steps and np.array_equal(lr_steps, np.arange(n_steps)):
         return lr_values.copy(), "lr: logged at every step"
     per_step = np.interp(np.arange(n_steps, dtype=np.float64), lr_steps, lr_values)
-    note = (
-        f"lr: logged at {len(lr_steps)} of {n_steps} steps, interpolated linearly between them"
-    )
+    note = f"lr: logged at {len(lr_steps)} of {n_steps} steps, interpolated linearly between them"
     if lr_steps[0] > 0:
         note += f", held at its first logged value before step {int(lr_steps[0])}"
     if lr_steps[-1] < n_steps - 1:
