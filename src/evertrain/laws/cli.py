@@ -161,8 +161,8 @@ def _fit_curves(
         return [curves[name] for name in SHARED_FIT]
     if not paths:
         raise ValueError(
-            "no curves to fit: give CSV files (step,lr,loss) or --example 25M for the packaged "
-            "published curves"
+            "no curves to fit: give run folders, log.jsonl, TensorBoard or CSV files, or "
+            "--example 25M for the packaged published curves"
         )
     if specs and len(specs) not in (1, len(paths)):
         raise ValueError(
