@@ -125,11 +125,14 @@ def test_refined_multipliers_by_hand():
     # w = [1, 1/4, 1]; sum of later weights = [5/4, 1, 0]; eta = [5/4, 1/4, 0] / (5/4).
     np.testing.assert_allclose(refined_multipliers(np.array([1.0, 2.0, 1.0])), [1, 0.2, 0])
     np.testing.assert_allclose(refined_multipliers(np.array([1.0, 2.0, 1.0]), power=1), [1, 1 / 3, 0])
-    # Large early norms -> a warmup; norms that shrink at the end -> a faster final anneal.
+    # Large early norms -> a warmup; norms that grow at the end -> a faster final anneal; a
+    # drop in the norm raises the LR before it (the weights after the drop are larger).
     rising = refined_multipliers(np.array([8.0, 4.0, 2.0] + [1.0] * 20))
     assert rising[0] < rising[1] < rising[2] < rising[3] and rising.max() == 1.0
-    shrinking = refined_multipliers(np.array([1.0] * 20 + [0.5] * 5))
     linear = refined_multipliers(np.ones(25))
+    growing = refined_multipliers(np.array([1.0] * 20 + [2.0] * 5))
+    assert np.all(growing[20:24] < 0.5 * linear[20:24]) and growing[0] == 1.0
+    shrinking = refined_multipliers(np.array([1.0] * 20 + [0.5] * 5))
     assert shrinking[10] < linear[10] and shrinking[21] > linear[21]
 
 

@@ -5,8 +5,8 @@ Scheduling by Refinement" (arXiv 2310.07831; v2 "Optimal Linear Decay Learning R
 and Further Refinements"), Algorithm 1 (schedule refinement for SGD): smooth the logged gradient
 norms ``g_1..g_T`` with a median filter, set ``w_t = g_t^-2`` and ``eta_t = w_t * sum_{p>t} w_p``,
 and divide by ``max eta``. Constant norms give ``eta_t ∝ T - t``, the linear decay the paper's
-worst-case analysis recommends; norms that shrink late give a faster final anneal, norms that are
-large early give a warmup. (For Adam-type updates the paper uses ``w_t = g_t^-1`` of the l1 norm:
+worst-case analysis recommends; norms that grow towards the end give a faster final anneal,
+norms that are large early give a warmup (a norm that drops raises the LR before it). (For Adam-type updates the paper uses ``w_t = g_t^-1`` of the l1 norm:
 ``power=1``.)
 
 The schedule stores its knots (progress, multiplier), so a spec round-trips through YAML and
