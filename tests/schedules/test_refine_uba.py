@@ -300,3 +300,49 @@ def test_schedule_lr_drives_torch_and_resumes(spec):
     optimizer2.step()
     resumed.step()
     assert optimizer2.param_groups[0]["lr"] == schedule(26)
+
+
+# ---------------------------------------------------------------------- from a real tiny run
+
+
+def test_cli_refine_from_a_real_tiny_training_run(runner, tmp_path):
+    """Train 12 tiny steps (the trainer tests' config), refine its log.jsonl, and train again on
+    the refined spec: the second run's logged LRs are the refined schedule's."""
+    torch = pytest.importorskip("torch")
+    import random
+
+    from evertrain.data import prepare
+    from evertrain.train import run
+    from tests.train.conftest import WORDS, make_config
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rng = random.Random(0)
+        docs = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 60))) for _ in range(300)]
+        source = tmp_path / "prose.jsonl"
+        source.write_text("\n".join(json.dumps({"text": doc}) for doc in docs))
+        prepare([source], tmp_path / "prose", vocab_size=300, progress=False)
+        data = {"prose": str(tmp_path / "prose")}
+        run(make_config(tmp_path / "first", data), progress=False)
+        log = tmp_path / "first" / "log.jsonl"
+        out = tmp_path / "refined.yaml"
+        result = runner.invoke(app, ["schedule", "refine", str(log), "-o", str(out), "--peak",
+                                     "3e-3", "--units", "tokens", "--filter-width", "3"])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        refined = from_spec(str(out))
+        records = [json.loads(line) for line in log.read_text().splitlines()]
+        train = [r for r in records if r["kind"] == "train"]
+        assert refined.unit == "tokens" and refined.total == train[-1]["tokens"] - 256
+        assert refined(refined.total) == 0.0 and max(refined.values) == 3e-3
+        second = make_config(tmp_path / "second", data, schedule=refined.to_spec())
+        # As in the paper, the last update's multiplier is 0 (no later weights): the trainer
+        # says so in one warning line.
+        with pytest.warns(UserWarning, match="the last step trains at or past its end at lr=0"):
+            run(second, progress=False)
+        logged = [json.loads(x) for x in (tmp_path / "second" / "log.jsonl").read_text().splitlines()]
+        lrs = [r["lr"] for r in logged if r["kind"] == "train"]
+        expected = [refined(float(r["tokens"] - 256)) for r in train]
+        np.testing.assert_allclose(lrs, expected, rtol=1e-12, atol=0)
+    finally:
+        torch.set_num_threads(threads)
