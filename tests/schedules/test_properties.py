@@ -114,7 +114,10 @@ def leaf_spec(draw) -> dict:
                 "knots": [[t, draw(st.floats(0.0, 1.0))] for t in times],
                 **draw(warmup_fields(times[-1] - times[0], peak))}  # fmt: skip
         # The warmup rises to the refined value at its end, which may be low (even 0).
-        spec.update(warmup_start=0.0, warmup_shape=draw(st.sampled_from(["linear", "cosine", "1-sqrt", "power"])))
+        spec.update(
+            warmup_start=0.0,
+            warmup_shape=draw(st.sampled_from(["linear", "cosine", "1-sqrt", "power"])),
+        )
     else:  # a new family without a strategy must fail loudly here, not be skipped
         raise AssertionError(f"no hypothesis strategy for schedule {name!r}")
     return spec

@@ -124,7 +124,9 @@ def test_median_filter_removes_spikes_and_cuts_the_window_at_the_ends():
 def test_refined_multipliers_by_hand():
     # w = [1, 1/4, 1]; sum of later weights = [5/4, 1, 0]; eta = [5/4, 1/4, 0] / (5/4).
     np.testing.assert_allclose(refined_multipliers(np.array([1.0, 2.0, 1.0])), [1, 0.2, 0])
-    np.testing.assert_allclose(refined_multipliers(np.array([1.0, 2.0, 1.0]), power=1), [1, 1 / 3, 0])
+    np.testing.assert_allclose(
+        refined_multipliers(np.array([1.0, 2.0, 1.0]), power=1), [1, 1 / 3, 0]
+    )
     # Large early norms -> a warmup; norms that grow at the end -> a faster final anneal; a
     # drop in the norm raises the LR before it (the weights after the drop are larger).
     rising = refined_multipliers(np.array([8.0, 4.0, 2.0] + [1.0] * 20))
@@ -197,6 +199,15 @@ def test_read_grad_norms_from_a_trainer_log(tmp_path):
     assert tokens.progress.tolist() == [0, 512, 768, 1280, 1536]  # tokens before the update
 
 
+def test_a_torn_last_line_is_skipped_but_a_torn_middle_line_is_an_error(tmp_path):
+    log = write_log(tmp_path, [1.0] * 6)
+    log.write_text(log.read_text() + '{"kind": "train", "step": 7, "tok')
+    assert read_grad_norms(log).skipped == 1
+    log.write_text(log.read_text() + "\n" + log.read_text().splitlines()[0] + "\n")
+    with pytest.raises(ScheduleError, match=r"log.jsonl:8: not a JSON line"):
+        read_grad_norms(log)
+
+
 def test_cli_refine_from_a_log_writes_a_spec_that_needs_no_log(runner, tmp_path):
     log = write_log(tmp_path, [0.5] * 6 + [None, None] + [0.5] * 42)
     out = tmp_path / "spec.yaml"
@@ -204,7 +215,10 @@ def test_cli_refine_from_a_log_writes_a_spec_that_needs_no_log(runner, tmp_path)
                                  "--knots", "8"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "skipped 2 rows" in result.stderr
-    assert f"wrote {out}: refine from 48 gradient norms, 8 knots, peak 0.001 at 0 steps" in result.stdout
+    assert (
+        f"wrote {out}: refine from 48 gradient norms, 8 knots, peak 0.001 at 0 steps"
+        in result.stdout
+    )
     log.unlink()  # the spec stands alone
     s = from_spec(str(out))
     assert s.to_spec()["source"] == str(log) and s(0) == 1e-3 and s(49) == 0.0
@@ -271,8 +285,12 @@ def test_both_families_plot(runner, tmp_path):
     "spec",
     [
         "uba:peak=1e-3,total=40,phi=0.7,warmup=5,floor=1e-5",
-        {"name": "refine", "peak": 1e-3, "warmup": 4,
-         "knots": [[0, 0.5], [10, 1.0], [30, 0.4], [40, 0.0]]},  # fmt: skip
+        {
+            "name": "refine",
+            "peak": 1e-3,
+            "warmup": 4,
+            "knots": [[0, 0.5], [10, 1.0], [30, 0.4], [40, 0.0]],
+        },  # fmt: skip
     ],
 )
 def test_schedule_lr_drives_torch_and_resumes(spec):
@@ -340,7 +358,9 @@ def test_cli_refine_from_a_real_tiny_training_run(runner, tmp_path):
         # says so in one warning line.
         with pytest.warns(UserWarning, match="the last step trains at or past its end at lr=0"):
             run(second, progress=False)
-        logged = [json.loads(x) for x in (tmp_path / "second" / "log.jsonl").read_text().splitlines()]
+        logged = [
+            json.loads(x) for x in (tmp_path / "second" / "log.jsonl").read_text().splitlines()
+        ]
         lrs = [r["lr"] for r in logged if r["kind"] == "train"]
         expected = [refined(float(r["tokens"] - 256)) for r in train]
         np.testing.assert_allclose(lrs, expected, rtol=1e-12, atol=0)

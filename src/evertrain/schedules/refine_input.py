@@ -38,13 +38,20 @@ def _usable(value: object) -> bool:
 def _from_jsonl(path: Path, grad_key: str, progress_key: str) -> GradNorms:
     progress, norms, skipped, seen_key = [], [], 0, False
     previous_step = previous_tokens = 0.0
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    lines = path.read_text(encoding="utf-8").splitlines()
+    last = max((i for i, line in enumerate(lines, start=1) if line.strip()), default=0)
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            raise ScheduleError(f"{path}:{number}: not a JSON line: give an evertrain log.jsonl")
+            if number == last:  # a line torn by a crash of the logged run: counted, not fatal
+                skipped += 1
+                continue
+            raise ScheduleError(
+                f"{path}:{number}: not a JSON line: give an evertrain log.jsonl"
+            ) from None
         if not isinstance(record, dict) or record.get("kind") != "train":
             continue
         step, tokens, here = record.get("step"), record.get("tokens"), record.get(progress_key)
