@@ -31,10 +31,12 @@ class UBA(Schedule):
     linear in ``c`` and equals ``2 phi > 0`` at ``c = 0`` and ``4`` at ``c = 2``). The paper ties
     ``phi`` to the condition number of the loss landscape; it has no default here, choose it.
 
-    The formula is written as evertrain read it for this family; the stored copies of the paper
-    available when it was added did not show the equation itself, so check the paper's
-    definition against the ``phi = 2 == cosine`` identity and the end points tested in
-    ``tests/schedules/test_refine_uba.py`` before relying on other values of ``phi``.
+    Provenance of the equation: the stored copies of the paper available when this family was
+    added showed its abstract but not the equation; the formula above is the one an independent
+    public implementation writes (``eta_t = (eta_max - eta_min) * 2(1 + cos) / (2 phi +
+    (2 - phi)(1 + cos)) + eta_min``), and it meets the paper's stated property that ``phi = 2``
+    is cosine. That implementation keeps ``phi`` in ``[0, 2]``; here any ``phi > 0`` is accepted
+    (the formula stays finite and monotone). Check against the paper before relying on it.
     """
 
     name = "uba"
