@@ -282,7 +282,11 @@ class Sweep:
         return run, Path("checkpoints") / f"step_{kill_step - every // 2:08d}"
 
     def damaged_case(
-        self, base: tuple[dict[str, Path], Path], name: str, damage, expect_refusal: bool = False  # noqa: ANN001
+        self,
+        base: tuple[dict[str, Path], Path],
+        name: str,
+        damage: Any,
+        expect_refusal: bool = False,
     ) -> None:
         run = self.new_run(f"case-{name}")
         shutil.copytree(base[0]["out"], run["out"])
@@ -410,7 +414,9 @@ def plan_trials(
     trials += [("random_x3", [None, None, None]) for _ in range(6)]
     for _ in range(2):
         first = rng.randint(1, steps // 3)
-        trials.append(("step_x3", [f"step:{first + k * rng.randint(1, steps // 4)}" for k in range(3)]))
+        trials.append(
+            ("step_x3", [f"step:{first + k * rng.randint(1, steps // 4)}" for k in range(3)])
+        )
     for _ in range(5):
         chain, step = [], rng.choice(checkpoints[: len(checkpoints) // 2])
         for _ in range(4):
@@ -459,7 +465,9 @@ def main() -> dict[str, Any]:
                 torchrun = torchrun_orphans(root, data)
             except (OSError, subprocess.SubprocessError) as error:  # no torchrun here: say so
                 torchrun = {"error": str(error), "ranks_alive_10s_after_launcher_sigkill": 0}
-    orphans = sweep.orphans + (torchrun["ranks_alive_10s_after_launcher_sigkill"] if torchrun else 0)
+    orphans = sweep.orphans + (
+        torchrun["ranks_alive_10s_after_launcher_sigkill"] if torchrun else 0
+    )
     silent = sum(case["silent_fallback"] for case in sweep.cases)
     payload = {
         "what": "fault-injection sweep of `evertrain train run --resume` (benchmarks/reliability.py)",
@@ -479,7 +487,11 @@ def main() -> dict[str, Any]:
         "orphans_left": orphans,
         "orphans_check": (
             "children of each SIGKILLed run (none expected)"
-            + (" + ranks of a SIGKILLed 2-rank torchrun launcher alive 10 s later" if torchrun else "")
+            + (
+                " + ranks of a SIGKILLed 2-rank torchrun launcher alive 10 s later"
+                if torchrun
+                else ""
+            )
         ),
         "torchrun_launcher_kill": torchrun,
         "trials": len(sweep.trials),

@@ -288,7 +288,9 @@ def test_full_log_disk_is_one_line(tiny_data, tmp_path: Path, monkeypatch) -> No
 
     monkeypatch.setattr(run_logging.RunLogger, "log", full)
     config_path = tmp_path / "config.yaml"
-    config_path.write_text(yaml.safe_dump(make_config(tmp_path / "run", tiny_data), sort_keys=False))
+    config_path.write_text(
+        yaml.safe_dump(make_config(tmp_path / "run", tiny_data), sort_keys=False)
+    )
     failed = runner.invoke(app, ["train", "run", str(config_path), "--no-progress"])
     assert failed.exit_code == 2, failed.output
     (line,) = error_lines(failed.output)
@@ -343,7 +345,9 @@ def test_full_tmpfs_then_resume(finished, tiny_data, tmp_path: Path) -> None:
     with small_tmpfs(tmp_path / "disk", "2m") as disk:
         out = disk / "run"
         config_path = tmp_path / "config.yaml"
-        config_path.write_text(yaml.safe_dump(deterministic_config(out, tiny_data), sort_keys=False))
+        config_path.write_text(
+            yaml.safe_dump(deterministic_config(out, tiny_data), sort_keys=False)
+        )
         with one_thread():
             failed = runner.invoke(app, ["train", "run", str(config_path), "--no-progress"])
         assert failed.exit_code == 2, failed.output
@@ -377,7 +381,9 @@ def test_only_rank_0_prints_done(tiny_data, tmp_path: Path) -> None:
     from .test_distributed import OVERRIDES, free_port
 
     config_path = tmp_path / "config.yaml"
-    config_path.write_text(yaml.safe_dump(make_config(tmp_path / "ddp", tiny_data, **OVERRIDES), sort_keys=False))
+    config_path.write_text(
+        yaml.safe_dump(make_config(tmp_path / "ddp", tiny_data, **OVERRIDES), sort_keys=False)
+    )
     port = str(free_port())
 
     def body(rank: int):  # noqa: ANN202

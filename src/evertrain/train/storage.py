@@ -63,9 +63,8 @@ def checkpoint_size_estimate(checkpoints_dir: Path, model: torch.nn.Module | Non
     if checkpoints_dir.is_dir():
         for child in checkpoints_dir.iterdir():
             if child.is_dir() and not child.name.startswith("."):
-                sizes.append(
-                    (child.stat().st_mtime, sum(f.stat().st_size for f in child.iterdir()))
-                )
+                files = [f for f in child.rglob("*") if f.is_file()]
+                sizes.append((child.stat().st_mtime, sum(f.stat().st_size for f in files)))
     if sizes:
         return max(sizes)[1]
     if model is None:
