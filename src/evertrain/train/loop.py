@@ -237,7 +237,8 @@ def run(
     except OSError as error:  # a full disk / read-only folder: one line, not a traceback
         if trainer is None or not storage.is_storage_error(error, Path(cfg.out_dir)):
             raise
-        raise trainer.storage_error(error) from None
+        model = getattr(trainer, "model", None)  # sizes the first checkpoint, once built
+        raise storage.run_storage_error(error, Path(cfg.out_dir), model) from None
     except preempt.RunPreempted:
         distributed.teardown(info)  # every rank stopped after the same step
         raise
@@ -335,7 +336,9 @@ class _Trainer:
             if not resume and (existing or (log_path.exists() and log_path.stat().st_size > 0)):
                 source = "error"
             elif resume:
-                source, refusal = self._choose_checkpoint(start_over_if_corrupt)
+                source, refusal = recovery.resume_source(
+                    self.checkpoints_dir, start_over_if_corrupt
+                )
         source, refusal = distributed.broadcast_object((source, refusal), info)
         if refusal is not None:
             raise recovery.AllCheckpointsCorrupt(refusal)
@@ -370,31 +373,6 @@ class _Trainer:
             if self.checkpoints_dir.is_dir():  # finish a prune a crash interrupted
                 ckpt.prune_checkpoints(self.checkpoints_dir, cfg.keep_last)
             ckpt.write_manifest(self.out_dir, self.parent)
-
-    def _choose_checkpoint(self, start_over_if_corrupt: bool) -> tuple[str | None, str | None]:
-        """(checkpoint to resume from or None, refusal or None); one warning on any fallback,
-        and the rejected folders set aside as ``.corrupt-<name>`` once resuming is decided."""
-        selection = recovery.select_checkpoint(self.checkpoints_dir)
-        if selection.chosen is None and selection.rejected:
-            if not start_over_if_corrupt:
-                return None, selection.all_corrupt_message()  # refused: nothing touched
-            warnings.warn(selection.start_over_message(), UserWarning, stacklevel=5)
-        elif message := selection.fallback_message():
-            warnings.warn(message, UserWarning, stacklevel=5)
-        recovery.quarantine(selection)
-        return (str(selection.chosen[0]) if selection.chosen else None), None
-
-    def storage_error(self, error: OSError) -> storage.StorageError:
-        """``error`` (a full disk / unwritable folder) as one line naming the space needed."""
-        found = ckpt.list_checkpoints(self.checkpoints_dir) if self.info.is_main else []
-        return storage.storage_error(
-            error,
-            self.out_dir,
-            needed=storage.checkpoint_size_estimate(
-                self.checkpoints_dir, getattr(self, "model", None)
-            ),
-            last_checkpoint=found[-1][0] if found else None,
-        )
 
     def _fork(self, init_from: str) -> None:
         try:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ __all__ = [
     "manifest_checkpoint_path",
     "quarantine",
     "read_manifest",
+    "resume_source",
     "select_checkpoint",
 ]
 
@@ -118,6 +120,25 @@ def select_checkpoint(checkpoints_dir: Path) -> Selection:
         except ckpt.CheckpointError as error:
             selection.rejected.append((folder, str(error)))
     return selection
+
+
+def resume_source(
+    checkpoints_dir: Path, start_over_if_corrupt: bool = False
+) -> tuple[str | None, str | None]:
+    """(the checkpoint a resume starts from, or None for step 0; a refusal message, or None).
+
+    One warning line on any fallback; the rejected folders are set aside as ``.corrupt-<name>``
+    once resuming is decided, and nothing is touched when it is refused.
+    """
+    selection = select_checkpoint(checkpoints_dir)
+    if selection.chosen is None and selection.rejected:
+        if not start_over_if_corrupt:
+            return None, selection.all_corrupt_message()
+        warnings.warn(selection.start_over_message(), UserWarning, stacklevel=3)
+    elif message := selection.fallback_message():
+        warnings.warn(message, UserWarning, stacklevel=3)
+    quarantine(selection)
+    return (str(selection.chosen[0]) if selection.chosen else None), None
 
 
 def quarantine(selection: Selection) -> list[Path]:

@@ -27,6 +27,7 @@ __all__ = [
     "StorageError",
     "checkpoint_size_estimate",
     "remove_partial_writes",
+    "run_storage_error",
     "storage_error",
 ]
 
@@ -130,4 +131,21 @@ def storage_error(
     return StorageError(
         f"cannot write {path} ({reason}): make {out_dir} writable (it needs {need} free for a "
         f"checkpoint) or choose another out_dir, then {resume}; {intact}"
+    )
+
+
+def run_storage_error(
+    error: OSError, out_dir: Path, model: torch.nn.Module | None = None
+) -> StorageError:
+    """:func:`storage_error` for the run in ``out_dir``: the space its next checkpoint needs,
+    and the newest checkpoint a resume would continue from."""
+    from evertrain.train.checkpoint import list_checkpoints  # torch: only once a run failed
+
+    checkpoints_dir = out_dir / "checkpoints"
+    found = list_checkpoints(checkpoints_dir)
+    return storage_error(
+        error,
+        out_dir,
+        needed=checkpoint_size_estimate(checkpoints_dir, model),
+        last_checkpoint=found[-1][0] if found else None,
     )
