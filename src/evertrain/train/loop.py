@@ -40,7 +40,7 @@ from evertrain.data import (
     iter_eval_batches,
 )
 from evertrain.train import checkpoint as ckpt
-from evertrain.train import distributed, lifeline, preempt
+from evertrain.train import distributed, lifeline, preempt, recovery, storage
 from evertrain.train.allocator import tune_glibc_malloc
 from evertrain.train.budget import schedule_fit_warning
 from evertrain.train.budget import total_steps as budget_total_steps
@@ -196,7 +196,11 @@ def evaluate(
 
 
 def run(
-    cfg: TrainConfig | dict[str, Any], resume: bool = False, progress: bool = True
+    cfg: TrainConfig | dict[str, Any],
+    resume: bool = False,
+    progress: bool = True,
+    *,
+    start_over_if_corrupt: bool = False,
 ) -> RunResult:
     """Train ``cfg`` to ``budget_tokens``; with ``resume=True`` continue from the newest valid checkpoint.
 
@@ -207,6 +211,9 @@ def run(
     :class:`NonFiniteLossError` when the loss goes non-finite under ``nonfinite: stop`` (the last
     good checkpoint is kept). On SIGTERM/SIGINT it finishes the current step, saves a checkpoint
     and raises :class:`~evertrain.train.preempt.RunPreempted` (every rank after the same step).
+    A resume whose every checkpoint is corrupt raises
+    :class:`~evertrain.train.recovery.AllCheckpointsCorrupt` unless ``start_over_if_corrupt``;
+    a full disk or read-only folder raises :class:`~evertrain.train.storage.StorageError`.
     """
     if not isinstance(cfg, TrainConfig):
         cfg = TrainConfig.model_validate(cfg)
@@ -224,10 +231,17 @@ def run(
         torch.set_num_threads(cfg.threads)
     if device.type == "cpu" and cfg.cpu_malloc_tuning:
         tune_glibc_malloc()
+    trainer: _Trainer | None = None
     try:
         # SIGTERM/SIGINT: finish the step and save (preempt.py); handlers restored on return.
         with hold_run_folder(cfg.out_dir, info), preempt.PreemptionGuard() as preemption:
-            result = _Trainer(cfg, info, device, progress).train(resume, preemption)
+            trainer = _Trainer(cfg, info, device, progress)
+            result = trainer.train(resume, preemption, start_over_if_corrupt)
+    except OSError as error:  # a full disk / read-only folder: one line, not a traceback
+        if trainer is None or not storage.is_storage_error(error, Path(cfg.out_dir)):
+            raise
+        model = getattr(trainer, "model", None)  # sizes the first checkpoint, once built
+        raise storage.run_storage_error(error, Path(cfg.out_dir), model) from None
     except preempt.RunPreempted:
         distributed.teardown(info)  # every rank stopped after the same step
         raise
@@ -312,21 +326,27 @@ class _Trainer:
             dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float16
             self.autocast = lambda: torch.autocast(self.device.type, dtype=dtype)
 
-    def _restore(self, resume: bool) -> None:
+    def _restore(self, resume: bool, start_over_if_corrupt: bool = False) -> None:
         """Set step/tokens/weights from a checkpoint of this run (resume) or a parent (init_from)."""
         cfg, info = self.cfg, self.info
         self.step, self.tokens, self.skipped, self.parent = 0, 0, 0, None
         source: str | None = None
+        refusal: str | None = None
         if info.is_main:
-            existing = ckpt.list_checkpoints(self.checkpoints_dir)
+            # First of all: a full disk may have left a partial checkpoint holding the space the
+            # writes below need (we hold the folder's lock, so no live writer owns it).
+            storage.remove_partial_writes(self.checkpoints_dir)
+            existing = recovery.checkpoint_folders(self.checkpoints_dir)
             log_path = self.out_dir / "log.jsonl"
             if not resume and (existing or (log_path.exists() and log_path.stat().st_size > 0)):
                 source = "error"
             elif resume:
-                found = ckpt.latest_valid_checkpoint(self.checkpoints_dir)
-                source = str(found[0]) if found else None
-                ckpt.quarantine_newer(self.checkpoints_dir, int(found[1]["step"]) if found else -1)
-        source = distributed.broadcast_object(source, info)
+                source, refusal = recovery.resume_source(
+                    self.checkpoints_dir, start_over_if_corrupt
+                )
+        source, refusal = distributed.broadcast_object((source, refusal), info)
+        if refusal is not None:
+            raise recovery.AllCheckpointsCorrupt(refusal)
         if source == "error":
             raise ConfigError(
                 f"out_dir: {self.out_dir} already holds a run; pass resume=True (--resume) to continue it "
@@ -394,9 +414,15 @@ class _Trainer:
                 "model_config": self.model_config.__dict__,
             }
             meta = {"step": self.step, "tokens": self.tokens, "eval": eval_losses, "pinned": pinned}
-            path = ckpt.save_checkpoint(
-                self.checkpoints_dir, name, model=self.model, state=state, meta=meta
-            )
+            try:
+                path = ckpt.save_checkpoint(
+                    self.checkpoints_dir, name, model=self.model, state=state, meta=meta
+                )
+            except OSError as error:  # e.g. disk full: free what the partial write took
+                storage.remove_partial_writes(self.checkpoints_dir, pid=os.getpid())
+                if error.filename is None:  # a write() names no file: name the checkpoint
+                    error.filename = str(self.checkpoints_dir / name)
+                raise
             ckpt.prune_checkpoints(self.checkpoints_dir, self.cfg.keep_last)
             ckpt.write_manifest(self.out_dir, self.parent)
         distributed.barrier(self.info)
@@ -455,10 +481,15 @@ class _Trainer:
         return distributed.broadcast_object(losses, self.info)
 
     # ------------------------------------------------------------------ the loop
-    def train(self, resume: bool, preemption: preempt.PreemptionGuard) -> RunResult:
+    def train(
+        self,
+        resume: bool,
+        preemption: preempt.PreemptionGuard,
+        start_over_if_corrupt: bool = False,
+    ) -> RunResult:
         cfg, info = self.cfg, self.info
         self._build()
-        self._restore(resume)
+        self._restore(resume, start_over_if_corrupt)
         started = time.perf_counter()
         tokens_per_step = cfg.tokens_per_step
         # The budget is in tokens: a resume with another batch size trains the remaining tokens
@@ -626,6 +657,8 @@ class _Trainer:
         if last_checkpoint is None and info.is_main:
             found = ckpt.latest_valid_checkpoint(self.checkpoints_dir)
             last_checkpoint = found[0] if found else None
+        # Only rank 0 saves, so only it knows the last checkpoint: every rank returns its path.
+        last_checkpoint = distributed.broadcast_object(last_checkpoint, info)
         result = RunResult(
             out_dir=self.out_dir,
             tokens=self.tokens,
