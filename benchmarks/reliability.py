@@ -27,11 +27,11 @@ moved elsewhere. A case is a *silent fallback* when the resume exits 0 using som
 the newest checkpoint (or dropping log lines) without a warning line naming what it skipped; an
 all-corrupt run must refuse (exit 2). Fallback resumes are compared bit-exact as well.
 
-``orphans_left``: with ``--torchrun`` (on in the full sweep), a 2-rank ``torchrun ... evertrain
-train run`` whose launcher is SIGKILLed once both ranks train; the ranks still alive 10 s later are
-counted (then killed). Parent-death handling of ranks is issue 17's other half; until it lands this
-counts the orphans honestly. Without ``--torchrun`` the key counts processes left by the killed
-single-process runs (their children, which should be none).
+``orphans_left``: with ``--torchrun`` (on in the full sweep), an ``evertrain demo`` parent (2
+workers) and a 2-rank ``torchrun ... evertrain train run`` launcher, each SIGKILLed once its
+children train (benchmarks/_orphans.py, which the orphan tests use too); the children still alive
+10 s later are counted (then killed). Without ``--torchrun`` the key counts processes left by the
+killed single-process runs (their children, which should be none).
 
 Run:  python benchmarks/reliability.py            # the full sweep, writes benchmarks/results/reliability.json
       python benchmarks/reliability.py --quick --out /tmp/r.json   # seconds: the test's smoke run
@@ -58,6 +58,10 @@ import torch
 import yaml
 
 from evertrain._atomic import atomic_write_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_orphans.py
+from _orphans import alive, kill_parent  # noqa: E402
+from _orphans import children as children_of  # noqa: E402
 from evertrain.data import prepare
 from evertrain.train import history
 
@@ -157,27 +161,6 @@ def wait(pid: int, timeout: float | None = None) -> int | None:
         if deadline and time.monotonic() >= deadline:
             return None
         time.sleep(0.02)
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 # ------------------------------------------------------------------ comparing
@@ -371,29 +354,18 @@ class Sweep:
 # ------------------------------------------------------------------ torchrun parent death
 
 
-def torchrun_orphans(root: Path, data: dict[str, str]) -> dict[str, Any]:
-    """SIGKILL a 2-rank torchrun launcher once both ranks train; count ranks alive 10 s later."""
-    out = root / "torchrun" / "run"
-    out.parent.mkdir()
-    config = write_config(out.parent / "config.yaml", out, data, 3000, 20)  # outlives the wait
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "evertrain.train", "run", str(config), "--no-progress"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 180
-    log = out / "log.jsonl"
-    while time.monotonic() < deadline and not (log.exists() and log.stat().st_size > 0):
-        time.sleep(0.2)
-    ranks = [pid for pid in children_of(launcher.pid) if alive(pid)]
-    launcher.send_signal(signal.SIGKILL)
-    launcher.wait()
-    time.sleep(10)
-    survivors = [pid for pid in ranks if alive(pid)]
-    for pid in survivors:  # ours to clean up: the ranks this benchmark started
-        os.kill(pid, signal.SIGKILL)
-    return {"ranks_seen": len(ranks), "ranks_alive_10s_after_launcher_sigkill": len(survivors)}
+def parent_kill_orphans(work: Path) -> dict[str, Any]:
+    """SIGKILL an `evertrain demo` parent and a 2-rank torchrun launcher once their children
+    train; count the children alive 10 s later (benchmarks/_orphans.py, shared with the tests)."""
+    found: dict[str, Any] = {}
+    for kind in ("demo", "torchrun"):
+        outcome = kill_parent(kind, signal.SIGKILL, work / kind, grace_s=10.0)
+        found[kind] = {
+            "children_seen": len(outcome.children),
+            "alive_10s_after_parent_sigkill": len(outcome.orphans),
+            "seconds_to_gone": outcome.seconds_to_gone,
+        }
+    return found
 
 
 # ------------------------------------------------------------------ main
@@ -462,11 +434,13 @@ def main() -> dict[str, Any]:
         torchrun = None
         if use_torchrun:
             try:
-                torchrun = torchrun_orphans(root, data)
-            except (OSError, subprocess.SubprocessError) as error:  # no torchrun here: say so
-                torchrun = {"error": str(error), "ranks_alive_10s_after_launcher_sigkill": 0}
-    orphans = sweep.orphans + (
-        torchrun["ranks_alive_10s_after_launcher_sigkill"] if torchrun else 0
+                torchrun = parent_kill_orphans(root / "parent-kill")
+            except (OSError, subprocess.SubprocessError, TimeoutError) as error:  # say so
+                torchrun = {"error": str(error)}
+    orphans = sweep.orphans + sum(
+        entry.get("alive_10s_after_parent_sigkill", 0)
+        for entry in (torchrun or {}).values()
+        if isinstance(entry, dict)
     )
     silent = sum(case["silent_fallback"] for case in sweep.cases)
     payload = {
@@ -488,12 +462,13 @@ def main() -> dict[str, Any]:
         "orphans_check": (
             "children of each SIGKILLed run (none expected)"
             + (
-                " + ranks of a SIGKILLed 2-rank torchrun launcher alive 10 s later"
+                " + workers of a SIGKILLed `evertrain demo` and ranks of a SIGKILLed 2-rank torchrun"
+                " launcher alive 10 s later"
                 if torchrun
                 else ""
             )
         ),
-        "torchrun_launcher_kill": torchrun,
+        "parent_kill": torchrun,
         "trials": len(sweep.trials),
         "fallback_cases": len(sweep.cases),
         "fallback_cases_bit_exact": sum(bool(c["bit_exact"]) for c in sweep.cases),
