@@ -27,7 +27,7 @@ from evertrain.train.checkpoint import (
     load_checkpoint,
     verify_checkpoint,
 )
-from evertrain.train.fsdp import transformer_blocks
+from evertrain.train.fsdp import mixed_precision_policy, transformer_blocks
 from evertrain.train.model import GPT, GPTConfig
 
 from .conftest import fork_child, make_config, rank_env
@@ -264,3 +264,25 @@ def test_ddp_checkpoint_resumes_under_fsdp(
     history_lines = (out / "config_history.jsonl").read_text().splitlines()
     assert any("fsdp" in line for line in history_lines)
     assert list_checkpoints(out / "checkpoints")[-1][1]["layout"] == "dcp"
+
+
+def test_fsdp_checkpoint_resumes_under_ddp(
+    fsdp_reference: Path, tiny_data: dict[str, str], tmp_path: Path
+) -> None:
+    """The other direction: DCP shards fill a plain (DDP-replicated) model on every rank."""
+    out = tmp_path / "run"
+    assert train_ranks(config(out, tiny_data), 2, kill_at="step:6") == [-signal.SIGKILL] * 2
+    ddp = config(out, tiny_data, parallel={"strategy": "ddp"})
+    assert train_ranks(ddp, 2, resume=True) == [0, 0]
+    assert_same_losses(out, losses(fsdp_reference))
+    assert "layout" not in list_checkpoints(out / "checkpoints")[-1][1]
+
+
+def test_mixed_precision_policy_is_bfloat16_on_gpu_only() -> None:
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    policy = mixed_precision_policy("auto", cuda)
+    assert (policy.param_dtype, policy.reduce_dtype) == (torch.bfloat16, torch.float32)
+    assert mixed_precision_policy("float32", cuda) is None
+    assert mixed_precision_policy("auto", cpu) is None
+    with pytest.warns(UserWarning, match=r"parallel.mixed_precision: bfloat16 applies on GPU only"):
+        assert mixed_precision_policy("bfloat16", cpu) is None
