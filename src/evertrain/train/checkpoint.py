@@ -220,6 +220,10 @@ def load_checkpoint(path: str | os.PathLike[str], model: nn.Module | None = None
     """
     path = Path(path)
     meta = verify_checkpoint(path)
+    if meta.get("layout") == "dcp":  # sharded (FSDP) checkpoint: loads at any world size
+        from evertrain.train.dcp_checkpoint import load_dcp_checkpoint
+
+        return load_dcp_checkpoint(path, model, meta=meta)
     if model is not None:
         weights = safetensors_load((path / WEIGHTS).read_bytes())
         try:

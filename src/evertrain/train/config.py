@@ -131,6 +131,23 @@ class OptimizerConfig(_Strict):
         return value
 
 
+class ParallelConfig(_Strict):
+    """How ranks split the work under ``torchrun`` (see evertrain.train.fsdp).
+
+    ``strategy``: ``ddp`` (full replicas, gradients all-reduced; the default) or ``fsdp``
+    (FSDP2 ``fully_shard`` per transformer block and the root: parameters, gradients and optimizer
+    moments sharded across ranks; checkpoints written with ``torch.distributed.checkpoint``).
+    ``activation_checkpointing``: recompute each block's activations in the backward pass.
+    ``mixed_precision`` (fsdp only): ``auto`` = bfloat16 parameters with float32 gradient
+    reduction on GPU and float32 on CPU; ``bfloat16`` asks for that policy (GPU only);
+    ``float32`` keeps everything in float32.
+    """
+
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    activation_checkpointing: bool = False
+    mixed_precision: Literal["auto", "bfloat16", "float32"] = "auto"
+
+
 def tokens_per_step(config: dict[str, Any]) -> int:
     """Tokens of one optimizer step of a config mapping (``batch_size * grad_accum *
     model.seq_len``, all ranks and micro-steps): the one formula, for validated configs and for
@@ -174,6 +191,7 @@ class TrainConfig(_Strict):
     data: DataConfig
     schedule: Schedule
     optimizer: OptimizerConfig = OptimizerConfig()
+    parallel: ParallelConfig = ParallelConfig()
     batch_size: int = Field(gt=0)
     grad_accum: int = Field(default=1, gt=0)
     budget_tokens: int = Field(gt=0)
@@ -255,6 +273,17 @@ class TrainConfig(_Strict):
             raise ValueError(
                 f"checkpoint_at_tokens: {late} lie beyond the run's last step at {horizon} tokens; "
                 "list token counts <= budget_tokens"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _fsdp_dtype(self) -> TrainConfig:
+        # float16 needs a GradScaler whose inf check every rank agrees on; FSDP shards the
+        # gradients, so each rank would see only its own shard's infs.
+        if self.parallel.strategy == "fsdp" and self.dtype == "float16":
+            raise ValueError(
+                "parallel: strategy fsdp does not support dtype: float16; use dtype: bfloat16 "
+                "(or parallel.mixed_precision) or float32"
             )
         return self
 

@@ -40,13 +40,14 @@ from evertrain.data import (
     iter_eval_batches,
 )
 from evertrain.train import checkpoint as ckpt
-from evertrain.train import distributed, lifeline, preempt, recovery, storage
+from evertrain.train import distributed, fsdp, lifeline, preempt, recovery, storage
 from evertrain.train.allocator import tune_glibc_malloc
 from evertrain.train.budget import schedule_fit_warning
 from evertrain.train.budget import total_steps as budget_total_steps
 from evertrain.train.config import ConfigError, TrainConfig
 from evertrain.train.config_history import record_config
 from evertrain.train.data_checks import check_run_data
+from evertrain.train.dcp_checkpoint import load_training_state, save_dcp_checkpoint
 from evertrain.train.logging import RunLogger, read_log, truncate_log
 from evertrain.train.model import GPT, GPTConfig
 from evertrain.train.optim import build_optimizer
@@ -312,6 +313,8 @@ class _Trainer:
             dropout=cfg.model.dropout,
         )
         self.model = GPT(self.model_config).to(self.device)
+        # FSDP shards in place, before the optimizer sees the parameters (fsdp.py).
+        fsdp.prepare_model(self.model, cfg.parallel, self.info.world_size, self.device)
         self.optimizer = build_optimizer(
             self.model,
             weight_decay=cfg.optimizer.weight_decay,
@@ -353,8 +356,7 @@ class _Trainer:
                 "or choose a new out_dir"
             )
         if source is not None:
-            state = ckpt.load_checkpoint(source, self.model)
-            self.optimizer.load_state_dict(state["optimizer"])
+            state = load_training_state(source, self.model, self.optimizer)
             self.scaler.load_state_dict(state["scaler"])
             self.sampler.load_state_dict(state["sampler"])
             _set_rng_state(state["rng"])
@@ -382,11 +384,10 @@ class _Trainer:
     def _fork(self, init_from: str) -> None:
         try:
             path = ckpt.resolve_checkpoint(init_from)
-            state = ckpt.load_checkpoint(path, self.model)
+            optimizer = self.optimizer if self.cfg.init_optimizer else None
+            state = load_training_state(path, self.model, optimizer)
         except ckpt.CheckpointError as error:
             raise ConfigError(f"init_from: {error}") from None
-        if self.cfg.init_optimizer:
-            self.optimizer.load_state_dict(state["optimizer"])
         meta = state["meta"]
         self.parent = {
             "checkpoint": str(path.resolve()),
@@ -398,9 +399,11 @@ class _Trainer:
     # ------------------------------------------------------------------ pieces of a step
     def _save(self, name: str, pinned: bool, eval_losses: dict[str, float]) -> Path | None:
         path = None
-        if self.info.is_main:
+        sharded = self.cfg.parallel.strategy == "fsdp"  # every rank writes its shards
+        if self.info.is_main or sharded:
             state = {
-                "optimizer": self.optimizer.state_dict(),
+                # FSDP: the optimizer moments are in the DCP shards, not in state.pt
+                "optimizer": None if sharded else self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict(),
                 "sampler": self.sampler.state_dict(),
                 "rng": _rng_state(),
@@ -415,14 +418,21 @@ class _Trainer:
             }
             meta = {"step": self.step, "tokens": self.tokens, "eval": eval_losses, "pinned": pinned}
             try:
-                path = ckpt.save_checkpoint(
-                    self.checkpoints_dir, name, model=self.model, state=state, meta=meta
-                )
+                if sharded:
+                    path = save_dcp_checkpoint(
+                        self.checkpoints_dir, name, model=self.model, optimizer=self.optimizer,
+                        state=state, meta=meta, info=self.info,
+                    )  # fmt: skip
+                else:
+                    path = ckpt.save_checkpoint(
+                        self.checkpoints_dir, name, model=self.model, state=state, meta=meta
+                    )
             except OSError as error:  # e.g. disk full: free what the partial write took
                 storage.remove_partial_writes(self.checkpoints_dir, pid=os.getpid())
                 if error.filename is None:  # a write() names no file: name the checkpoint
                     error.filename = str(self.checkpoints_dir / name)
                 raise
+        if self.info.is_main:
             ckpt.prune_checkpoints(self.checkpoints_dir, self.cfg.keep_last)
             ckpt.write_manifest(self.out_dir, self.parent)
         distributed.barrier(self.info)
@@ -468,7 +478,7 @@ class _Trainer:
 
     def _evaluate(self) -> dict[str, float]:
         losses: dict[str, float] = {}
-        if self.info.is_main:
+        if self.info.is_main or fsdp.is_sharded(self.model):  # FSDP: every rank's shards needed
             losses = evaluate(
                 self.model,
                 self.eval_sets,
@@ -501,7 +511,7 @@ class _Trainer:
         model: torch.nn.Module = self.model
         if cfg.compile:
             model = torch.compile(model)
-        if info.enabled:
+        if info.enabled and not fsdp.is_sharded(self.model):
             model = DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
@@ -543,11 +553,7 @@ class _Trainer:
                     x = torch.from_numpy(x).to(self.device, non_blocking=True)
                     y = torch.from_numpy(y).to(self.device, non_blocking=True)
                     # DDP: all-reduce gradients only on the last micro-step.
-                    sync = (
-                        model.no_sync()
-                        if info.enabled and micro_step < cfg.grad_accum - 1
-                        else contextlib.nullcontext()
-                    )
+                    sync = fsdp.gradient_sync(model, skip=micro_step < cfg.grad_accum - 1)
                     with sync:
                         with self.autocast():
                             _, loss = model(x, y)
@@ -558,7 +564,7 @@ class _Trainer:
                     loss_sum += loss.detach()
                 loss_mean = distributed.all_reduce_mean(loss_sum, info)
                 self.scaler.unscale_(self.optimizer)
-                grad_norm_tensor = torch.nn.utils.clip_grad_norm_(params, clip)
+                grad_norm_tensor = fsdp.clip_grad_norm(params, clip)  # DTensor-aware
                 # One host sync per step (as a hand-written loop's loss.item()): on a GPU every
                 # extra sync leaves the device idle while the host queues the next kernels.
                 synced = [loss_mean.float(), grad_norm_tensor.float()]
