@@ -150,3 +150,20 @@ def test_a_fresh_start_records_its_config(tmp_path: Path, resume: bool) -> None:
     assert record_config(tmp_path, cfg, step=0, tokens=0, fresh=not resume) == []
     assert _yaml.load((tmp_path / "config.yaml").read_text()) == cfg
     assert read_config_history(tmp_path) == [{"step": 0, "tokens": 0, "config": cfg, "changes": {}}]
+
+
+def test_a_history_written_before_a_field_existed_reads_the_default_as_no_change(
+    tiny_data: dict[str, str], tmp_path: Path
+) -> None:
+    # A run recorded before `parallel` was a field: its default must not read as a change.
+    config = TrainConfig.model_validate(make_config(tmp_path, tiny_data)).to_dict()
+    older = {key: value for key, value in config.items() if key != "parallel"}
+    (tmp_path / HISTORY_NAME).write_text(
+        json.dumps({"step": 0, "tokens": 0, "config": older, "changes": {}}) + "\n"
+    )
+    assert record_config(tmp_path, config, step=4, tokens=1024, fresh=False) == []
+    changed = {**config, "budget_tokens": config["budget_tokens"] * 2}
+    assert record_config(tmp_path, changed, step=4, tokens=1024, fresh=False) == [
+        f"budget_tokens: {config['budget_tokens']} -> {changed['budget_tokens']} "
+        "at step 4 (tokens 1024)"
+    ]

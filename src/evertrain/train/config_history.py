@@ -158,7 +158,7 @@ def record_config(
     kept = [entry for entry in entries if int(entry["step"]) <= step]
     if not kept and not fresh:
         kept = _baseline(out_dir)
-    changes = config_changes(kept[-1]["config"], config) if kept else {}
+    changes = config_changes(_with_defaults(kept[-1]["config"]), config) if kept else {}
     lines = [describe_change(field, *values, step, tokens) for field, values in changes.items()]
     if step == 0 and (changes or not kept):
         atomic_write_text(out_dir / CONFIG_NAME, _yaml.dump(config))
@@ -175,7 +175,6 @@ def record_config(
 def _baseline(out_dir: Path) -> list[dict[str, Any]]:
     """The first entry of a run without a history (written before the history existed): its
     ``config.yaml``, which such a run rewrote on every resume, so the config of its last session."""
-    from evertrain.train.config import ConfigError, TrainConfig
 
     path = out_dir / CONFIG_NAME
     if not path.is_file():
@@ -186,8 +185,16 @@ def _baseline(out_dir: Path) -> list[dict[str, Any]]:
         return []
     if not isinstance(recorded, dict):
         return []
-    try:  # fill in fields added since, so they do not read as changes
-        recorded = TrainConfig.model_validate(recorded).to_dict()
-    except ConfigError:
-        pass
     return [{"step": 0, "tokens": 0, "config": recorded, "changes": {}, "source": CONFIG_NAME}]
+
+
+def _with_defaults(recorded: dict[str, Any]) -> dict[str, Any]:
+    """``recorded`` with the fields added to TrainConfig since it was written filled in with their
+    defaults, so a resume of an older run does not report them as changes (kept as written when
+    it no longer validates)."""
+    from evertrain.train.config import ConfigError, TrainConfig
+
+    try:
+        return TrainConfig.model_validate(recorded).to_dict()
+    except (ConfigError, ValueError):
+        return recorded
