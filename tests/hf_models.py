@@ -80,7 +80,9 @@ def tiny_config(arch: str, vocab_size: int, max_positions: int = 64) -> Any:
     raise ValueError(f"unknown arch {arch!r}")
 
 
-def tiny_model_dir(directory: Path, arch: str = "llama", seed: int = 0, extra_vocab: int = 20) -> Path:
+def tiny_model_dir(
+    directory: Path, arch: str = "llama", seed: int = 0, extra_vocab: int = 20
+) -> Path:
     """Write a tiny ``arch`` model and its tokenizer to ``directory`` (save_pretrained)."""
     import torch
     from transformers import AutoModelForCausalLM

@@ -30,8 +30,9 @@ import torch.nn.functional as F
 
 from evertrain._atomic import fsync_dir
 from evertrain._hashing import file_sha256
+from evertrain._paths import check_output_dir
 from evertrain.train.config import ConfigError
-from evertrain.train.hf_spec import HFFromConfig, HFModelSpec, HFPretrained
+from evertrain.train.hf_spec import HFModelSpec, HFPretrained
 
 #: ``model_config["kind"]`` in a checkpoint's state.pt for a Hugging Face model.
 HF_KIND = "hf"
@@ -257,14 +258,12 @@ def _write_tokenizer(target: Path, train_config: dict[str, Any]) -> str:
 
 
 def _export_target(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    """Refuse, before any work, an output that is a file, unwritable, or a non-empty folder."""
+    check_output_dir(out, "-o", error=ExportError)
+    if out.is_dir() and any(out.iterdir()):
         raise ExportError(
-            f"-o {out} already exists and is not an empty directory; choose a new output directory"
+            f"-o {out} already exists and is not empty; choose a new output directory"
         )
-    if not out.parent.exists():
-        raise ExportError(f"-o {out}: its parent {out.parent} does not exist; create it first")
-    if not os.access(out.parent, os.W_OK):
-        raise ExportError(f"-o {out}: {out.parent} is not writable; choose another directory")
 
 
 def export_checkpoint(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
@@ -294,6 +293,7 @@ def export_checkpoint(checkpoint: str | os.PathLike[str], out: str | os.PathLike
         )
     model = rebuild_from_record(record)
     ckpt.load_checkpoint(path, model)
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".tmp-export-{out.name}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
