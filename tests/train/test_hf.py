@@ -305,3 +305,12 @@ def test_export_is_atomic(trained: Path, tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(OSError, match="disk full"):
         hf_model.export_checkpoint(trained, tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # neither out nor a temp folder
+
+
+def test_the_model_trains_in_train_mode_from_the_first_step(hf_root: dict[str, Path]) -> None:
+    from evertrain.train.hf_model import build_hf_model, model_vocab_size
+
+    model = build_hf_model(HFPretrained(hf=str(hf_root["llama"]), seq_len=SEQ))
+    # from_pretrained returns eval mode: dropout would stay off until the first evaluation.
+    assert model.training and all(module.training for module in model.modules())
+    assert model_vocab_size(model) == model.hf.config.vocab_size == 320

@@ -200,7 +200,9 @@ def build_hf_model(spec: HFModelSpec, device: torch.device | str = "cpu") -> HFC
         raise ConfigError(
             f"{field}: cannot build a causal LM from it ({first}); pass a causal LM's directory"
         ) from None
-    return HFCausalLM(model).to(device)
+    # from_pretrained returns a model in eval mode; the trainer expects train mode from step 1
+    # (dropout on, as for its GPT), not only after the first evaluation switches it back.
+    return HFCausalLM(model).to(device).train()
 
 
 def rebuild_from_record(record: dict[str, Any]) -> HFCausalLM:
