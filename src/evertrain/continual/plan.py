@@ -180,7 +180,7 @@ class Plan(BaseModel):
                     )
                 if stage.init == "previous":
                     stage.init = "scratch"  # or, with model.hf, the model directory's weights
-                continues = ("finetune",) if self.external_base else ("continue", "finetune")
+                continues = () if self.external_base else ("continue", "finetune")
                 if isinstance(stage.schedule, str) and stage.schedule in continues:
                     raise ValueError(
                         f"{where}.schedule={stage.schedule!r} needs a previous stage: use 'cosine' or 'infinite'"
