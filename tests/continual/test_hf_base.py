@@ -248,3 +248,26 @@ def test_hf_base_two_stages_through_the_command_line(
         from transformers import AutoModelForCausalLM
 
         assert AutoModelForCausalLM.from_pretrained(tmp_path / "hf").config.model_type == "llama"
+
+
+def test_a_model_directory_saved_again_is_another_base(
+    hf_setup: dict[str, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    model = tmp_path / "model"
+    shutil.copytree(hf_setup["model"], model)
+    plan = plan_dict(hf_setup, tmp_path / "out", peak_lr=1e-3)
+    plan["model"]["hf"] = str(model)
+    plan["stages"][0]["tokens"] = 2 * 2 * SEQ
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(plan))
+    assert runner.invoke(app, ["continual", "run", str(path)]).exit_code == 0
+    assert runner.invoke(app, ["continual", "run", str(path)]).exit_code == 0  # re-used
+    # New weights in the same directory (the base trained further elsewhere): not re-used.
+    AutoModelForCausalLM.from_pretrained(model).save_pretrained(model)
+    result = runner.invoke(app, ["continual", "run", str(path)])
+    assert result.exit_code == 2
+    assert "holds a run of another configuration (model.weights.model.safetensors" in result.output

@@ -160,6 +160,26 @@ def _dataset_identity(path: str) -> dict[str, Any] | None:
     }
 
 
+def _model_identity(model: dict[str, Any]) -> dict[str, Any] | None:
+    """The content of a Hugging Face model directory a run starts from (``model.hf``): the sha256
+    of its JSON files (config, tokenizer, index) and the size and modification time of each weight
+    file (hashing gigabytes of weights on every re-run would cost more than the check is worth;
+    weights saved again count as another base). ``None`` for other models, so their recorded
+    inputs are unchanged."""
+    directory = model.get("hf") if isinstance(model, dict) else None
+    if not directory or not Path(directory).is_dir():
+        return None
+    from evertrain._hashing import file_sha256
+
+    files = sorted(p for p in Path(directory).iterdir() if p.is_file())
+    return {
+        "json_sha256": {p.name: file_sha256(p) for p in files if p.suffix == ".json"},
+        "weight_bytes": {
+            p.name: p.stat().st_size for p in files if p.suffix in (".safetensors", ".bin")
+        },
+    }
+
+
 def stage_inputs(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
     """Everything a finished run's result depends on: its whole validated config (model,
     schedule, mixture, budget, trainer settings) and the content of its data (the prepared
@@ -167,18 +187,20 @@ def stage_inputs(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
     not the same paths."""
     config = _canonical(_validated(config))
     data = config.get("data", {})
-    return _jsonable(
-        {
-            "config": config,
-            "data": {
-                role: {
-                    name: _dataset_identity(path)
-                    for name, path in sorted((data.get(role) or {}).items())
-                }
-                for role in ("train", "eval")
-            },
-        }
-    )
+    inputs = {
+        "config": config,
+        "data": {
+            role: {
+                name: _dataset_identity(path)
+                for name, path in sorted((data.get(role) or {}).items())
+            }
+            for role in ("train", "eval")
+        },
+    }
+    model = _model_identity(config.get("model") or {})
+    if model is not None:  # a Hugging Face directory: its content, not only its path
+        inputs["model"] = model
+    return _jsonable(inputs)
 
 
 def differences(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
