@@ -306,6 +306,11 @@ def throughput(root: Path, repeats: int, steps: int, batch: int, seq_len: int) -
             "evertrain": spread("ours", "wall"),
             "hf_trainer": spread("hf", "wall"),
         },
+        # Each repeat's two runs ran back to back: their ratio is less exposed to load drifting
+        # between repeats than the ratio of the medians.
+        "paired_ratios": [
+            o["wall"] / h["wall"] for o, h in zip(runs["ours"], runs["hf"], strict=True)
+        ],
         "runs": runs,
     }
 
