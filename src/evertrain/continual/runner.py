@@ -174,8 +174,10 @@ def _model_identity(model: dict[str, Any]) -> dict[str, Any] | None:
     files = sorted(p for p in Path(directory).iterdir() if p.is_file())
     return {
         "json_sha256": {p.name: file_sha256(p) for p in files if p.suffix == ".json"},
-        "weight_bytes": {
-            p.name: p.stat().st_size for p in files if p.suffix in (".safetensors", ".bin")
+        "weights": {  # [bytes, modification time in ns]
+            p.name: [p.stat().st_size, p.stat().st_mtime_ns]
+            for p in files
+            if p.suffix in (".safetensors", ".bin")
         },
     }
 
