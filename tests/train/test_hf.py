@@ -308,9 +308,12 @@ def test_export_is_atomic(trained: Path, tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_the_model_trains_in_train_mode_from_the_first_step(hf_root: dict[str, Path]) -> None:
-    from evertrain.train.hf_model import build_hf_model, model_vocab_size
+    from evertrain.train.hf_model import build_hf_model, hf_vocab_size, model_vocab_size
 
-    model = build_hf_model(HFPretrained(hf=str(hf_root["llama"]), seq_len=SEQ))
+    spec = HFPretrained(hf=str(hf_root["llama"]), seq_len=SEQ)
+    model = build_hf_model(spec)
     # from_pretrained returns eval mode: dropout would stay off until the first evaluation.
     assert model.training and all(module.training for module in model.modules())
-    assert model_vocab_size(model) == model.hf.config.vocab_size == 320
+    assert model_vocab_size(model) == hf_vocab_size(spec) == 320  # the config alone says it
+    config = HFFromConfig(hf_config=str(hf_root["gpt2"]), seq_len=SEQ)
+    assert hf_vocab_size(config) == model_vocab_size(build_hf_model(config)) == 320

@@ -165,6 +165,13 @@ def model_vocab_size(model: nn.Module) -> int:
     return int(inner.wte.num_embeddings)  # evertrain.train.model.GPT
 
 
+def hf_vocab_size(spec: HFModelSpec) -> int:
+    """The input-embedding rows of ``spec``'s model, read from its config alone (no weights are
+    loaded), so the data-vocabulary check runs before a large model loads; equal to
+    :func:`model_vocab_size` of the built model."""
+    return int(load_hf_config(spec).vocab_size)
+
+
 def _check_seq_len(config: Any, seq_len: int) -> None:
     limit = getattr(config, "max_position_embeddings", None)
     if isinstance(limit, int) and seq_len > limit:
