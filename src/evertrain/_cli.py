@@ -5,7 +5,10 @@ Kept torch-free and tiny: `evertrain.cli` imports every area's CLI module at sta
 
 from __future__ import annotations
 
+import contextlib
 import re
+import warnings
+from collections.abc import Iterator
 from typing import NoReturn
 
 import typer
@@ -28,3 +31,16 @@ def unescape(text: str | None) -> str | None:
         return None
     table = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
     return re.sub(r"\\(.)", lambda match: table.get(match.group(1), match.group(0)), text)
+
+
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Show each warning raised inside as ``warning: MESSAGE`` on stderr (one line), not Python's
+    ``file:line: UserWarning`` plus a source line."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        typer.echo(f"warning: {' '.join(str(message).split())}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from evertrain._cli import fail, unescape
+from evertrain._cli import fail, one_line_warnings, unescape
 from evertrain._lock import FolderLockedError
 from evertrain._paths import check_output_dir
 from evertrain.continual import demo as continual_demo
@@ -158,7 +158,8 @@ def run_command(plan: Path = typer.Argument(..., help="plan YAML (see docs/conti
     try:
         loaded = load_plan(plan)
         check_output_dir(Path(loaded.out_dir), "out_dir")
-        results = continual_runner.run_plan(loaded)
+        with one_line_warnings():
+            results = continual_runner.run_plan(loaded)
         page = write_report(
             [r.out_dir for r in results], Path(loaded.out_dir) / "report", baseline=None
         )
@@ -185,14 +186,48 @@ def compare_command(
     out: Path = typer.Option(
         Path("compare"), "--out", "-o", help="folder for the runs and the report"
     ),
+    seq_len: int | None = typer.Option(
+        None, "--seq-len", help="external (Hugging Face) base only: training sequence length"
+    ),
+    batch_size: int = typer.Option(
+        8, "--batch-size", help="external base only: sequences per step"
+    ),
+    device: str = typer.Option("auto", "--device", help="external base only: cpu | cuda | auto"),
+    base_peak_lr: float | None = typer.Option(
+        None, "--base-peak-lr", help="external base only: its peak LR (what rewarm re-warms to)"
+    ),
+    base_final_lr: float | None = typer.Option(
+        None, "--base-final-lr", help="external base only: its last LR (what finetune continues at)"
+    ),
 ) -> None:
-    """Run several recipes from the same base and report them together."""
+    """Run several recipes from the same base and report them together.
+
+    The base is a run of evertrain (or one of its checkpoints), or a local Hugging Face model
+    directory (an external base: give --seq-len, and its LRs with --base-peak-lr/--base-final-lr).
+    """
     try:
         check_output_dir(out, "--out")
         old_sets, new_sets = _named_paths("--old", old), _named_paths("--new", new)
-        _, config = continual_runner.base_info(
-            base
-        )  # for a checkpoint: its run's config, the LR state at its tokens
+        info = None
+        if continual_runner.is_external_base(base):
+            if seq_len is None:
+                raise ValueError(
+                    f"--base {base} is a Hugging Face model directory: pass --seq-len (its training "
+                    "sequence length)"
+                )
+            info, defaults_used = continual_runner.external_base_lr(
+                recipes, peak_lr=base_peak_lr, final_lr=base_final_lr
+            )
+            for line in defaults_used:
+                typer.echo(f"warning: {line}", err=True)
+            config = {"model": {"hf": str(base), "seq_len": seq_len}, "batch_size": batch_size}
+            config["device"] = device
+            done = []
+        else:
+            _, config = continual_runner.base_info(
+                base
+            )  # for a checkpoint: its run's config, the LR state at its tokens
+            done = [continual_runner.resolve_base(base)[0]]
         train = {
             k: config[k]
             for k in ("batch_size", "grad_accum", "device", "seed", "dtype", "optimizer")
@@ -202,17 +237,18 @@ def compare_command(
         setup = continual_runner.Setup(
             model=config["model"], train=train, eval={**old_sets, **new_sets}
         )
-        done = [continual_runner.resolve_base(base)[0]]
         for recipe in recipes:
-            result = continual_runner.run_recipe(
-                recipe,
-                setup,
-                base_dir=base,
-                old=old_sets,
-                new=new_sets,
-                stage_tokens=tokens,
-                out_dir=out / recipe,
-            )
+            with one_line_warnings():
+                result = continual_runner.run_recipe(
+                    recipe,
+                    setup,
+                    base_dir=base,
+                    old=old_sets,
+                    new=new_sets,
+                    stage_tokens=tokens,
+                    out_dir=out / recipe,
+                    base=info,
+                )
             done.append(result.out_dir)
         page = write_report(
             done, out / "report", baseline="retrain" if "retrain" in recipes else None

@@ -96,11 +96,31 @@ class Stage(BaseModel):
         return value
 
 
+class ExternalBase(BaseModel):
+    """What is known of a base model this plan did not train (``model: {hf: DIR}``): it has no
+    recorded LR history, so the plan states it (each field optional; see :func:`external_base_info`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    peak_lr: float | None = Field(
+        None, gt=0, description="the base's peak LR: what a stage-0 rewarm re-warms to"
+    )
+    final_lr: float | None = Field(
+        None, gt=0, description="the base's last LR: what a stage-0 finetune continues at"
+    )
+    datasets: dict[str, str] = Field(
+        default_factory=dict,
+        description="data like the base's own pre-training data: the old data stage 0 replays",
+    )
+
+
 class Plan(BaseModel):
     """An ordered list of stages sharing a model, an output folder and trainer settings.
 
     ``train`` holds any other ``evertrain.train.TrainConfig`` fields (``batch_size``, ``device``,
-    ``eval_tokens``, ``seed``, ``optimizer`` ...) applied to every stage.
+    ``eval_tokens``, ``seed``, ``optimizer`` ...) applied to every stage. With
+    ``model: {hf: DIR, seq_len: N}`` stage 0 continues that Hugging Face model's weights (an
+    external base, described by ``base``) instead of training from scratch.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -108,13 +128,30 @@ class Plan(BaseModel):
     out_dir: str
     peak: float = Field(3e-3, gt=0, description="peak LR of stage 0 and of re-warms")
     model: dict[str, Any] = Field(default_factory=dict)
+    base: ExternalBase | None = None
     train: dict[str, Any] = Field(default_factory=dict)
     stages: list[Stage] = Field(min_length=1)
+
+    @property
+    def external_base(self) -> bool:
+        """True when stage 0 continues a model this plan did not train (``model: {hf: DIR}``)."""
+        return isinstance(self.model, dict) and "hf" in self.model
 
     @model_validator(mode="after")
     def _stages_are_consistent(self) -> Plan:
         seen_stages: set[str] = set()
         seen_datasets: dict[str, str] = {}
+        if self.base is not None and not self.external_base:
+            raise ValueError(
+                "base: describes an external base model, which needs model: {hf: DIR, seq_len: N}; "
+                "remove base or set model.hf"
+            )
+        for dataset in self.base.datasets if self.base else {}:
+            if not _NAME_PATTERN.match(dataset):
+                raise ValueError(
+                    f"base.datasets: name {dataset!r} must use only letters, digits and _ . + -"
+                )
+            seen_datasets[dataset] = "base"
         for index, stage in enumerate(self.stages):
             where = f"stages.{index}"
             if stage.name in seen_stages:
@@ -132,15 +169,26 @@ class Plan(BaseModel):
             for dataset in stage.datasets:
                 seen_datasets[dataset] = stage.name
             if index == 0:
-                if stage.replay > 0:
+                if stage.replay > 0 and not old:
                     raise ValueError(
                         f"{where}.replay={stage.replay}: stage 0 has nothing to replay; set 0"
+                        + (
+                            " or list the base's data under base.datasets"
+                            if self.external_base
+                            else ""
+                        )
                     )
                 if stage.init == "previous":
-                    stage.init = "scratch"
-                if isinstance(stage.schedule, str) and stage.schedule in ("continue", "finetune"):
+                    stage.init = "scratch"  # or, with model.hf, the model directory's weights
+                continues = () if self.external_base else ("continue", "finetune")
+                if isinstance(stage.schedule, str) and stage.schedule in continues:
                     raise ValueError(
                         f"{where}.schedule={stage.schedule!r} needs a previous stage: use 'cosine' or 'infinite'"
+                    )
+                if stage.schedule == "continue":  # an external base never ran our infinite schedule
+                    raise ValueError(
+                        f"{where}.schedule='continue' needs a base trained on an 'infinite' schedule "
+                        "by this plan; an external base has none: use 'rewarm' or 'finetune'"
                     )
             if stage.mixture is not None:
                 unknown = set(stage.mixture) - set(seen_datasets)
@@ -159,7 +207,7 @@ class Plan(BaseModel):
                     _explicit_schedule(stage.schedule, f"{where}.schedule")
                 except PlanError as error:
                     raise ValueError(str(error)) from None
-            if stage.schedule == "continue":
+            if stage.schedule == "continue" and index > 0:
                 previous = self.stages[index - 1].schedule
                 if previous not in ("infinite", "continue"):
                     raise ValueError(
@@ -171,14 +219,15 @@ class Plan(BaseModel):
     @property
     def datasets(self) -> dict[str, str]:
         """Every dataset of the plan, in stage order."""
-        merged: dict[str, str] = {}
+        merged: dict[str, str] = dict(self.base.datasets) if self.base else {}
         for stage in self.stages:
             merged.update(stage.datasets)
         return merged
 
     def old_datasets(self, index: int) -> list[str]:
-        """Names of the datasets of stages before ``index``."""
-        return [name for stage in self.stages[:index] for name in stage.datasets]
+        """Names of the datasets of stages before ``index`` (an external base's first)."""
+        base = list(self.base.datasets) if self.base else []
+        return base + [name for stage in self.stages[:index] for name in stage.datasets]
 
     def stage_mixture(self, index: int) -> dict[str, Any]:
         """The mixture of stage ``index``: explicit, or ``replay`` split over earlier data."""
@@ -214,6 +263,8 @@ class Plan(BaseModel):
             if isinstance(schedule, dict) or schedule not in NAMED_SCHEDULES:
                 return _explicit_schedule(schedule, f"stages.{index}.schedule")
             peak = stage.peak or self.peak
+            if schedule == "rewarm" and index == 0 and previous is not None:
+                peak = stage.peak or previous.peak  # an external base's (external_base_info)
             if schedule in ("rewarm", "cosine"):
                 return R.rewarm_schedule(
                     peak=peak,
@@ -265,6 +316,43 @@ class Plan(BaseModel):
         if stage.init != "previous":
             return "path"
         return "pre-anneal" if stage.schedule == "continue" else "final"
+
+
+def external_base_info(plan: Plan) -> tuple[R.BaseModelInfo | None, list[str]]:
+    """The LR state stage 0 continues from when the plan's base is external (``model.hf``), and
+    the warnings to show (at most one line per missing field a stage-0 schedule needs).
+
+    An external base has no recorded LR history, so ``base.peak_lr`` / ``base.final_lr`` state
+    it. Missing, the recipe's documented default is used: a ``rewarm`` re-warms to the plan's
+    ``peak`` (default 3e-3), a ``finetune`` continues at ``floor_fraction * peak`` (the LR a
+    rewarm would end at); each default is announced unless the plan states the value it comes
+    from (``stages.0.peak`` or ``peak`` for a re-warm). ``(None, [])`` for a plan that trains its
+    own base.
+    """
+    if not plan.external_base:
+        return None, []
+    base = plan.base or ExternalBase()
+    stage = plan.stages[0]
+    peak_written = stage.peak is not None or "peak" in plan.model_fields_set
+    peak = base.peak_lr or stage.peak or plan.peak
+    warnings: list[str] = []
+    if stage.schedule == "rewarm" and base.peak_lr is None and not peak_written:
+        warnings.append(
+            f"base.peak_lr is not set: the external base {plan.model['hf']} has no recorded LR "
+            f"history, so stage {stage.name!r} re-warms to the plan's default peak {plan.peak:g}; "
+            "set base.peak_lr to the base's peak LR (or peak / stages.0.peak)"
+        )
+    final = base.final_lr
+    if final is None:
+        final = R.infinite_floor(peak, stage.floor_fraction)
+        if stage.schedule == "finetune":
+            warnings.append(
+                f"base.final_lr is not set: the external base {plan.model['hf']} has no recorded "
+                f"LR history, so stage {stage.name!r} fine-tunes at floor_fraction * peak = {final:g}; "
+                "set base.final_lr to the base's last LR"
+            )
+    info = R.BaseModelInfo(peak=peak, final_lr=final, constant_lr=final, floor=final, tokens=0)
+    return info, warnings
 
 
 def load_plan(source: str | Path | dict[str, Any]) -> Plan:

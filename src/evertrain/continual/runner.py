@@ -14,13 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evertrain._lock import FolderLock
 from evertrain.continual import recipes as R
-from evertrain.continual.plan import Plan, whole_steps
+from evertrain.continual.plan import Plan, external_base_info, whole_steps
 from evertrain.continual.runs import META_FILE, load_run, write_meta
 from evertrain.schedules import Schedule, from_spec
 from evertrain.schedules.summary import peak as schedule_peak
@@ -159,6 +160,28 @@ def _dataset_identity(path: str) -> dict[str, Any] | None:
     }
 
 
+def _model_identity(model: dict[str, Any]) -> dict[str, Any] | None:
+    """The content of a Hugging Face model directory a run starts from (``model.hf``): the sha256
+    of its JSON files (config, tokenizer, index) and the size and modification time of each weight
+    file (hashing gigabytes of weights on every re-run would cost more than the check is worth;
+    weights saved again count as another base). ``None`` for other models, so their recorded
+    inputs are unchanged."""
+    directory = model.get("hf") if isinstance(model, dict) else None
+    if not directory or not Path(directory).is_dir():
+        return None
+    from evertrain._hashing import file_sha256
+
+    files = sorted(p for p in Path(directory).iterdir() if p.is_file())
+    return {
+        "json_sha256": {p.name: file_sha256(p) for p in files if p.suffix == ".json"},
+        "weights": {  # [bytes, modification time in ns]
+            p.name: [p.stat().st_size, p.stat().st_mtime_ns]
+            for p in files
+            if p.suffix in (".safetensors", ".bin")
+        },
+    }
+
+
 def stage_inputs(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
     """Everything a finished run's result depends on: its whole validated config (model,
     schedule, mixture, budget, trainer settings) and the content of its data (the prepared
@@ -166,18 +189,20 @@ def stage_inputs(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
     not the same paths."""
     config = _canonical(_validated(config))
     data = config.get("data", {})
-    return _jsonable(
-        {
-            "config": config,
-            "data": {
-                role: {
-                    name: _dataset_identity(path)
-                    for name, path in sorted((data.get(role) or {}).items())
-                }
-                for role in ("train", "eval")
-            },
-        }
-    )
+    inputs = {
+        "config": config,
+        "data": {
+            role: {
+                name: _dataset_identity(path)
+                for name, path in sorted((data.get(role) or {}).items())
+            }
+            for role in ("train", "eval")
+        },
+    }
+    model = _model_identity(config.get("model") or {})
+    if model is not None:  # a Hugging Face directory: its content, not only its path
+        inputs["model"] = model
+    return _jsonable(inputs)
 
 
 def differences(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
@@ -434,6 +459,53 @@ def base_info(base_dir: str | Path) -> tuple[R.BaseModelInfo, dict[str, Any]]:
     return info, config
 
 
+def is_external_base(path: str | Path) -> bool:
+    """True when ``path`` is a Hugging Face model directory (``config.json``, no evertrain run)."""
+    path = Path(path)
+    return (
+        (path / "config.json").is_file()
+        and not (path / "config.yaml").is_file()
+        and not (path / "checkpoints").is_dir()
+    )
+
+
+#: The peak LR assumed for an external base whose peak is not given (the plan's default ``peak``).
+EXTERNAL_DEFAULT_PEAK = 3e-3
+#: Recipes that start from an external base's weights as they are (its final state).
+EXTERNAL_RECIPES = ("rewarm", "rewarm+replay", "finetune")
+
+
+def external_base_lr(
+    recipes: list[str], *, peak_lr: float | None, final_lr: float | None, hint: str = "--base-"
+) -> tuple[R.BaseModelInfo, list[str]]:
+    """The LR state of an external base for ``continual compare``: the given peak / final LR, or
+    the documented defaults (peak :data:`EXTERNAL_DEFAULT_PEAK`; final LR 10 % of the peak, where
+    a rewarm's cosine ends), with one warning line per default a chosen recipe uses."""
+    unsupported = [r for r in recipes if r not in EXTERNAL_RECIPES]
+    if unsupported:  # before any recipe trains
+        raise ContinualError(
+            f"recipes {unsupported} need a base trained by evertrain (retrain: its token budget; "
+            "infinite+replay: its pre-anneal checkpoint); an external Hugging Face base supports "
+            f"{', '.join(EXTERNAL_RECIPES)}"
+        )
+    lines = []
+    peak = peak_lr or EXTERNAL_DEFAULT_PEAK
+    if peak_lr is None and any(r.startswith("rewarm") for r in recipes):
+        lines.append(
+            f"{hint}peak-lr is not set: an external base has no recorded LR history, so rewarm "
+            f"re-warms to the default peak {peak:g}; pass {hint}peak-lr with the base's peak LR"
+        )
+    final = final_lr or R.infinite_floor(peak, R.DEFAULTS["rewarm"]["floor_fraction"])
+    if final_lr is None and "finetune" in recipes:
+        lines.append(
+            f"{hint}final-lr is not set: an external base has no recorded LR history, so finetune "
+            f"continues at 10% of the peak, {final:g}; pass {hint}final-lr with the base's last LR"
+        )
+    return R.BaseModelInfo(
+        peak=peak, final_lr=final, constant_lr=final, floor=final, tokens=0
+    ), lines
+
+
 def run_recipe(
     recipe_name: str,
     setup: Setup,
@@ -469,7 +541,14 @@ def run_recipe(
     init_from: Path | None = None
     offset = 0
     base_dir, base_checkpoint = resolve_base(base_dir)
-    if recipe.init == "final":
+    if is_external_base(base_dir):
+        # A Hugging Face directory: its weights come with the model (setup.model = {hf: DIR}).
+        if recipe.init != "final":
+            raise ContinualError(
+                f"recipe {recipe_name!r} needs a base trained by evertrain ({recipe.init} start); "
+                f"{base_dir} is an external Hugging Face model: use rewarm, rewarm+replay or finetune"
+            )
+    elif recipe.init == "final":
         init_from = base_checkpoint or newest_checkpoint(base_dir)
         offset = info.tokens
     elif recipe.init == "pre-anneal":
@@ -542,7 +621,10 @@ def _pre_anneal_start(previous: StageRun, offset: int) -> tuple[Path, int]:
 def _run_plan_stages(plan: Plan, *, progress: bool) -> list[StageRun]:
     setup = Setup(model=plan.model, train=plan.train, eval=plan.datasets)
     results: list[StageRun] = []
-    previous_info: R.BaseModelInfo | None = None
+    # An external base (model.hf): the LR state the plan states for it, or the defaults, said.
+    previous_info, defaults_used = external_base_info(plan)
+    for line in defaults_used:
+        warnings.warn(line, UserWarning, stacklevel=3)
     offset = 0
     for index, stage in enumerate(plan.stages):
         tokens = plan.stage_tokens(index)

@@ -92,7 +92,11 @@ def prepare_command(
         help="Directory to write (train.bin, val.bin, tokenizer.json, manifest.json).",
     ),
     tokenizer: Path | None = typer.Option(
-        None, "--tokenizer", "-t", help="A tokenizer.json to use; omit to train a byte-level BPE."
+        None,
+        "--tokenizer",
+        "-t",
+        help="A tokenizer.json, or a Hugging Face model directory (its tokenizer and its EOS); "
+        "omit to train a byte-level BPE.",
     ),
     vocab_size: int = typer.Option(
         4096,

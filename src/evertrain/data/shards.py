@@ -58,6 +58,7 @@ from evertrain.data.errors import DataError
 from evertrain.data.integrity import damaged_files, rebuild_command, shard_max_id
 from evertrain.data.tokenizer import (
     check_vocab_size,
+    declared_eos,
     eos_token_id,
     load_tokenizer,
     train_tokenizer,
@@ -206,6 +207,9 @@ class _Build:
     val_fraction: float
     seed: int
     progress: bool
+    # The EOS a Hugging Face model directory passed as the tokenizer declares (None: the usual
+    # end-of-text tokens are looked up), see tokenizer.declared_eos.
+    eos: str | int | None = None
 
 
 def _inputs_record(build: _Build, tokenizer: str | Path | None) -> dict[str, Any]:
@@ -219,6 +223,8 @@ def _inputs_record(build: _Build, tokenizer: str | Path | None) -> dict[str, Any
         "seed": build.seed,
         **build.reading.options(),
     }
+    if build.eos is not None:  # only then: records of bare tokenizer.json files stay as they were
+        record["eos"] = build.eos
     # Only where a .txt file is read: the rule changed what a .txt document is (a file became
     # packed paragraphs), so a dataset made under another rule must not pass for this one, while
     # datasets of other sources stay valid.
@@ -447,7 +453,8 @@ def prepare(
         text_column=text_column,
         txt_separator=txt_separator,
     )
-    build = _Build(sources, reading, vocab_size, val_fraction, seed, progress)
+    eos = None if tokenizer is None else declared_eos(tokenizer)
+    build = _Build(sources, reading, vocab_size, val_fraction, seed, progress, eos)
     inputs = _inputs_record(build, tokenizer)
     # Read a given tokenizer now: it may live in out_dir, which a rebuild empties.
     tokenizer_bytes = None if tokenizer is None else _tokenizer_file(tokenizer).read_bytes()
@@ -509,7 +516,7 @@ def _tokenise_and_commit(
     else:
         tokenizer_tmp.write_bytes(tokenizer_bytes)
     tok = load_tokenizer(tokenizer_tmp)
-    eos_token, eos_id = eos_token_id(tok, str(out_dir / TOKENIZER_FILE))
+    eos_token, eos_id = eos_token_id(tok, str(out_dir / TOKENIZER_FILE), declared=build.eos)
     vocab = tok.get_vocab_size()
     dtype = token_dtype(vocab)
 

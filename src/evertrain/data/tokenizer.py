@@ -47,8 +47,59 @@ def load_tokenizer(path: str | Path) -> Any:
         ) from None
 
 
-def eos_token_id(tokenizer: Any, where: str = "tokenizer") -> tuple[str, int]:
-    """The (token, id) used between documents: the first of the usual end-of-text tokens found."""
+def declared_eos(tokenizer: str | Path) -> str | int | None:
+    """The EOS a Hugging Face model or tokenizer directory declares, if ``tokenizer`` is one:
+    ``tokenizer_config.json``'s ``eos_token`` (a string, or ``{"content": ...}``), else the
+    ``eos_token_id`` of ``generation_config.json`` / ``config.json`` (the first, when a list).
+    ``None`` for a bare tokenizer.json, or a directory that declares none."""
+    import json
+
+    directory = Path(tokenizer)
+    if not directory.is_dir():
+        return None
+
+    def read(name: str) -> dict[str, Any]:
+        try:
+            value = json.loads((directory / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    token = read("tokenizer_config.json").get("eos_token")
+    if isinstance(token, dict):
+        token = token.get("content")
+    if isinstance(token, str) and token:
+        return token
+    for name in ("generation_config.json", "config.json"):
+        token_id = read(name).get("eos_token_id")
+        if isinstance(token_id, list) and token_id:
+            token_id = token_id[0]
+        if isinstance(token_id, int) and not isinstance(token_id, bool):
+            return token_id
+    return None
+
+
+def eos_token_id(
+    tokenizer: Any, where: str = "tokenizer", declared: str | int | None = None
+) -> tuple[str, int]:
+    """The (token, id) used between documents: the ``declared`` one (a model directory's own EOS,
+    :func:`declared_eos`), else the first of the usual end-of-text tokens found."""
+    if isinstance(declared, str):
+        token_id = tokenizer.token_to_id(declared)
+        if token_id is None:
+            raise DataError(
+                f"{where}: the declared EOS token {declared!r} is not in its vocabulary: "
+                "fix eos_token in tokenizer_config.json"
+            )
+        return declared, int(token_id)
+    if isinstance(declared, int):
+        token = tokenizer.id_to_token(declared)
+        if token is None:
+            raise DataError(
+                f"{where}: the declared eos_token_id {declared} is not in its vocabulary "
+                f"(size {tokenizer.get_vocab_size()}): fix eos_token_id in config.json"
+            )
+        return token, declared
     for token in _EOS_CANDIDATES:
         token_id = tokenizer.token_to_id(token)
         if token_id is not None:

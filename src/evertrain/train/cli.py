@@ -184,3 +184,26 @@ def checkpoints_command(
         typer.echo(line)
     if failures:
         raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@app.command("export")
+def export_command(
+    checkpoint: str = typer.Argument(
+        ...,
+        help="Checkpoint directory (a named branch / release one too) or a run directory "
+        "(its newest valid checkpoint).",
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="New directory to write (save_pretrained layout + tokenizer)."
+    ),
+) -> None:
+    """Write CHECKPOINT of a Hugging Face model as a directory that
+    AutoModelForCausalLM.from_pretrained / AutoTokenizer.from_pretrained load."""
+    from evertrain.train.hf_model import ExportError, export_checkpoint
+
+    try:
+        with _one_line_warnings():
+            written = export_checkpoint(checkpoint, out)
+    except (ExportError, ValueError) as error:
+        fail(error)
+    typer.echo(f"exported {checkpoint} -> {written}")

@@ -10,13 +10,15 @@ import copy
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
+    Tag,
     ValidationError,
     field_serializer,
     field_validator,
@@ -26,6 +28,14 @@ from pydantic import (
 from evertrain import _yaml
 from evertrain.schedules import Schedule, from_spec
 from evertrain.train.budget import total_steps as _steps_for_budget
+from evertrain.train.hf_spec import (
+    GPT_TAG,
+    HF_CONFIG_TAG,
+    HF_TAG,
+    HFFromConfig,
+    HFPretrained,
+    model_kind,
+)
 
 
 class ConfigError(ValueError):
@@ -61,6 +71,21 @@ class ModelConfig(_Strict):
                 "choose another n_head or positional: learned"
             )
         return self
+
+
+# ``model:`` is evertrain's GPT (the default) or a Hugging Face causal LM (evertrain.train.hf_spec),
+# selected by key: {hf: DIR} / {hf_config: FILE}; anything else is the GPT's fields.
+AnyModelConfig = Annotated[
+    Annotated[ModelConfig, Tag(GPT_TAG)]
+    | Annotated[HFPretrained, Tag(HF_TAG)]
+    | Annotated[HFFromConfig, Tag(HF_CONFIG_TAG)],
+    Discriminator(
+        model_kind,
+        custom_error_type="model_kind",
+        custom_error_message="give either hf: DIR or hf_config: FILE, not both",
+    ),
+]
+_MODEL_TAGS = {GPT_TAG, HF_TAG, HF_CONFIG_TAG}
 
 
 class DataConfig(_Strict):
@@ -187,7 +212,7 @@ class TrainConfig(_Strict):
     # CPU runs on Linux/glibc: keep activation buffers in the heap between steps instead of
     # mapping/unmapping them every step (process-wide; see evertrain.train.allocator).
     cpu_malloc_tuning: bool = True
-    model: ModelConfig
+    model: AnyModelConfig
     data: DataConfig
     schedule: Schedule
     optimizer: OptimizerConfig = OptimizerConfig()
@@ -386,7 +411,11 @@ def spec_numbers(value: Any) -> Any:
 def _format_validation_error(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
-        location = ".".join(str(part) for part in item["loc"])
+        loc = item["loc"]
+        # The model union's tag (model.gpt.n_head) is no field the user wrote: model.n_head.
+        if len(loc) > 1 and loc[0] == "model" and loc[1] in _MODEL_TAGS:
+            loc = (loc[0], *loc[2:])
+        location = ".".join(str(part) for part in loc)
         message = item["msg"]
         # pydantic prefixes custom messages with "Value error, "; the field path says enough.
         message = message.removeprefix("Value error, ")

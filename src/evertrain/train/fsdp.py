@@ -27,7 +27,10 @@ import torch.nn as nn
 
 # Where the repeated transformer blocks live: evertrain's GPT, then common Hugging Face layouts
 # (Llama / Qwen2 / Mistral, GPT-2, GPT-NeoX, OPT).
-BLOCK_PATHS = ("blocks", "model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers")
+# Where the transformer blocks live: evertrain's GPT, the common Hugging Face layouts, and the
+# same layouts under `hf`, where train/hf_model.py's HFCausalLM wrapper holds the HF model.
+_HF_BLOCK_PATHS = ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers")
+BLOCK_PATHS = ("blocks", *_HF_BLOCK_PATHS, *(f"hf.{path}" for path in _HF_BLOCK_PATHS))
 
 
 def _attribute(module: nn.Module, dotted: str) -> Any:

@@ -48,6 +48,8 @@ from evertrain.train.config import ConfigError, TrainConfig
 from evertrain.train.config_history import record_config
 from evertrain.train.data_checks import check_run_data
 from evertrain.train.dcp_checkpoint import load_training_state, save_dcp_checkpoint
+from evertrain.train.hf_model import build_hf_model, hf_vocab_size
+from evertrain.train.hf_spec import is_hf
 from evertrain.train.logging import RunLogger, read_log, truncate_log
 from evertrain.train.model import GPT, GPTConfig
 from evertrain.train.optim import build_optimizer
@@ -148,7 +150,7 @@ def _load_datasets(cfg: TrainConfig) -> tuple[dict[str, Any], dict[str, Any], in
     except ValueError as error:
         raise ConfigError(f"data: {error}") from None
     data_vocab = max(int(ds.vocab_size) for ds in [*train.values(), *evals.values()])
-    vocab_size = cfg.model.vocab_size or data_vocab
+    vocab_size = getattr(cfg.model, "vocab_size", None) or data_vocab  # HF models: their own
     if vocab_size < data_vocab:
         raise ConfigError(
             f"model.vocab_size: {vocab_size} is smaller than the data's vocabulary ({data_vocab}); "
@@ -286,6 +288,8 @@ class _Trainer:
         if self.info.is_main and mismatch:
             warnings.warn(mismatch, UserWarning, stacklevel=4)
         self.train_sets, self.eval_sets, vocab_size = _load_datasets(cfg)
+        if is_hf(cfg.model):  # the model's embedding size, read from its config (no weights yet)
+            vocab_size = hf_vocab_size(cfg.model)
         # Checksums and token ids vs vocabulary, before any work (rank 0 hashes, all refuse).
         check_run_data(self.train_sets, self.eval_sets, vocab_size, self.info)
         mixture = cfg.data.mixture or {name: 1.0 for name in cfg.data.train}
@@ -302,17 +306,21 @@ class _Trainer:
         except ValueError as error:  # DataError names the dataset / weight at fault
             raise ConfigError(f"data: {error}") from None
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-        self.model_config = GPTConfig(
-            vocab_size=vocab_size,
-            n_layer=cfg.model.n_layer,
-            n_head=cfg.model.n_head,
-            d_model=cfg.model.d_model,
-            seq_len=cfg.model.seq_len,
-            positional=cfg.model.positional,
-            tie_embeddings=cfg.model.tie_embeddings,
-            dropout=cfg.model.dropout,
-        )
-        self.model = GPT(self.model_config).to(self.device)
+        if is_hf(cfg.model):  # a Hugging Face causal LM (train/hf_model.py)
+            self.model = build_hf_model(cfg.model, self.device)
+            self.model_config = self.model.record()
+        else:
+            self.model_config = GPTConfig(
+                vocab_size=vocab_size,
+                n_layer=cfg.model.n_layer,
+                n_head=cfg.model.n_head,
+                d_model=cfg.model.d_model,
+                seq_len=cfg.model.seq_len,
+                positional=cfg.model.positional,
+                tie_embeddings=cfg.model.tie_embeddings,
+                dropout=cfg.model.dropout,
+            )
+            self.model = GPT(self.model_config).to(self.device)
         # FSDP shards in place, before the optimizer sees the parameters (fsdp.py).
         fsdp.prepare_model(self.model, cfg.parallel, self.info.world_size, self.device)
         self.optimizer = build_optimizer(

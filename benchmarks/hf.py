@@ -1,0 +1,379 @@
+"""evertrain's trainer against Hugging Face ``Trainer`` on the same Llama: losses and throughput.
+
+Both sides train the same local ``save_pretrained`` Llama (loaded from the same directory, so
+the same initial weights) on the same batches, in one process, fp32, with the same optimizer and
+schedule:
+
+- **batches**: the HF side is fed, in order, the rows evertrain's ``MixtureSampler`` draws for
+  the run (same datasets, seed, batch and sequence length); the loss is the mean next-token
+  cross-entropy over every position on both sides (``Trainer.compute_loss`` is overridden: the
+  rows are already shifted, and HF's ``labels=`` would shift them again);
+- **AdamW**: ``Trainer``'s own optimizer decays every parameter except biases and norm weights,
+  embeddings included, while evertrain leaves embeddings undecayed (``train/optim.py``); the HF
+  side is therefore given evertrain's ``param_groups`` explicitly (``optimizers=``), same lr,
+  betas, eps and weight decay;
+- **schedule**: the same evertrain schedule (step units), through
+  ``evertrain.adapters.torch.ScheduleLR`` on the HF side: update k uses s(k) on both;
+- **clipping**: both clip the global L2 norm to 1.0 (``max_grad_norm=1.0``, evertrain's
+  ``grad_clip: 1.0``).
+
+``parity_max_abs_loss_diff`` is the largest |loss_evertrain - loss_HF| over the steps on a tiny
+Llama (tests/train/test_hf_parity.py asserts it). ``hf_trainer_ratio`` is evertrain tokens/s
+over HF Trainer tokens/s on a ~10M-parameter Llama, end to end (model load, set-up, training; the
+evertrain side also runs its final eval and checkpoint), median of interleaved repeats, with
+the median-step ratio beside it.
+
+If ``benchmarks/hf_fsdp.py`` exists, its ``measure()`` adds its keys (FSDP resharding and
+memory numbers) to the same JSON.
+
+Run:  python benchmarks/hf.py            # CPU, one thread, writes benchmarks/results/hf.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from evertrain._atomic import atomic_write_json  # noqa: E402
+
+#: Llama shapes: "tiny" for the parity check, "10M" for throughput.
+MODELS = {
+    "tiny": {"hidden_size": 32, "intermediate_size": 64, "layers": 2, "heads": 4, "kv_heads": 2},
+    "10M": {"hidden_size": 384, "intermediate_size": 768, "layers": 6, "heads": 6, "kv_heads": 6},
+}
+OPTIMIZER = {"weight_decay": 0.1, "betas": [0.9, 0.95], "eps": 1e-8, "grad_clip": 1.0}
+
+
+def write_llama(directory: Path, vocab_size: int, size: str = "tiny", seed: int = 0) -> Path:
+    """A randomly initialised Llama of ``size`` written with ``save_pretrained``."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    shape = MODELS[size]
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=shape["hidden_size"],
+        intermediate_size=shape["intermediate_size"],
+        num_hidden_layers=shape["layers"],
+        num_attention_heads=shape["heads"],
+        num_key_value_heads=shape["kv_heads"],
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(directory)
+    return directory
+
+
+def run_config(
+    model_dir: Path, data_dir: Path, out_dir: Path, *, steps: int, batch: int, seq_len: int
+) -> dict[str, Any]:
+    """The evertrain train config both sides mirror (the HF side reads the same fields)."""
+    return {
+        "out_dir": str(out_dir),
+        "device": "cpu",
+        "seed": 0,
+        "deterministic": True,
+        "model": {"hf": str(model_dir), "seq_len": seq_len},
+        "data": {"train": {"web": str(data_dir)}, "eval_tokens": batch * seq_len},
+        "schedule": {"name": "cosine", "peak": 1e-3, "total": steps, "warmup": max(1, steps // 10)},
+        "optimizer": dict(OPTIMIZER),
+        "batch_size": batch,
+        "budget_tokens": steps * batch * seq_len,
+        "eval_interval_tokens": 10**15,
+        "checkpoint_interval_tokens": 10**15,
+    }
+
+
+def evertrain_side(config: dict[str, Any]) -> dict[str, Any]:
+    """Train with ``evertrain.train.run``: per-step losses, end-to-end and median-step tokens/s."""
+    from evertrain.train import history, run
+
+    start = time.perf_counter()
+    result = run(config, progress=False)
+    wall = time.perf_counter() - start
+    records = history(config["out_dir"])
+    return {
+        "losses": [r["loss"] for r in records],
+        "wall": result.tokens / wall,
+        "steady": statistics.median(r["tokens_per_s"] for r in records if r.get("tokens_per_s")),
+    }
+
+
+def sampler_rows(config: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """The (x, y) batches evertrain's trainer draws for ``config``, in order: the sampler is built
+    exactly as the loop builds it (one process)."""
+    from evertrain.data import MixtureSampler, PreparedDataset
+
+    data = config["data"]
+    sets = {name: PreparedDataset(path) for name, path in data["train"].items()}
+    sampler = MixtureSampler(
+        sets,
+        weights={name: 1.0 for name in sets},
+        seq_len=config["model"]["seq_len"],
+        batch_size=config["batch_size"],
+        seed=config["seed"],
+    )
+    steps = config["budget_tokens"] // (config["batch_size"] * config["model"]["seq_len"])
+    return [sampler.next_batch() for _ in range(steps)]
+
+
+def hf_trainer_side(config: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """Train the same model with ``transformers.Trainer`` on the same batches, optimizer and
+    schedule: per-step losses, end-to-end and median-step tokens/s."""
+    from transformers import (
+        AutoModelForCausalLM,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
+
+    from evertrain.adapters.torch import ScheduleLR
+    from evertrain.schedules import from_spec
+    from evertrain.train.optim import param_groups
+
+    start = time.perf_counter()
+    batches = sampler_rows(config)
+    batch = config["batch_size"]
+    tokens_per_step = batch * config["model"]["seq_len"]
+
+    class Rows(torch.utils.data.IterableDataset):
+        """The sampler's rows in order; the Trainer's DataLoader regroups them into the batches."""
+
+        def __iter__(self):  # noqa: ANN204
+            for x, y in batches:
+                for row in range(len(x)):
+                    yield {
+                        "input_ids": torch.from_numpy(x[row]),
+                        "targets": torch.from_numpy(y[row]),
+                    }
+
+    def collate(rows: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        return {key: torch.stack([row[key] for row in rows]) for key in ("input_ids", "targets")}
+
+    losses: list[float] = []
+    step_seconds: list[float] = []
+
+    class SameLoss(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001, ANN201
+            logits = model(input_ids=inputs["input_ids"], use_cache=False).logits
+            loss = F.cross_entropy(
+                logits.float().view(-1, logits.size(-1)), inputs["targets"].reshape(-1)
+            )
+            losses.append(float(loss.detach()))
+            return (loss, logits) if return_outputs else loss
+
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+            step_seconds.append(time.perf_counter() - self.started)
+
+    model = AutoModelForCausalLM.from_pretrained(
+        config["model"]["hf"], local_files_only=True, dtype=torch.float32
+    )
+    opt = config["optimizer"]
+    optimizer = torch.optim.AdamW(
+        param_groups(model, opt["weight_decay"]),  # evertrain's grouping, not the Trainer's
+        lr=0.0,
+        betas=tuple(opt["betas"]),
+        eps=opt["eps"],
+    )
+    scheduler = ScheduleLR(optimizer, from_spec(config["schedule"]))
+    args = TrainingArguments(
+        output_dir=str(out_dir),
+        per_device_train_batch_size=batch,
+        max_steps=len(batches),
+        max_grad_norm=opt["grad_clip"],
+        gradient_accumulation_steps=1,
+        logging_strategy="no",
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        seed=config["seed"],
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        disable_tqdm=True,
+    )
+    trainer = SameLoss(
+        model=model,
+        args=args,
+        train_dataset=Rows(),
+        data_collator=collate,
+        optimizers=(optimizer, scheduler),
+        callbacks=[StepTimer()],
+    )
+    trainer.train()
+    wall = time.perf_counter() - start
+    return {
+        "losses": losses,
+        "wall": len(batches) * tokens_per_step / wall,
+        "steady": tokens_per_step / statistics.median(step_seconds),
+    }
+
+
+def prepare_data(root: Path, vocab_size: int, max_bytes: int) -> Path:
+    """Prepared stdlib English with a trained byte-level BPE of ``vocab_size``."""
+    from evertrain.data import prepare
+
+    prepare(
+        ["stdlib-english"],
+        root / "data",
+        vocab_size=vocab_size,
+        max_bytes=max_bytes,
+        progress=False,
+    )
+    return root / "data"
+
+
+def parity(root: Path, steps: int = 20) -> dict[str, Any]:
+    """Both sides on a tiny Llama for ``steps`` steps: the losses and their largest difference."""
+    data = prepare_data(root, 512, 400_000)
+    model_dir = write_llama(root / "tiny-llama", 512, "tiny")
+    config = run_config(model_dir, data, root / "parity-ours", steps=steps, batch=4, seq_len=32)
+    ours = evertrain_side(config)["losses"]
+    theirs = hf_trainer_side(config, root / "parity-hf")["losses"]
+    return {
+        "steps": steps,
+        "evertrain_losses": ours,
+        "hf_trainer_losses": theirs,
+        "parity_max_abs_loss_diff": max(abs(a - b) for a, b in zip(ours, theirs, strict=True)),
+    }
+
+
+def throughput(root: Path, repeats: int, steps: int, batch: int, seq_len: int) -> dict[str, Any]:
+    """Tokens/s of both sides on the ~10M Llama, interleaved repeats after a warm-up of each."""
+    data = prepare_data(root, 4096, 3_000_000)
+    model_dir = write_llama(root / "llama-10m", 4096, "10M")
+    from safetensors.torch import load_file
+
+    params = sum(t.numel() for t in load_file(str(model_dir / "model.safetensors")).values())
+    counter = iter(range(10**6))
+
+    def one(side: str, n_steps: int) -> dict[str, Any]:
+        out = root / f"{side}-{next(counter)}"
+        config = run_config(model_dir, data, out, steps=n_steps, batch=batch, seq_len=seq_len)
+        return evertrain_side(config) if side == "ours" else hf_trainer_side(config, out)
+
+    one("ours", 3), one("hf", 3)  # warm-up: imports, allocator, first-call kernels
+    runs: dict[str, list[dict[str, Any]]] = {"ours": [], "hf": []}
+    for repeat in range(repeats):
+        # Alternate which goes first so drifting machine load biases neither side.
+        for side in ("ours", "hf") if repeat % 2 == 0 else ("hf", "ours"):
+            result = one(side, steps)
+            runs[side].append({"wall": result["wall"], "steady": result["steady"]})
+        print(
+            f"repeat {repeat}: evertrain {runs['ours'][-1]['wall']:,.0f} tok/s, "
+            f"HF Trainer {runs['hf'][-1]['wall']:,.0f} tok/s",
+            flush=True,
+        )
+
+    def median(side: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[side])
+
+    def spread(side: str, key: str) -> list[float]:
+        values = [r[key] for r in runs[side]]
+        return [min(values), max(values)]
+
+    return {
+        "params": params,
+        "shape": MODELS["10M"],
+        "vocab_size": 4096,
+        "batch_size": batch,
+        "seq_len": seq_len,
+        "steps": steps,
+        "repeats": repeats,
+        "tokens_per_s": median("ours", "wall"),
+        "hf_trainer_tokens_per_s": median("hf", "wall"),
+        "hf_trainer_ratio": median("ours", "wall") / median("hf", "wall"),
+        "steady_ratio": median("ours", "steady") / median("hf", "steady"),
+        "spread_tokens_per_s": {
+            "evertrain": spread("ours", "wall"),
+            "hf_trainer": spread("hf", "wall"),
+        },
+        # Each repeat's two runs ran back to back: their ratio is less exposed to load drifting
+        # between repeats than the ratio of the medians.
+        "paired_ratios": [
+            o["wall"] / h["wall"] for o, h in zip(runs["ours"], runs["hf"], strict=True)
+        ],
+        "runs": runs,
+    }
+
+
+def fsdp_numbers() -> dict[str, Any]:
+    """``benchmarks/hf_fsdp.py``'s ``measure()`` if that module exists (the FSDP numbers)."""
+    path = Path(__file__).with_name("hf_fsdp.py")
+    if not path.is_file():
+        return {}
+    spec = importlib.util.spec_from_file_location("hf_fsdp", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return dict(module.measure())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=12, help="steps per timed run (10M Llama)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch intra-op threads (as train.py)"
+    )
+    parser.add_argument("--skip-fsdp", action="store_true", help="do not run benchmarks/hf_fsdp.py")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "hf.json"))
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    root = Path(tempfile.mkdtemp(prefix="evertrain-bench-hf-"))
+    print(f"working in {root} ...", flush=True)
+    started = time.perf_counter()
+    parity_result = parity(root / "parity")
+    print(f"parity: max |loss diff| {parity_result['parity_max_abs_loss_diff']:.3g}", flush=True)
+    speed = throughput(root / "speed", args.repeats, args.steps, args.batch_size, args.seq_len)
+    import transformers
+
+    result = {
+        "benchmark": "evertrain.train.run vs transformers.Trainer (same Llama, data, AdamW, schedule, one process)",
+        "command": "python benchmarks/hf.py "
+        + " ".join(
+            f"--{k.replace('_', '-')} {v}"
+            for k, v in vars(args).items()
+            if v not in (None, False) and k != "out"
+        ),
+        "device": "cpu",
+        "dtype": "float32",
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        "hf_trainer_ratio": speed["hf_trainer_ratio"],
+        "parity_max_abs_loss_diff": parity_result["parity_max_abs_loss_diff"],
+        "parity": parity_result,
+        "throughput_10M": speed,
+    }
+    if not args.skip_fsdp:
+        result.update(fsdp_numbers())
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    atomic_write_json(args.out, result)
+    print(json.dumps({k: v for k, v in result.items() if not isinstance(v, dict)}, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
