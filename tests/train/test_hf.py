@@ -317,3 +317,17 @@ def test_the_model_trains_in_train_mode_from_the_first_step(hf_root: dict[str, P
     assert model_vocab_size(model) == hf_vocab_size(spec) == 320  # the config alone says it
     config = HFFromConfig(hf_config=str(hf_root["gpt2"]), seq_len=SEQ)
     assert hf_vocab_size(config) == model_vocab_size(build_hf_model(config)) == 320
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gpt2"])
+def test_fsdp_finds_the_blocks_of_each_architecture_under_the_wrapper(
+    hf_root: dict[str, Path], arch: str
+) -> None:
+    # FSDP shards per block: a wrapped HF model whose blocks were not found would be sharded as
+    # one unit (all parameters gathered at once), which defeats the memory saving.
+    from evertrain.train.fsdp import transformer_blocks
+    from evertrain.train.hf_model import build_hf_model
+
+    model = build_hf_model(HFPretrained(hf=str(hf_root[arch]), seq_len=SEQ))
+    blocks = transformer_blocks(model)
+    assert len(blocks) == model.hf.config.num_hidden_layers and len(blocks) > 0
