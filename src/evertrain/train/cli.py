@@ -1,16 +1,13 @@
 """`evertrain train ...`: run, resume, fork and inspect training runs.
 
 Import heavy libraries (torch, tokenizers, matplotlib) inside command functions, never at
-module level: `evertrain.cli` imports every area's CLI at start-up.
+module level: `evertrain train --help` imports this module.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -33,18 +30,6 @@ def _callback() -> None:
     """The reference GPT trainer: run, resume, fork, list checkpoints."""
 
 
-@contextlib.contextmanager
-def _one_line_warnings() -> Iterator[None]:
-    """Print each warning as ``warning: MESSAGE`` (one line), not Python's file:line + source."""
-
-    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-        typer.echo(f"warning: {message}", err=True)
-
-    with warnings.catch_warnings():
-        warnings.showwarning = show
-        yield
-
-
 def _train(
     config: Path, overrides: list[str], resume: bool, init_from: str | None, progress: bool
 ) -> None:
@@ -53,13 +38,13 @@ def _train(
     from evertrain.train.loop import NonFiniteLossError, run
 
     try:
-        with _one_line_warnings():
-            cfg = TrainConfig.from_yaml(config, overrides)
-            if init_from is not None:
-                cfg = TrainConfig.model_validate(
-                    apply_overrides(cfg.to_dict(), [f"init_from={init_from}"])
-                )
-            result = run(cfg, resume=resume, progress=progress)
+        # Warnings print as one line: evertrain.cli installs that for every command.
+        cfg = TrainConfig.from_yaml(config, overrides)
+        if init_from is not None:
+            cfg = TrainConfig.model_validate(
+                apply_overrides(cfg.to_dict(), [f"init_from={init_from}"])
+            )
+        result = run(cfg, resume=resume, progress=progress)
     except NonFiniteLossError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(EXIT_NONFINITE) from None
