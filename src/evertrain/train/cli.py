@@ -31,19 +31,20 @@ def _callback() -> None:
 
 
 def _train(
-    config: Path, overrides: list[str], resume: bool, init_from: str | None, progress: bool
+    config: Path | None, overrides: list[str], resume: bool, init_from: str | None, progress: bool
 ) -> None:
     from evertrain.train.checkpoint import CheckpointError
-    from evertrain.train.config import TrainConfig, apply_overrides
+    from evertrain.train.config import TrainConfig
+    from evertrain.train.fork import fork_config
     from evertrain.train.loop import NonFiniteLossError, run
 
     try:
         # Warnings print as one line: evertrain.cli installs that for every command.
-        cfg = TrainConfig.from_yaml(config, overrides)
-        if init_from is not None:
-            cfg = TrainConfig.model_validate(
-                apply_overrides(cfg.to_dict(), [f"init_from={init_from}"])
-            )
+        if init_from is not None:  # a fork: the parent's config, then only the changes
+            cfg = fork_config(init_from, config, overrides)
+        else:
+            assert config is not None
+            cfg = TrainConfig.from_yaml(config, overrides)
         result = run(cfg, resume=resume, progress=progress)
     except NonFiniteLossError as error:
         typer.echo(f"error: {error}", err=True)
@@ -90,15 +91,21 @@ def fork_command(
     checkpoint: str = typer.Argument(
         ..., help="Checkpoint directory (or a run directory: its newest checkpoint)."
     ),
-    config: Path = typer.Argument(
-        ..., help="YAML config of the new run (new schedule / mixture / out_dir)."
+    config: Path | None = typer.Argument(
+        None,
+        help="YAML of the changes (e.g. out_dir and a new schedule); every other field is the "
+        "parent's config at CHECKPOINT. A full config works too.",
     ),
     set_: list[str] = typer.Option(
         [], "--set", help="Override a field, e.g. --set out_dir=runs/branch"
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """Start a new run from CHECKPOINT's weights and optimizer state; the manifest records the parent."""
+    """Start a new run from CHECKPOINT's weights and optimizer state; the manifest records the parent.
+
+    The fork inherits the config its parent trained CHECKPOINT with and takes only the changes
+    (CONFIG, then --set); it needs its own out_dir.
+    """
     _train(config, set_, False, checkpoint, progress)
 
 

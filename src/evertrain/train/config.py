@@ -292,6 +292,10 @@ class TrainConfig(_Strict):
             raise ConfigError(
                 f"{path}: the top level must be a mapping of fields, got {type(raw).__name__}"
             )
+        # Paths in the file are read against its folder; --set paths against the shell's.
+        from evertrain.train.config_paths import resolve_train_paths
+
+        raw = resolve_train_paths(raw, path.parent)
         return cls.model_validate(apply_overrides(raw, overrides or []))
 
     def to_dict(self) -> dict[str, Any]:
