@@ -115,3 +115,29 @@ def test_warnings_are_one_line_in_the_cli_and_normal_afterwards() -> None:
     assert "UserWarning" not in result.output
     # The library's users keep Python's warnings: nothing stays installed after the command.
     assert warnings.showwarning.__module__ == "warnings"
+
+
+def test_demo_errors_name_the_flag_not_the_keyword(tmp_path) -> None:
+    result = CliRunner().invoke(cli.app, ["demo", "--out", str(tmp_path / "d"), "--scale", "0.01"])
+    assert result.exit_code == 2
+    assert "--scale 0.01 must be a number" in result.output and "scale=" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["retrain", "rewarmm"], "unknown recipe 'rewarmm'"),
+        (["retrain", "--tokens", "0"], "--tokens 0 must be a positive"),
+    ],
+)
+def test_continual_compare_checks_recipes_and_tokens_before_any_work(
+    args: list[str], message: str, tmp_path
+) -> None:
+    base = ["--base", str(tmp_path / "nobase"), "--old", "a=x", "--new", "b=y"]
+    if "--tokens" not in args:
+        base += ["--tokens", "100"]
+    result = CliRunner().invoke(
+        cli.app, ["continual", "compare", *args, *base, "--out", str(tmp_path / "c")]
+    )
+    assert result.exit_code == 2, result.output
+    assert message in result.output

@@ -19,9 +19,14 @@ from evertrain.continual import runner as continual_runner
 from evertrain.continual.branches import branch_tree, format_tree, plot_tree
 from evertrain.continual.plan import load_plan
 from evertrain.continual.report import write_report
+from evertrain.data.cli import cli_words
 from evertrain.train.preempt import EXIT_PREEMPTED, RunPreempted  # stdlib only, no torch
 
 app = typer.Typer(help="continual commands", no_args_is_help=True)
+
+# The library's errors name keyword arguments; through these commands they name the flag.
+_DEMO_FLAGS = {"scale=": "--scale "}
+_COMPARE_FLAGS = {"stage_tokens=": "--tokens "}
 
 
 @app.callback()
@@ -127,7 +132,7 @@ def demo_command(
     except RunPreempted as stop:
         _preempted(stop)
     except (ValueError, FolderLockedError) as error:
-        fail(error)
+        fail(cli_words(str(error), _DEMO_FLAGS))
     typer.echo("")
     typer.echo(continual_demo.format_table(result.rows, title=result.description))
     typer.echo(f"\nfinished in {result.seconds:.0f} s; report: {result.report}")
@@ -189,6 +194,7 @@ def compare_command(
     """Run several recipes from the same base and report them together."""
     try:
         check_output_dir(out, "--out")
+        _check_compare_args(recipes, tokens)  # before the first recipe trains
         old_sets, new_sets = _named_paths("--old", old), _named_paths("--new", new)
         _, config = continual_runner.base_info(
             base
@@ -220,7 +226,7 @@ def compare_command(
     except RunPreempted as stop:
         _preempted(stop)
     except ValueError as error:
-        fail(error)
+        fail(cli_words(str(error), _COMPARE_FLAGS))
     typer.echo(f"report: {page}")
 
 
@@ -238,6 +244,18 @@ def branches_command(
             typer.echo(f"plot: {plot}")
     except ValueError as error:
         fail(error)
+
+
+def _check_compare_args(recipes: list[str], tokens: int) -> None:
+    """Every recipe name and --tokens checked before any recipe runs (a typo in the third
+    recipe must not surface after the first two have trained)."""
+    from evertrain.continual.recipes import RECIPES
+
+    unknown = [name for name in recipes if name not in RECIPES]
+    if unknown:
+        raise ValueError(f"unknown recipe {unknown[0]!r}: choose from {', '.join(RECIPES)}")
+    if tokens <= 0:
+        raise ValueError(f"--tokens {tokens} must be a positive number of tokens")
 
 
 def _named_paths(option: str, items: list[str]) -> dict[str, str]:

@@ -156,7 +156,8 @@ def _load_datasets(cfg: TrainConfig) -> tuple[dict[str, Any], dict[str, Any], in
         if len(ds.val_tokens) < cfg.model.seq_len + 1:
             raise ConfigError(
                 f"data.eval.{name}: validation split has {len(ds.val_tokens)} tokens, fewer than "
-                f"seq_len+1={cfg.model.seq_len + 1}; prepare more data or raise val_fraction"
+                f"seq_len+1={cfg.model.seq_len + 1}; prepare more data or raise the validation share "
+                "(evertrain data prepare --val-fraction, prepare(val_fraction=...))"
             )
     return train, evals, vocab_size
 
