@@ -103,7 +103,9 @@ def test_fork_inherits_the_parents_config_and_takes_only_the_changes(
         "schedule: {name: constant, value: 1.0e-4, unit: tokens}\nmodel: {dropout: 0.0}\n"
     )
     result = runner.invoke(
-        app, ["train", "fork", str(parent_run), str(changes), "--set", "seed=7", "--no-progress"]
+        app,
+        ["train", "fork", str(parent_run), str(changes), "--seed=7", "--eval-interval-tokens=256",
+         "--no-progress"],
     )
     assert result.exit_code == 0, result.output
     child = tmp_path / "branch"  # out_dir of the changes file: read against its folder
@@ -113,6 +115,7 @@ def test_fork_inherits_the_parents_config_and_takes_only_the_changes(
     assert written["data"]["train"] == parent["data"]["train"]
     assert written["schedule"] == {"name": "constant", "value": 1e-4, "unit": "tokens"}  # replaced
     assert written["budget_tokens"] == 512 and written["seed"] == 7
+    assert written["eval_interval_tokens"] == 256  # --eval-interval-tokens: dashes read as _
     assert json.loads((child / "manifest.json").read_text())["parent"]["run"] == str(
         parent_run.resolve()
     )
@@ -129,3 +132,23 @@ def test_fork_without_a_config_needs_its_own_out_dir(parent_run: Path, tmp_path:
     )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "b" / "manifest.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--model.n_head=3"], "model.n_head: 3 does not divide d_model=64"),  # as --set does
+        (["--model.n_head", "3"], "write the value with '='"),
+        (["--resum"], "no such option: --resum"),
+        (["stray"], "unexpected argument 'stray'"),
+    ],
+)
+def test_dotted_overrides_are_set_overrides(
+    extra: list[str], message: str, tiny_data: dict[str, str], tmp_path: Path
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(make_config(tmp_path / "run", tiny_data)))
+    result = runner.invoke(app, ["train", "run", str(config), *extra, "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not (tmp_path / "run").exists()  # refused before any work

@@ -71,23 +71,48 @@ def _train(
         )
 
 
-@app.command("run")
+# `--schedule.peak=3e-3` is `--set schedule.peak=3e-3`: click passes unknown options through
+# (ctx.args) and _dotted_overrides reads them; anything else there is an error naming it.
+_DOTTED = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def _dotted_overrides(extra: list[str]) -> list[str]:
+    """``--key.sub=value`` words as ``key.sub=value`` overrides; any other stray word is bad input."""
+    overrides = []
+    for word in extra:
+        key, sep, _ = word.removeprefix("--").partition("=")
+        if not word.startswith("--") or not key or key.startswith("-"):
+            fail(f"unexpected argument {word!r} (see --help)")
+        if not sep:
+            if "." in key:
+                fail(f"{word}: write the value with '=', e.g. {word}=VALUE (or --set {key}=VALUE)")
+            fail(f"no such option: {word} (a config field is --set {key}=VALUE or --{key}=VALUE)")
+        overrides.append(f"{key.replace('-', '_')}={word.partition('=')[2]}")  # --budget-tokens
+    return overrides
+
+
+@app.command("run", context_settings=_DOTTED)
 def run_command(
+    ctx: typer.Context,
     config: Path = typer.Argument(..., help="YAML training config (see docs/train.md)."),
     resume: bool = typer.Option(
         False, "--resume", help="Continue from the newest valid checkpoint in out_dir."
     ),
     set_: list[str] = typer.Option(
-        [], "--set", help="Override a field: --set batch_size=32 --set model.n_layer=4"
+        [],
+        "--set",
+        help="Override a field: --set batch_size=32 --set model.n_layer=4; the same is "
+        "--batch_size=32 --model.n_layer=4",
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
     """Train a GPT as the config says; works unchanged under torchrun (DDP)."""
-    _train(config, set_, resume, None, progress)
+    _train(config, [*set_, *_dotted_overrides(ctx.args)], resume, None, progress)
 
 
-@app.command("fork")
+@app.command("fork", context_settings=_DOTTED)
 def fork_command(
+    ctx: typer.Context,
     checkpoint: str = typer.Argument(
         ..., help="Checkpoint directory (or a run directory: its newest checkpoint)."
     ),
@@ -97,7 +122,7 @@ def fork_command(
         "parent's config at CHECKPOINT. A full config works too.",
     ),
     set_: list[str] = typer.Option(
-        [], "--set", help="Override a field, e.g. --set out_dir=runs/branch"
+        [], "--set", help="Override a field, e.g. --set out_dir=runs/branch (or --out_dir=...)"
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
@@ -106,7 +131,7 @@ def fork_command(
     The fork inherits the config its parent trained CHECKPOINT with and takes only the changes
     (CONFIG, then --set); it needs its own out_dir.
     """
-    _train(config, set_, False, checkpoint, progress)
+    _train(config, [*set_, *_dotted_overrides(ctx.args)], False, checkpoint, progress)
 
 
 @app.command("checkpoints")
