@@ -99,7 +99,9 @@ def test_warnings_are_one_line_in_the_cli_and_normal_afterwards() -> None:
 
     @probe.command()
     def warn() -> None:
-        warnings.warn("schedule ends at 10 but the run at 20; set --set schedule.total=20")
+        warnings.warn(
+            "schedule ends at 10 but the run at 20; set --set schedule.total=20", stacklevel=1
+        )
 
     cli.LAZY_COMMANDS["probe-warn"] = cli._LazyCommand(__name__, "_probe_warn", "probe")
     try:

@@ -36,7 +36,10 @@ def test_mid_decay_continues_from_the_lr_reached_and_decays_to_the_new_end() -> 
     optimizer, scheduler = scheduler_at(80)  # the decay began at 60
     reached = optimizer.param_groups[0]["lr"]
     assert reached < 0.7e-3
-    with pytest.warns(UserWarning, match=r"set_horizon: total: 100 -> 200 .*past the start of the decay.*replan=True"):
+    with pytest.warns(
+        UserWarning,
+        match=r"set_horizon: total: 100 -> 200 .*past the start of the decay.*replan=True",
+    ):
         scheduler.set_horizon(200)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(reached)
     used = lrs(optimizer, scheduler, 120)

@@ -104,8 +104,15 @@ def test_fork_inherits_the_parents_config_and_takes_only_the_changes(
     )
     result = runner.invoke(
         app,
-        ["train", "fork", str(parent_run), str(changes), "--seed=7", "--eval-interval-tokens=256",
-         "--no-progress"],
+        [
+            "train",
+            "fork",
+            str(parent_run),
+            str(changes),
+            "--seed=7",
+            "--eval-interval-tokens=256",
+            "--no-progress",
+        ],
     )
     assert result.exit_code == 0, result.output
     child = tmp_path / "branch"  # out_dir of the changes file: read against its folder
@@ -127,8 +134,18 @@ def test_fork_without_a_config_needs_its_own_out_dir(parent_run: Path, tmp_path:
     assert "--set out_dir=" in result.output
     result = runner.invoke(
         app,
-        ["train", "fork", str(parent_run), "--set", f"out_dir={tmp_path / 'b'}",
-         "--set", "budget_tokens=256", "--set", "schedule=constant:value=1e-4", "--no-progress"],
+        [
+            "train",
+            "fork",
+            str(parent_run),
+            "--set",
+            f"out_dir={tmp_path / 'b'}",
+            "--set",
+            "budget_tokens=256",
+            "--set",
+            "schedule=constant:value=1e-4",
+            "--no-progress",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "b" / "manifest.json").is_file()

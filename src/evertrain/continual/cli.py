@@ -171,6 +171,7 @@ def run_command(plan: Path = typer.Argument(..., help="plan YAML (see docs/conti
         _preempted(stop)
     except (ValueError, FolderLockedError) as error:
         fail(error)
+    _echo_results(page)
     typer.echo(f"report: {page}")
 
 
@@ -227,6 +228,7 @@ def compare_command(
         _preempted(stop)
     except ValueError as error:
         fail(cli_words(str(error), _COMPARE_FLAGS))
+    _echo_results(page)
     typer.echo(f"report: {page}")
 
 
@@ -244,6 +246,18 @@ def branches_command(
             typer.echo(f"plot: {plot}")
     except ValueError as error:
         fail(error)
+
+
+def _echo_results(page: Path) -> None:
+    """The results table of a written report (``report.json`` beside ``page``), as the demo prints."""
+    import json
+
+    data = json.loads((page.parent / "report.json").read_text(encoding="utf-8"))
+    typer.echo("")
+    typer.echo(continual_demo.format_table(data["runs"], baseline=data.get("baseline")))
+    if data.get("headline"):
+        typer.echo(data["headline"])
+    typer.echo("")
 
 
 def _check_compare_args(recipes: list[str], tokens: int) -> None:

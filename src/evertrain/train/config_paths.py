@@ -17,7 +17,12 @@ def against_folder(value: Any, folder: Path) -> Any:
     """``value`` (a path as written in a file in ``folder``) as a path from the current folder.
 
     Absolute paths, ``~`` paths and non-strings are returned as they are."""
-    if not isinstance(value, str) or not value or value.startswith("~") or Path(value).is_absolute():
+    if (
+        not isinstance(value, str)
+        or not value
+        or value.startswith("~")
+        or Path(value).is_absolute()
+    ):
         return value
     if folder.resolve() == Path.cwd().resolve():
         return value  # the common case: the recorded config keeps the path exactly as written

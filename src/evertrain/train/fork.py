@@ -27,7 +27,11 @@ def merge_changes(parent: dict[str, Any], changes: dict[str, Any]) -> dict[str, 
     """``parent`` with ``changes`` applied: sections merge field by field, the rest replaces."""
     merged = dict(parent)
     for key, value in changes.items():
-        if key in _MERGED_SECTIONS and isinstance(value, dict) and isinstance(parent.get(key), dict):
+        if (
+            key in _MERGED_SECTIONS
+            and isinstance(value, dict)
+            and isinstance(parent.get(key), dict)
+        ):
             merged[key] = {**parent[key], **value}
         else:
             merged[key] = value
@@ -42,7 +46,9 @@ def _read_changes(path: Path) -> dict[str, Any]:
     except _yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({error})") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of fields, got {type(raw).__name__}")
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of fields, got {type(raw).__name__}"
+        )
     return resolve_train_paths(raw, path.parent)
 
 

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
+from evertrain._progress import progress_bar
 from evertrain.data import (
     MixtureSampler,
     PreparedDataset,
@@ -40,7 +40,7 @@ from evertrain.data import (
     iter_eval_batches,
 )
 from evertrain.train import checkpoint as ckpt
-from evertrain.train import distributed, preempt
+from evertrain.train import console, distributed, preempt
 from evertrain.train.allocator import tune_glibc_malloc
 from evertrain.train.budget import schedule_fit_warning
 from evertrain.train.budget import total_steps as budget_total_steps
@@ -486,13 +486,20 @@ class _Trainer:
             recorded = distributed.broadcast_object(recorded, info)
             final_eval = recorded if recorded is not None else self._evaluate()
         bar = None
-        if progress_enabled := (self.progress and info.is_main):
-            bar = tqdm(
-                total=total_steps,
-                initial=self.step,
-                unit="step",
-                dynamic_ncols=True,
-                disable=not progress_enabled,
+        if self.progress and info.is_main:  # a bar at a terminal, plain lines in a log file
+            start = console.start_message(
+                cfg,
+                params=self.model.num_params(),
+                total_steps=total_steps,
+                step=self.step,
+                tokens=self.tokens,
+                resume=resume,
+                resumed_from=self.resumed_from,
+                parent=self.parent,
+            )
+            print(start, flush=True)
+            bar = progress_bar(
+                total_steps, initial=self.step, unit="step", desc="train", dynamic_ncols=True
             )
         try:
             while self.step < total_steps:
@@ -577,13 +584,14 @@ class _Trainer:
                             "skipped": self.skipped,
                         }
                     )
-                if bar is not None:
-                    bar.update(1)
+                if bar is not None:  # the postfix first: a plain progress line shows this step's
                     bar.set_postfix(
                         loss=f"{loss_value:.4f}",
                         lr=f"{lr:.2e}",
                         tok_s=f"{tokens_per_step / elapsed:,.0f}",
+                        refresh=False,
                     )
+                    bar.update(1)
                 named = [t for t in cfg.checkpoint_at_tokens if tokens_before < t <= self.tokens]
                 save_due = (
                     last
@@ -600,6 +608,8 @@ class _Trainer:
                             "eval": final_eval,
                         }
                     )
+                    if bar is not None:
+                        bar.write(console.eval_message(self.step, self.tokens, final_eval))
                 if save_due:
                     name = f"tokens_{named[0]}" if named else f"step_{self.step:08d}"
                     last_checkpoint = (
