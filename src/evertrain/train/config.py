@@ -26,6 +26,7 @@ from pydantic import (
 from evertrain import _yaml
 from evertrain.schedules import Schedule, from_spec
 from evertrain.train.budget import total_steps as _steps_for_budget
+from evertrain.train.trackers import LoggingConfig
 
 
 class ConfigError(ValueError):
@@ -186,6 +187,8 @@ class TrainConfig(_Strict):
     nonfinite: Literal["stop", "skip"] = "stop"
     log_interval: int = Field(default=1, gt=0)
     tensorboard: bool = False
+    # W&B / MLflow mirrors of log.jsonl (evertrain.train.trackers); optional packages.
+    logging: LoggingConfig = LoggingConfig()
 
     @property
     def tokens_per_step(self) -> int:

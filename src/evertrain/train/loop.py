@@ -50,6 +50,7 @@ from evertrain.train.logging import RunLogger, read_log, truncate_log
 from evertrain.train.model import GPT, GPTConfig
 from evertrain.train.optim import build_optimizer
 from evertrain.train.run_folder import hold_run_folder
+from evertrain.train.trackers import check_installed
 
 
 class NonFiniteLossError(RuntimeError):
@@ -210,6 +211,7 @@ def run(
     """
     if not isinstance(cfg, TrainConfig):
         cfg = TrainConfig.model_validate(cfg)
+    check_installed(cfg.logging)  # an asked-for W&B / MLflow package, before any work
     device = resolve_device(cfg.device)
     info = distributed.setup(device.type)
     if info.enabled and device.type == "cuda":
@@ -470,7 +472,9 @@ class _Trainer:
             model = DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
-        logger = RunLogger(self.out_dir, tensorboard=cfg.tensorboard, enabled=info.is_main)
+        logger = RunLogger(
+            self.out_dir, tensorboard=cfg.tensorboard, enabled=info.is_main, config=cfg
+        )
         nan_steps = _nan_hook_steps()
         clip = cfg.optimizer.grad_clip or math.inf
         params = [p for p in self.model.parameters() if p.requires_grad]
