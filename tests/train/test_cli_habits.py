@@ -88,6 +88,7 @@ def parent_run(tiny_data: dict[str, str], tmp_path_factory: pytest.TempPathFacto
     root = tmp_path_factory.mktemp("parent")
     cfg = make_config(root / "run", {"prose": tiny_data["prose"]}, budget_tokens=1024)
     cfg["model"]["n_layer"] = 1
+    cfg["checkpoint_at_tokens"] = [768]  # the parent's own named point: not the fork's
     (root / "c.yaml").write_text(yaml.safe_dump(cfg))
     result = runner.invoke(app, ["train", "run", str(root / "c.yaml"), "--no-progress"])
     assert result.exit_code == 0, result.output
@@ -123,6 +124,7 @@ def test_fork_inherits_the_parents_config_and_takes_only_the_changes(
     assert written["schedule"] == {"name": "constant", "value": 1e-4, "unit": "tokens"}  # replaced
     assert written["budget_tokens"] == 512 and written["seed"] == 7
     assert written["eval_interval_tokens"] == 256  # --eval-interval-tokens: dashes read as _
+    assert written["checkpoint_at_tokens"] == []  # 768 lies beyond the fork's 512 tokens
     assert json.loads((child / "manifest.json").read_text())["parent"]["run"] == str(
         parent_run.resolve()
     )

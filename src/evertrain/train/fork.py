@@ -6,7 +6,8 @@ field come from the config the parent trained the checkpoint with. A full config
 (every field it gives wins). Sections (``model``, ``data``, ``optimizer``) merge field by field;
 a field whose value is a whole plan (``schedule``, ``data.train``, ``data.eval``,
 ``data.mixture``) is replaced, never mixed with the parent's (a cosine's keys inside a new wsd
-spec would be a schedule nobody wrote).
+spec would be a schedule nobody wrote). Not inherited: ``init_from`` (the fork's is CHECKPOINT)
+and ``checkpoint_at_tokens`` (the parent's named points, in the parent's tokens).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from evertrain import _yaml
 from evertrain.train.config import ConfigError, TrainConfig, apply_overrides
 from evertrain.train.config_history import trained_config
 from evertrain.train.config_paths import resolve_train_paths
+
+#: The parent's own history, not settings: where it was forked from, and the token counts of
+#: its named checkpoints (a fork counts its tokens from 0; name its own in CONFIG).
+_NOT_INHERITED = ("init_from", "checkpoint_at_tokens")
 
 #: Mappings merged key by key with the parent's; any other field given replaces the parent's.
 _MERGED_SECTIONS = ("model", "data", "optimizer")
@@ -71,7 +76,7 @@ def fork_config(
         raise ConfigError(
             f"{run_dir} has no config.yaml to inherit: pass the fork's full config as CONFIG"
         )
-    parent = {key: value for key, value in parent.items() if key != "init_from"}
+    parent = {key: value for key, value in parent.items() if key not in _NOT_INHERITED}
     raw = merge_changes(parent, _read_changes(changes) if changes is not None else {})
     raw = apply_overrides(raw, list(overrides or []))
     if Path(str(raw.get("out_dir"))).resolve() == Path(str(parent.get("out_dir"))).resolve() or (
