@@ -1,8 +1,9 @@
 """Sub-commands of `evertrain` for the continual area, and the top-level `demo` and `report`.
 
 torch, tokenizers and matplotlib are imported only where a command trains or plots (inside
-the continual modules), never at module level: `evertrain.cli` imports every area's CLI at
-start-up. The continual modules themselves are numpy/pydantic only and import at the top.
+the continual modules), never at module level. `evertrain.cli` loads this module only for a
+continual command (or `demo`, `report`); the continual modules are numpy/pydantic only and
+import at the top.
 """
 
 from __future__ import annotations
