@@ -134,6 +134,14 @@ def test_fork_without_a_config_needs_its_own_out_dir(parent_run: Path, tmp_path:
     result = runner.invoke(app, ["train", "fork", str(parent_run), "--no-progress"])
     assert result.exit_code == 2
     assert "--set out_dir=" in result.output
+    # Dotted overrides where CONFIG would be: they are overrides, not a config path.
+    result = runner.invoke(
+        app,
+        ["train", "fork", str(parent_run), f"--out_dir={tmp_path / 'c'}", "--budget_tokens=256",
+         "--schedule=constant:value=1e-4", "--no-progress"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((tmp_path / "c" / "config.yaml").read_text())["budget_tokens"] == 256
     result = runner.invoke(
         app,
         [
@@ -160,6 +168,7 @@ def test_fork_without_a_config_needs_its_own_out_dir(parent_run: Path, tmp_path:
         (["--model.n_head", "3"], "write the value with '='"),
         (["--resum"], "no such option: --resum"),
         (["stray"], "unexpected argument 'stray'"),
+        (["--model.n_head=3", "FIRST"], "model.n_head: 3 does not divide"),  # before CONFIG
     ],
 )
 def test_dotted_overrides_are_set_overrides(
@@ -167,7 +176,11 @@ def test_dotted_overrides_are_set_overrides(
 ) -> None:
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(make_config(tmp_path / "run", tiny_data)))
-    result = runner.invoke(app, ["train", "run", str(config), *extra, "--no-progress"])
+    if extra[-1] == "FIRST":  # the override typed before CONFIG
+        args = ["train", "run", extra[0], str(config), "--no-progress"]
+    else:
+        args = ["train", "run", str(config), *extra, "--no-progress"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert not (tmp_path / "run").exists()  # refused before any work

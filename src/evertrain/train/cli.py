@@ -76,6 +76,16 @@ def _train(
 _DOTTED = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
+def _config_and_overrides(config: Path | None, extra: list[str]) -> tuple[Path | None, list[str]]:
+    """CONFIG and the ``--key=value`` words, in any order: click hands an unknown option that
+    comes before CONFIG (or stands in for an omitted one) to the CONFIG argument."""
+    words = ([str(config)] if config is not None else []) + list(extra)
+    paths = [word for word in words if not word.startswith("--")]
+    found = Path(paths[0]) if paths else None
+    rest = [word for word in words if word is not paths[0]] if paths else words
+    return found, _dotted_overrides(rest)
+
+
 def _dotted_overrides(extra: list[str]) -> list[str]:
     """``--key.sub=value`` words as ``key.sub=value`` overrides; any other stray word is bad input."""
     overrides = []
@@ -107,7 +117,10 @@ def run_command(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
     """Train a GPT as the config says; works unchanged under torchrun (DDP)."""
-    _train(config, [*set_, *_dotted_overrides(ctx.args)], resume, None, progress)
+    config_path, dotted = _config_and_overrides(config, ctx.args)
+    if config_path is None:
+        fail("missing CONFIG: pass the YAML training config, e.g. evertrain train run config.yaml")
+    _train(config_path, [*set_, *dotted], resume, None, progress)
 
 
 @app.command("fork", context_settings=_DOTTED)
@@ -131,7 +144,8 @@ def fork_command(
     The fork inherits the config its parent trained CHECKPOINT with and takes only the changes
     (CONFIG, then --set); it needs its own out_dir.
     """
-    _train(config, [*set_, *_dotted_overrides(ctx.args)], False, checkpoint, progress)
+    config_path, dotted = _config_and_overrides(config, ctx.args)
+    _train(config_path, [*set_, *dotted], False, checkpoint, progress)
 
 
 @app.command("checkpoints")
