@@ -9,9 +9,7 @@ so ``evertrain --help`` and ``evertrain --version`` answer at once.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import warnings
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +18,7 @@ import typer
 from typer.core import TyperGroup
 
 from evertrain import __version__
+from evertrain._cli import one_line_warnings
 
 
 @dataclass(frozen=True)
@@ -143,28 +142,6 @@ app = typer.Typer(
 )
 
 
-def _show_warning_as_one_line(
-    message: Warning | str,
-    category: type[Warning],
-    filename: str,
-    lineno: int,
-    file: Any = None,
-    line: str | None = None,
-) -> None:
-    """``evertrain: warning: MESSAGE`` on stderr: the fix is in the message; Python's
-    ``file:line: UserWarning`` and the source line say nothing to a user of the command."""
-    typer.echo(f"evertrain: warning: {' '.join(str(message).split())}", err=True)
-
-
-@contextlib.contextmanager
-def _one_line_warnings() -> Iterator[None]:
-    """Show warnings as one line while a command runs; restores Python's display afterwards (a
-    library user, or a test calling the app twice, keeps normal warnings)."""
-    with warnings.catch_warnings():
-        warnings.showwarning = _show_warning_as_one_line
-        yield
-
-
 def _print_version(value: bool) -> None:
     if value:
         typer.echo(f"evertrain {__version__}")
@@ -183,7 +160,7 @@ def _main(
     ),
 ) -> None:
     """Train language models that never have to start over."""
-    ctx.with_resource(_one_line_warnings())
+    ctx.with_resource(one_line_warnings())
 
 
 def main() -> None:

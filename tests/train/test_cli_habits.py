@@ -184,3 +184,27 @@ def test_dotted_overrides_are_set_overrides(
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert not (tmp_path / "run").exists()  # refused before any work
+
+
+def test_python_m_evertrain_train_also_prints_one_line_warnings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torchrun runs `python -m evertrain.train` (the train app alone, not evertrain.cli)."""
+    import warnings
+    from types import SimpleNamespace
+
+    from evertrain.train import cli as train_cli
+    from evertrain.train import loop
+
+    def fake_run(cfg, **kwargs):
+        warnings.warn("budget_tokens=512 but the schedule ends at 256", UserWarning, stacklevel=1)
+        return SimpleNamespace(final_eval=None)
+
+    monkeypatch.setattr(loop, "run", fake_run)
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(make_config(tmp_path / "run", {"prose": "data/prose"})))
+    result = runner.invoke(train_cli.app, ["run", str(config)])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "evertrain: warning: budget_tokens=512 but the schedule ends at 256"
+    ]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from evertrain._cli import EXIT_BAD_INPUT, fail
+from evertrain._cli import EXIT_BAD_INPUT, fail, one_line_warnings
 from evertrain._lock import FolderLockedError
 from evertrain.train.preempt import (  # 75, EX_TEMPFAIL; stdlib only, no torch
     EXIT_PREEMPTED,
@@ -26,8 +26,10 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT: a second Ctrl-C, no checkpoint of the cu
 
 
 @app.callback()
-def _callback() -> None:
+def _callback(ctx: typer.Context) -> None:
     """The reference GPT trainer: run, resume, fork, list checkpoints."""
+    # evertrain.cli does this for every command; `python -m evertrain.train` (torchrun) too.
+    ctx.with_resource(one_line_warnings())
 
 
 def _train(
