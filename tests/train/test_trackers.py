@@ -113,3 +113,10 @@ def test_mlflow_local_example(tmp_path: Path) -> None:
         json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()
     ]
     assert history["train/loss"] == [r["loss"] for r in logged if r["kind"] == "train"]
+
+
+def test_mlflow_keys_are_made_valid() -> None:
+    from evertrain.train.trackers import _mlflow_key
+
+    assert _mlflow_key("eval/web+code") == "eval/web_code"
+    assert _mlflow_key("data.train.my set-1/x") == "data.train.my set-1/x"

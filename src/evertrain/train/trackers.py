@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import secrets
 import time
 from pathlib import Path
@@ -198,6 +199,12 @@ class WandbTracker:
         self.run.finish()
 
 
+def _mlflow_key(name: str) -> str:
+    """MLflow keys allow letters, digits, ``_ - . / `` and spaces: a dataset named ``web+code``
+    logs as ``eval/web_code`` instead of failing the run at its first record."""
+    return re.sub(r"[^\w\-. /]", "_", name)
+
+
 class MlflowTracker:
     """An MLflow run: the flattened config as params, the scalars as metrics by step."""
 
@@ -223,7 +230,8 @@ class MlflowTracker:
             )
             run = self.client.create_run(experiment_id, run_name=settings.run_name or out_dir.name)
             run_id = run.info.run_id
-            params = [Param(k, str(v)[:6000]) for k, v in flatten(config or {}).items()]
+            flat = flatten(config or {})
+            params = [Param(_mlflow_key(k), str(v)[:6000]) for k, v in flat.items()]
             for start in range(0, len(params), 100):  # MLflow takes 100 params per batch
                 self.client.log_batch(run_id, params=params[start : start + 100])
         self.run_id = run_id
@@ -232,7 +240,10 @@ class MlflowTracker:
     def log(self, record: dict[str, Any]) -> None:
         kind, values = scalars(record)
         step, now = int(record["step"]), int(time.time() * 1000)
-        metrics = [self._metric(f"{kind}/{key}", value, now, step) for key, value in values.items()]
+        metrics = [
+            self._metric(_mlflow_key(f"{kind}/{key}"), value, now, step)
+            for key, value in values.items()
+        ]
         metrics.append(self._metric("tokens", float(record.get("tokens", 0)), now, step))
         self.client.log_batch(self.run_id, metrics=metrics)
 
