@@ -1,6 +1,7 @@
-"""What every area's CLI does with bad input: one line on stderr, exit code 2.
+"""What every area's CLI does with bad input (one line on stderr, exit code 2) and with
+warnings (one ``evertrain: warning: ...`` line each).
 
-Kept torch-free and tiny: `evertrain.cli` imports every area's CLI module at start-up.
+Kept torch-free and tiny: every area's CLI module imports it.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import contextlib
 import re
 import warnings
 from collections.abc import Iterator
-from typing import NoReturn
+from typing import IO, NoReturn
 
 import typer
 
@@ -33,14 +34,23 @@ def unescape(text: str | None) -> str | None:
     return re.sub(r"\\(.)", lambda match: table.get(match.group(1), match.group(0)), text)
 
 
+def show_warning_as_one_line(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: IO[str] | None = None,
+    line: str | None = None,
+) -> None:
+    """``evertrain: warning: MESSAGE`` on stderr: the fix is in the message; Python's
+    ``file:line: UserWarning`` and the source line say nothing to a user of the command."""
+    typer.echo(f"evertrain: warning: {' '.join(str(message).split())}", err=True)
+
+
 @contextlib.contextmanager
 def one_line_warnings() -> Iterator[None]:
-    """Show each warning raised inside as ``warning: MESSAGE`` on stderr (one line), not Python's
-    ``file:line: UserWarning`` plus a source line."""
-
-    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-        typer.echo(f"warning: {' '.join(str(message).split())}", err=True)
-
+    """Show warnings as one line while a command runs; Python's display is restored afterwards
+    (a library user, or a test calling the app twice, keeps normal warnings)."""
     with warnings.catch_warnings():
-        warnings.showwarning = show
+        warnings.showwarning = show_warning_as_one_line
         yield

@@ -44,7 +44,7 @@ def test_report_command_on_a_non_run_exits_2(tmp_path):
 def test_demo_rejects_a_bad_scale_before_doing_anything(tmp_path):
     result = _invoke("demo", "--scale", "0", "--out", str(tmp_path / "d"))
     assert result.exit_code == 2
-    assert "scale=0.0 must be a number in [0.05, 1000]" in result.output
+    assert "--scale 0.0 must be a number in [0.05, 1000]" in result.output
     assert not (tmp_path / "d").exists()
 
 

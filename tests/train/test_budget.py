@@ -110,6 +110,8 @@ def test_cli_prints_the_warning_as_one_line(tiny_data: dict[str, str], tmp_path:
     result = CliRunner().invoke(app, ["train", "run", str(config), "--no-progress"])
     assert result.exit_code == 0, result.output
     warning_lines = [line for line in result.output.splitlines() if "schedule ends" in line]
-    assert len(warning_lines) == 1 and warning_lines[0].startswith("warning: budget_tokens=512")
+    assert len(warning_lines) == 1 and warning_lines[0].startswith(
+        "evertrain: warning: budget_tokens=512"
+    )
     assert "UserWarning" not in result.output
     assert TrainConfig.model_validate(cfg).total_steps == 2

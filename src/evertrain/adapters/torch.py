@@ -39,7 +39,7 @@ from evertrain.adapters._common import (
     resolve_schedule,
     spec_diff,
 )
-from evertrain.schedules import Schedule, from_spec
+from evertrain.schedules import Schedule, extend, from_spec
 
 __all__ = ["ScheduleLR", "AdapterError"]
 
@@ -339,17 +339,48 @@ class ScheduleLR(LRScheduler):
         self.schedule = new
         self._apply()
 
-    def set_horizon(self, new_total: float) -> None:
-        """Give the run a new planned end on purpose (e.g. train longer than planned).
+    def set_horizon(self, new_total: float, *, replan: bool = False) -> None:
+        """Give the run a new planned end on purpose (e.g. train longer than planned), without a
+        jump in the LR already reached.
 
-        Uses :meth:`Schedule.with_total`: absolute phase lengths stay, fractions are re-applied.
+        By default this is :func:`evertrain.schedules.extend` at the current progress: while the
+        decay (or anneal) has not begun, the same schedule re-planned for ``new_total``
+        (:meth:`Schedule.with_total`: absolute phase lengths stay, fractions are re-applied);
+        once it has begun, the schedule so far, then a decay from the LR reached to the original
+        final LR at ``new_total``. ``replan=True`` re-plans the whole schedule with
+        ``with_total`` even mid-decay, where the LR jumps back up (the warning says by how much).
         Warns with the change, e.g. ``"total: 24000 -> 48000"``.
         """
         if not (isinstance(new_total, int | float) and math.isfinite(new_total) and new_total > 0):
             raise AdapterError(f"new_total={new_total!r} must be a finite number > 0")
         if isinstance(new_total, float) and new_total.is_integer():
             new_total = int(new_total)
-        self.set_schedule(self.schedule.with_total(new_total), reason="set_horizon")
+        replanned = self.schedule.with_total(new_total)  # an open-ended schedule has no horizon
+        at = self.progress
+        if replan or at == 0:
+            self.set_schedule(replanned, reason="set_horizon")
+            return
+        if at >= new_total:
+            raise AdapterError(
+                f"set_horizon({new_total}): the run is already at {at} {self.unit}; pass a "
+                f"new_total after the current progress"
+            )
+        extended = extend(self.schedule, new_total, at=at)
+        if extended.to_spec() == replanned.to_spec():  # the decay has not begun: same plan
+            self.set_schedule(replanned, reason="set_horizon")
+            return
+        old = self.schedule
+        warnings.warn(
+            f"ScheduleLR set_horizon: total: {old.total:g} -> {new_total:g} (at progress {at} "
+            f"{self.unit}, past the start of the decay: lr {old(at):.6g} continues and decays "
+            f"to {extended(new_total):.6g} at {new_total:g}; set_horizon({new_total}, "
+            f"replan=True) re-plans the whole schedule instead, lr {old(at):.6g} -> "
+            f"{replanned(at):.6g})",
+            UserWarning,
+            stacklevel=2,
+        )
+        self.schedule = extended
+        self._apply()
 
     # ----------------------------------------------------------------------------------------
     # checkpoints

@@ -1,8 +1,9 @@
 """Sub-commands of `evertrain` for the continual area, and the top-level `demo` and `report`.
 
 torch, tokenizers and matplotlib are imported only where a command trains or plots (inside
-the continual modules), never at module level: `evertrain.cli` imports every area's CLI at
-start-up. The continual modules themselves are numpy/pydantic only and import at the top.
+the continual modules), never at module level. `evertrain.cli` loads this module only for a
+continual command (or `demo`, `report`); the continual modules are numpy/pydantic only and
+import at the top.
 """
 
 from __future__ import annotations
@@ -19,9 +20,14 @@ from evertrain.continual import runner as continual_runner
 from evertrain.continual.branches import branch_tree, format_tree, plot_tree
 from evertrain.continual.plan import load_plan
 from evertrain.continual.report import write_report
+from evertrain.data.cli import cli_words
 from evertrain.train.preempt import EXIT_PREEMPTED, RunPreempted  # stdlib only, no torch
 
 app = typer.Typer(help="continual commands", no_args_is_help=True)
+
+# The library's errors name keyword arguments; through these commands they name the flag.
+_DEMO_FLAGS = {"scale=": "--scale "}
+_COMPARE_FLAGS = {"stage_tokens=": "--tokens "}
 
 
 @app.callback()
@@ -127,7 +133,7 @@ def demo_command(
     except RunPreempted as stop:
         _preempted(stop)
     except (ValueError, FolderLockedError) as error:
-        fail(error)
+        fail(cli_words(str(error), _DEMO_FLAGS))
     typer.echo("")
     typer.echo(continual_demo.format_table(result.rows, title=result.description))
     typer.echo(f"\nfinished in {result.seconds:.0f} s; report: {result.report}")
@@ -167,6 +173,7 @@ def run_command(plan: Path = typer.Argument(..., help="plan YAML (see docs/conti
         _preempted(stop)
     except (ValueError, FolderLockedError) as error:
         fail(error)
+    _echo_results(page)
     typer.echo(f"report: {page}")
 
 
@@ -207,6 +214,7 @@ def compare_command(
     """
     try:
         check_output_dir(out, "--out")
+        _check_compare_args(recipes, tokens)  # before the first recipe trains
         old_sets, new_sets = _named_paths("--old", old), _named_paths("--new", new)
         info = None
         if continual_runner.is_external_base(base):
@@ -256,7 +264,8 @@ def compare_command(
     except RunPreempted as stop:
         _preempted(stop)
     except ValueError as error:
-        fail(error)
+        fail(cli_words(str(error), _COMPARE_FLAGS))
+    _echo_results(page)
     typer.echo(f"report: {page}")
 
 
@@ -274,6 +283,30 @@ def branches_command(
             typer.echo(f"plot: {plot}")
     except ValueError as error:
         fail(error)
+
+
+def _echo_results(page: Path) -> None:
+    """The results table of a written report (``report.json`` beside ``page``), as the demo prints."""
+    import json
+
+    data = json.loads((page.parent / "report.json").read_text(encoding="utf-8"))
+    typer.echo("")
+    typer.echo(continual_demo.format_table(data["runs"], baseline=data.get("baseline")))
+    if data.get("headline"):
+        typer.echo(data["headline"])
+    typer.echo("")
+
+
+def _check_compare_args(recipes: list[str], tokens: int) -> None:
+    """Every recipe name and --tokens checked before any recipe runs (a typo in the third
+    recipe must not surface after the first two have trained)."""
+    from evertrain.continual.recipes import RECIPES
+
+    unknown = [name for name in recipes if name not in RECIPES]
+    if unknown:
+        raise ValueError(f"unknown recipe {unknown[0]!r}: choose from {', '.join(RECIPES)}")
+    if tokens <= 0:
+        raise ValueError(f"--tokens {tokens} must be a positive number of tokens")
 
 
 def _named_paths(option: str, items: list[str]) -> dict[str, str]:

@@ -33,10 +33,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from evertrain._atomic import atomic_write_json
 from evertrain._lock import FolderLock
+from evertrain._progress import progress_bar
 from evertrain.continual import runner
 from evertrain.continual.jobs import Job, next_job
 from evertrain.continual.report import write_report
@@ -693,12 +692,12 @@ def _run_demo_locked(
             f"on {labels[0]} (D0) -> {labels[1]} (D1) ({total_tokens:,} tokens) on {workers} worker(s) ...",
             flush=True,
         )
-    bar = tqdm(
-        total=total_tokens,
+    bar = progress_bar(  # a bar at a terminal, plain lines in a log file
+        total_tokens,
+        enabled=progress,
         unit="tok",
         unit_scale=True,
         desc="demo",
-        disable=not progress,
         dynamic_ncols=True,
         mininterval=1.0,
     )
@@ -817,21 +816,40 @@ def _approx_params(settings: DemoSettings) -> int:
     return 12 * settings.n_layer * settings.d_model**2 + settings.vocab_size * settings.d_model
 
 
-def format_table(rows: list[dict[str, Any]], title: str = "") -> str:
-    """A plain-text table of the report's rows for the terminal, under ``title`` if given."""
-    header = f"{'run':<17}{'loss D0':>9}{'loss D1':>9}{'avg':>9}{'forget':>9}{'tokens':>11}{'vs retrain':>12}"
+def format_table(
+    rows: list[dict[str, Any]], title: str = "", baseline: str | None = "retrain"
+) -> str:
+    """A plain-text table of the report's rows for the terminal, under ``title`` if given: the
+    final loss on each dataset (``D0``/``D1`` in the demo; a plan's or a comparison's own names),
+    the average, the forgetting, the tokens and, with a ``baseline``, the gap and compute share
+    against it. ``evertrain demo``, ``continual run`` and ``continual compare`` print it."""
+    datasets: list[str] = []
+    for row in rows:
+        datasets += [name for name in row.get("after", {}) if name not in datasets]
+    width = {name: max(9, len(name) + 6) for name in datasets}
+    run_width = max([17, *(len(str(row["run"])) + 1 for row in rows)])
+    header = f"{'run':<{run_width}}" + "".join(f"{'loss ' + d:>{width[d]}}" for d in datasets)
+    header += f"{'avg':>9}{'forget':>9}{'tokens':>11}"
+    if baseline:
+        header += f"{'vs ' + baseline:>12}"
     lines = ([title] if title else []) + [header, "-" * len(header)]
     for row in rows:
         gap = row.get("loss_gap_vs_baseline")
         share = row.get("tokens_vs_baseline")
-        forgetting = row.get("forgetting")
-        vs = f"{gap * 100:+.1f}% @{share * 100:.0f}%" if gap is not None else ""
-        lines.append(
-            f"{row['run']:<17}{_num(row['after'].get('D0'))}{_num(row['after'].get('D1'))}{_num(row.get('loss_avg'))}"
-            f"{_num(forgetting, '+.3f')}{row['tokens']:>11,}{vs:>12}"
+        vs = (
+            f"{gap * 100:+.1f}% @{share * 100:.0f}%"
+            if gap is not None and share is not None
+            else ""
         )
+        line = f"{row['run']:<{run_width}}"
+        line += "".join(_num(row["after"].get(d), width=width[d]) for d in datasets)
+        line += f"{_num(row.get('loss_avg'))}{_num(row.get('forgetting'), '+.3f')}"
+        line += f"{row['tokens']:>11,}"
+        if baseline:
+            line += f"{vs:>12}"
+        lines.append(line)
     return "\n".join(lines)
 
 
-def _num(value: float | None, spec: str = ".3f") -> str:
-    return f"{format(value, spec):>9}" if value is not None else f"{'-':>9}"
+def _num(value: float | None, spec: str = ".3f", width: int = 9) -> str:
+    return f"{format(value, spec):>{width}}" if value is not None else f"{'-':>{width}}"

@@ -39,6 +39,7 @@ from evertrain.schedules import Schedule, ScheduleError, from_spec
 # torch-free: the trainer's own budget rule and step size
 from evertrain.train.budget import total_steps
 from evertrain.train.config import spec_numbers, tokens_per_step
+from evertrain.train.config_paths import resolve_plan_paths
 
 NAMED_SCHEDULES = ("rewarm", "continue", "finetune", "cosine", "infinite")
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]+$")
@@ -370,6 +371,7 @@ def load_plan(source: str | Path | dict[str, Any]) -> Plan:
             raise PlanError(f"plan file {path} is not valid YAML: {error}") from None
         if not isinstance(raw, dict):
             raise PlanError(f"plan file {path} must hold a mapping with out_dir, model, stages")
+        raw = resolve_plan_paths(raw, path.parent)  # paths in a plan: from the plan's folder
     try:
         return Plan.model_validate(raw)
     except ValidationError as error:

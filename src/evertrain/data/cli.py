@@ -1,6 +1,6 @@
 """Sub-commands of `evertrain` for the data area: prepare, info, corpora, tokenizer, mixture.
 
-`evertrain.cli` imports every area's CLI at start-up: the data modules import tokenizers,
+`evertrain.cli` loads this module for `evertrain data ...` only: the data modules import tokenizers,
 pyarrow, datasets and matplotlib inside the functions that need them, never at module level.
 """
 

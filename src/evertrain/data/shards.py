@@ -507,7 +507,7 @@ def _tokenise_and_commit(
     tokenizer_bytes: bytes | None,
     tokenizer_tmp: Path,
 ) -> PreparedDataset:
-    from tqdm.auto import tqdm  # ~0.1 s to import: only when a prepare really tokenises
+    from evertrain._progress import progress_bar  # tqdm is imported only for a drawn bar
 
     sources, val_fraction, progress = build.sources, build.val_fraction, build.progress
     started = time.perf_counter()
@@ -526,7 +526,7 @@ def _tokenise_and_commit(
     bytes_before_source = 0
     document_index = 0
     last_document: dict[str, tuple[np.ndarray, dict[str, int]]] = {}
-    bar = tqdm(total=None, unit="B", unit_scale=True, desc="tokenising", disable=not progress)
+    bar = progress_bar(None, enabled=progress, unit="B", unit_scale=True, desc="tokenising")
     try:
         for source in sources:
             stats, documents = build.reading.documents(source)

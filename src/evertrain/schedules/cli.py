@@ -2,7 +2,7 @@
 
 SPEC is an inline ``name:key=value,...`` string (``"wsd:peak=3e-4,total=24000,warmup=2160"``)
 or a path to a YAML/JSON spec file. Bad specs print a one-line error and exit with code 2.
-matplotlib is imported inside ``plot`` only (the main CLI imports every area's cli module).
+matplotlib is imported inside ``plot`` only (this module loads for any ``evertrain schedule`` command).
 """
 
 from __future__ import annotations

@@ -1,21 +1,18 @@
 """`evertrain train ...`: run, resume, fork and inspect training runs.
 
 Import heavy libraries (torch, tokenizers, matplotlib) inside command functions, never at
-module level: `evertrain.cli` imports every area's CLI at start-up.
+module level: `evertrain train --help` imports this module.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import typer
 
-from evertrain._cli import EXIT_BAD_INPUT, fail
+from evertrain._cli import EXIT_BAD_INPUT, fail, one_line_warnings
 from evertrain._lock import FolderLockedError
 from evertrain.train.preempt import (  # 75, EX_TEMPFAIL; stdlib only, no torch
     EXIT_PREEMPTED,
@@ -29,24 +26,14 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT: a second Ctrl-C, no checkpoint of the cu
 
 
 @app.callback()
-def _callback() -> None:
+def _callback(ctx: typer.Context) -> None:
     """The reference GPT trainer: run, resume, fork, list checkpoints."""
-
-
-@contextlib.contextmanager
-def _one_line_warnings() -> Iterator[None]:
-    """Print each warning as ``warning: MESSAGE`` (one line), not Python's file:line + source."""
-
-    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-        typer.echo(f"warning: {message}", err=True)
-
-    with warnings.catch_warnings():
-        warnings.showwarning = show
-        yield
+    # evertrain.cli does this for every command; `python -m evertrain.train` (torchrun) too.
+    ctx.with_resource(one_line_warnings())
 
 
 def _train(
-    config: Path,
+    config: Path | None,
     overrides: list[str],
     resume: bool,
     init_from: str | None,
@@ -54,19 +41,20 @@ def _train(
     start_over_if_corrupt: bool = False,
 ) -> None:
     from evertrain.train.checkpoint import CheckpointError
-    from evertrain.train.config import TrainConfig, apply_overrides
+    from evertrain.train.config import TrainConfig
+    from evertrain.train.fork import fork_config
     from evertrain.train.loop import NonFiniteLossError, run
 
     try:
-        with _one_line_warnings():
+        # Warnings print as one line: evertrain.cli installs that for every command.
+        if init_from is not None:  # a fork: the parent's config, then only the changes
+            cfg = fork_config(init_from, config, overrides)
+        else:
+            assert config is not None
             cfg = TrainConfig.from_yaml(config, overrides)
-            if init_from is not None:
-                cfg = TrainConfig.model_validate(
-                    apply_overrides(cfg.to_dict(), [f"init_from={init_from}"])
-                )
-            result = run(
-                cfg, resume=resume, progress=progress, start_over_if_corrupt=start_over_if_corrupt
-            )
+        result = run(
+            cfg, resume=resume, progress=progress, start_over_if_corrupt=start_over_if_corrupt
+        )
     except NonFiniteLossError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(EXIT_NONFINITE) from None
@@ -92,14 +80,48 @@ def _train(
         )
 
 
-@app.command("run")
+# `--schedule.peak=3e-3` is `--set schedule.peak=3e-3`: click passes unknown options through
+# (ctx.args) and _dotted_overrides reads them; anything else there is an error naming it.
+_DOTTED = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def _config_and_overrides(config: Path | None, extra: list[str]) -> tuple[Path | None, list[str]]:
+    """CONFIG and the ``--key=value`` words, in any order: click hands an unknown option that
+    comes before CONFIG (or stands in for an omitted one) to the CONFIG argument."""
+    words = ([str(config)] if config is not None else []) + list(extra)
+    paths = [word for word in words if not word.startswith("--")]
+    found = Path(paths[0]) if paths else None
+    rest = [word for word in words if word is not paths[0]] if paths else words
+    return found, _dotted_overrides(rest)
+
+
+def _dotted_overrides(extra: list[str]) -> list[str]:
+    """``--key.sub=value`` words as ``key.sub=value`` overrides; any other stray word is bad input."""
+    overrides = []
+    for word in extra:
+        key, sep, _ = word.removeprefix("--").partition("=")
+        if not word.startswith("--") or not key or key.startswith("-"):
+            fail(f"unexpected argument {word!r} (see --help)")
+        if not sep:
+            if "." in key:
+                fail(f"{word}: write the value with '=', e.g. {word}=VALUE (or --set {key}=VALUE)")
+            fail(f"no such option: {word} (a config field is --set {key}=VALUE or --{key}=VALUE)")
+        overrides.append(f"{key.replace('-', '_')}={word.partition('=')[2]}")  # --budget-tokens
+    return overrides
+
+
+@app.command("run", context_settings=_DOTTED)
 def run_command(
+    ctx: typer.Context,
     config: Path = typer.Argument(..., help="YAML training config (see docs/train.md)."),
     resume: bool = typer.Option(
         False, "--resume", help="Continue from the newest valid checkpoint in out_dir."
     ),
     set_: list[str] = typer.Option(
-        [], "--set", help="Override a field: --set batch_size=32 --set model.n_layer=4"
+        [],
+        "--set",
+        help="Override a field: --set batch_size=32 --set model.n_layer=4; the same is "
+        "--batch_size=32 --model.n_layer=4",
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
     start_over_if_corrupt: bool = typer.Option(
@@ -112,24 +134,35 @@ def run_command(
     """Train a GPT as the config says; works unchanged under torchrun (DDP)."""
     if start_over_if_corrupt and not resume:
         fail("--start-over-if-corrupt only applies with --resume; add --resume or drop it")
-    _train(config, set_, resume, None, progress, start_over_if_corrupt)
+    config_path, dotted = _config_and_overrides(config, ctx.args)
+    if config_path is None:
+        fail("missing CONFIG: pass the YAML training config, e.g. evertrain train run config.yaml")
+    _train(config_path, [*set_, *dotted], resume, None, progress, start_over_if_corrupt)
 
 
-@app.command("fork")
+@app.command("fork", context_settings=_DOTTED)
 def fork_command(
+    ctx: typer.Context,
     checkpoint: str = typer.Argument(
         ..., help="Checkpoint directory (or a run directory: its newest checkpoint)."
     ),
-    config: Path = typer.Argument(
-        ..., help="YAML config of the new run (new schedule / mixture / out_dir)."
+    config: Path | None = typer.Argument(
+        None,
+        help="YAML of the changes (e.g. out_dir and a new schedule); every other field is the "
+        "parent's config at CHECKPOINT. A full config works too.",
     ),
     set_: list[str] = typer.Option(
-        [], "--set", help="Override a field, e.g. --set out_dir=runs/branch"
+        [], "--set", help="Override a field, e.g. --set out_dir=runs/branch (or --out_dir=...)"
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """Start a new run from CHECKPOINT's weights and optimizer state; the manifest records the parent."""
-    _train(config, set_, False, checkpoint, progress)
+    """Start a new run from CHECKPOINT's weights and optimizer state; the manifest records the parent.
+
+    The fork inherits the config its parent trained CHECKPOINT with and takes only the changes
+    (CONFIG, then --set); it needs its own out_dir.
+    """
+    config_path, dotted = _config_and_overrides(config, ctx.args)
+    _train(config_path, [*set_, *dotted], False, checkpoint, progress)
 
 
 @app.command("checkpoints")
@@ -202,8 +235,7 @@ def export_command(
     from evertrain.train.hf_model import ExportError, export_checkpoint
 
     try:
-        with _one_line_warnings():
-            written = export_checkpoint(checkpoint, out)
+        written = export_checkpoint(checkpoint, out)  # warnings: one line (the app callback)
     except (ExportError, ValueError) as error:
         fail(error)
     typer.echo(f"exported {checkpoint} -> {written}")

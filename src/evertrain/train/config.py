@@ -36,6 +36,7 @@ from evertrain.train.hf_spec import (
     HFPretrained,
     model_kind,
 )
+from evertrain.train.trackers import LoggingConfig
 
 
 class ConfigError(ValueError):
@@ -229,6 +230,8 @@ class TrainConfig(_Strict):
     nonfinite: Literal["stop", "skip"] = "stop"
     log_interval: int = Field(default=1, gt=0)
     tensorboard: bool = False
+    # W&B / MLflow mirrors of log.jsonl (evertrain.train.trackers); optional packages.
+    logging: LoggingConfig = LoggingConfig()
 
     @property
     def tokens_per_step(self) -> int:
@@ -346,6 +349,10 @@ class TrainConfig(_Strict):
             raise ConfigError(
                 f"{path}: the top level must be a mapping of fields, got {type(raw).__name__}"
             )
+        # Paths in the file are read against its folder; --set paths against the shell's.
+        from evertrain.train.config_paths import resolve_train_paths
+
+        raw = resolve_train_paths(raw, path.parent)
         return cls.model_validate(apply_overrides(raw, overrides or []))
 
     def to_dict(self) -> dict[str, Any]:

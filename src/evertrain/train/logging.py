@@ -1,4 +1,4 @@
-"""Run logs: one JSON object per line in ``log.jsonl``, optional TensorBoard scalars.
+"""Run logs: one JSON object per line in ``log.jsonl``, mirrored to optional trackers.
 
 Records (``step`` and ``tokens`` are always the state *after* the optimizer step):
 
@@ -75,20 +75,32 @@ def truncate_log(path: Path, step: int) -> None:
 
 
 class RunLogger:
-    """Appends JSONL records (line-buffered) and mirrors scalars to TensorBoard when asked."""
+    """Appends JSONL records (line-buffered) and mirrors them to the trackers asked for:
+    TensorBoard (``tensorboard=True``), W&B and MLflow (``config.logging``); see
+    :mod:`evertrain.train.trackers`. ``config`` (a ``TrainConfig``) is also each tracker's
+    hyper-parameters."""
 
-    def __init__(self, out_dir: Path, *, tensorboard: bool = False, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        out_dir: Path,
+        *,
+        tensorboard: bool = False,
+        enabled: bool = True,
+        config: Any = None,
+    ) -> None:
+        from evertrain.train.trackers import open_trackers
+
         self.enabled = enabled
         self.path = out_dir / "log.jsonl"
         self._handle = open(self.path, "a", encoding="utf-8") if enabled else None  # noqa: SIM115
-        self._writer = None
-        if enabled and tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # tensorboard not installed: JSONL only
-                SummaryWriter = None  # noqa: N806
-            if SummaryWriter is not None:
-                self._writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"))
+        self._trackers: list[Any] = []
+        if enabled:
+            self._trackers = open_trackers(
+                out_dir,
+                tensorboard=tensorboard,
+                settings=getattr(config, "logging", None),
+                config=config.to_dict() if config is not None else None,
+            )
 
     def log(self, record: dict[str, Any]) -> None:
         if not self.enabled:
@@ -99,13 +111,8 @@ class RunLogger:
             self._handle.flush()
         except OSError as error:  # a full disk: name the file (a write() error names none)
             raise OSError(error.errno, error.strerror, os.fspath(self.path)) from None
-        if self._writer is not None:
-            step = int(record["step"])
-            scalars = record.get("eval", {}) if record["kind"] == "eval" else record
-            prefix = "eval" if record["kind"] == "eval" else "train"
-            for key, value in scalars.items():
-                if isinstance(value, (int, float)) and key not in ("step",) and value is not None:
-                    self._writer.add_scalar(f"{prefix}/{key}", value, step)
+        for tracker in self._trackers:
+            tracker.log(record)
 
     def close(self) -> None:
         if self._handle is not None:
@@ -114,6 +121,6 @@ class RunLogger:
             except OSError:
                 pass  # the record that failed was reported by log(); its bytes cannot be written
             self._handle = None
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        for tracker in self._trackers:
+            tracker.close()
+        self._trackers = []

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
+from evertrain._progress import progress_bar
 from evertrain.data import (
     MixtureSampler,
     PreparedDataset,
@@ -40,7 +40,7 @@ from evertrain.data import (
     iter_eval_batches,
 )
 from evertrain.train import checkpoint as ckpt
-from evertrain.train import distributed, fsdp, lifeline, preempt, recovery, storage
+from evertrain.train import console, distributed, fsdp, lifeline, preempt, recovery, storage
 from evertrain.train.allocator import tune_glibc_malloc
 from evertrain.train.budget import schedule_fit_warning
 from evertrain.train.budget import total_steps as budget_total_steps
@@ -54,6 +54,7 @@ from evertrain.train.logging import RunLogger, read_log, truncate_log
 from evertrain.train.model import GPT, GPTConfig
 from evertrain.train.optim import build_optimizer
 from evertrain.train.run_folder import hold_run_folder
+from evertrain.train.trackers import check_installed
 
 
 class NonFiniteLossError(RuntimeError):
@@ -160,7 +161,8 @@ def _load_datasets(cfg: TrainConfig) -> tuple[dict[str, Any], dict[str, Any], in
         if len(ds.val_tokens) < cfg.model.seq_len + 1:
             raise ConfigError(
                 f"data.eval.{name}: validation split has {len(ds.val_tokens)} tokens, fewer than "
-                f"seq_len+1={cfg.model.seq_len + 1}; prepare more data or raise val_fraction"
+                f"seq_len+1={cfg.model.seq_len + 1}; prepare more data or raise the validation share "
+                "(evertrain data prepare --val-fraction, prepare(val_fraction=...))"
             )
     return train, evals, vocab_size
 
@@ -220,6 +222,7 @@ def run(
     """
     if not isinstance(cfg, TrainConfig):
         cfg = TrainConfig.model_validate(cfg)
+    check_installed(cfg.logging)  # an asked-for W&B / MLflow package, before any work
     device = resolve_device(cfg.device)
     info = distributed.setup(device.type)
     if info.enabled:  # a rank: stop with the launcher (lifeline.py), never train unsupervised
@@ -523,7 +526,9 @@ class _Trainer:
             model = DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
-        logger = RunLogger(self.out_dir, tensorboard=cfg.tensorboard, enabled=info.is_main)
+        logger = RunLogger(
+            self.out_dir, tensorboard=cfg.tensorboard, enabled=info.is_main, config=cfg
+        )
         nan_steps = _nan_hook_steps()
         clip = cfg.optimizer.grad_clip or math.inf
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -539,13 +544,20 @@ class _Trainer:
             recorded = distributed.broadcast_object(recorded, info)
             final_eval = recorded if recorded is not None else self._evaluate()
         bar = None
-        if progress_enabled := (self.progress and info.is_main):
-            bar = tqdm(
-                total=total_steps,
-                initial=self.step,
-                unit="step",
-                dynamic_ncols=True,
-                disable=not progress_enabled,
+        if self.progress and info.is_main:  # a bar at a terminal, plain lines in a log file
+            start = console.start_message(
+                cfg,
+                params=self.model.num_params(),
+                total_steps=total_steps,
+                step=self.step,
+                tokens=self.tokens,
+                resume=resume,
+                resumed_from=self.resumed_from,
+                parent=self.parent,
+            )
+            print(start, flush=True)
+            bar = progress_bar(
+                total_steps, initial=self.step, unit="step", desc="train", dynamic_ncols=True
             )
         try:
             while self.step < total_steps:
@@ -626,13 +638,14 @@ class _Trainer:
                             "skipped": self.skipped,
                         }
                     )
-                if bar is not None:
-                    bar.update(1)
+                if bar is not None:  # the postfix first: a plain progress line shows this step's
                     bar.set_postfix(
                         loss=f"{loss_value:.4f}",
                         lr=f"{lr:.2e}",
                         tok_s=f"{tokens_per_step / elapsed:,.0f}",
+                        refresh=False,
                     )
+                    bar.update(1)
                 named = [t for t in cfg.checkpoint_at_tokens if tokens_before < t <= self.tokens]
                 save_due = (
                     last
@@ -649,6 +662,8 @@ class _Trainer:
                             "eval": final_eval,
                         }
                     )
+                    if bar is not None:
+                        bar.write(console.eval_message(self.step, self.tokens, final_eval))
                 if save_due:
                     name = f"tokens_{named[0]}" if named else f"step_{self.step:08d}"
                     last_checkpoint = (
