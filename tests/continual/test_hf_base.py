@@ -207,8 +207,12 @@ def test_compare_from_an_hf_base(hf_setup: dict[str, Path], tmp_path: Path) -> N
         ],
     )
     assert result.exit_code == 0, result.output
-    warned = [line for line in result.output.splitlines() if line.startswith("warning: ")]
-    assert len(warned) == 1 and warned[0].startswith("warning: --base-final-lr is not set")
+    warned = [
+        line for line in result.output.splitlines() if line.startswith("evertrain: warning: ")
+    ]
+    assert len(warned) == 1 and warned[0].startswith(
+        "evertrain: warning: --base-final-lr is not set"
+    )
     assert (tmp_path / "cmp" / "report" / "index.html").is_file()
     config = yaml.safe_load((tmp_path / "cmp" / "rewarm+replay" / "config.yaml").read_text())
     assert config["model"] == {"hf": str(hf_setup["model"]), "seq_len": SEQ}
@@ -238,7 +242,7 @@ def test_hf_base_two_stages_through_the_command_line(
         timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stderr.count("warning: base.peak_lr is not set") == 1
+    assert done.stderr.count("evertrain: warning: base.peak_lr is not set") == 1
     exported = subprocess.run(
         [*command, "train", "export", str(tmp_path / "out" / "more"), "-o", str(tmp_path / "hf")],
         capture_output=True, text=True, env=env, timeout=900,

@@ -227,7 +227,7 @@ def compare_command(
                 recipes, peak_lr=base_peak_lr, final_lr=base_final_lr
             )
             for line in defaults_used:
-                typer.echo(f"warning: {line}", err=True)
+                typer.echo(f"evertrain: warning: {line}", err=True)
             config = {"model": {"hf": str(base), "seq_len": seq_len}, "batch_size": batch_size}
             config["device"] = device
             done = []

@@ -184,7 +184,7 @@ def checkpoints_command(
     except CheckpointError as error:  # derived data: list what is on disk instead, and say so
         manifest = manifest_from_disk(run_dir)
         typer.echo(
-            f"warning: {error}; listing the {len(manifest['checkpoints'])} checkpoint(s) found in "
+            f"evertrain: warning: {error}; listing the {len(manifest['checkpoints'])} checkpoint(s) found in "
             f"{run_dir / 'checkpoints'} instead (a --resume rewrites the manifest)",
             err=True,
         )
