@@ -113,13 +113,13 @@ BENCH = Scale(
     seq_len=64,
     batch_size=16,
     base_tokens=2_000_000,
-    stage_tokens=1_000_000,
+    stage_tokens=500_000,
     peak=1e-2,
     eval_tokens=16_384,
     evals_per_stage=12,
     code_bytes=3_000_000,
     english_bytes=0,
-    branch_budgets=(400_000, 800_000, 1_200_000),
+    branch_budgets=(200_000, 400_000, 600_000),
     seeds=(0, 1, 2),
 )
 #: A toy size to check the script end to end (``--toy``); its figures mean nothing.
@@ -129,7 +129,7 @@ TOY = Scale(
     n_head=1,
     d_model=16,
     seq_len=16,
-    batch_size=4,
+    batch_size=2,
     base_tokens=1024,
     stage_tokens=512,
     peak=1e-2,
@@ -235,9 +235,17 @@ def ratio_name(ratio: float) -> str:
     return "rewarm" if ratio == 0 else f"rewarm+replay-{ratio:g}"
 
 
+#: Job priorities (added to a job's tokens, so the longest of a tier goes first): the bases,
+#: then the strong shift's five recipes, the weak shift's, the replay sweep, the branching runs.
+#: On a machine slower than planned the runs left undone are then the least important ones.
+TIER_STRONG, TIER_WEAK, TIER_SWEEP = 1e12, 1e9, 1e6
+CORE_FOLDERS = ("finetune", "rewarm", "rewarm+replay-0.25", "infinite+replay", "retrain")
+
+
 def plan_jobs(out: Path, scale: Scale, paths: dict[str, str]) -> tuple[list[Job], dict[str, dict]]:
-    """Every run of the benchmark as a :class:`Job` (length = its tokens; each seed's base
-    first, as everything of that seed waits on it) and its keyword arguments."""
+    """Every run of the benchmark as a :class:`Job` (its length orders the runs: each seed's
+    base first, as everything of that seed waits on it, then by tier, then by tokens) and its
+    keyword arguments."""
     jobs: list[Job] = []
     specs: dict[str, dict] = {}
     base_tokens = scale.base_tokens
@@ -282,7 +290,9 @@ def plan_jobs(out: Path, scale: Scale, paths: dict[str, str]) -> tuple[list[Job]
                 length = (
                     base_tokens + scale.stage_tokens if recipe == "retrain" else scale.stage_tokens
                 )
-                jobs.append(Job(name, length, after))
+                core = folder in CORE_FOLDERS
+                tier = (TIER_STRONG if shift == "strong" else TIER_WEAK) if core else TIER_SWEEP
+                jobs.append(Job(name, tier + length, after))
                 specs[name] = {
                     "kind": "recipe",
                     "recipe": recipe,
@@ -528,11 +538,14 @@ def shift_summary(
     for folder in folders:
         per_seed: dict[str, list[float]] = {}
         for seed, seed_runs in runs_by_seed.items():
+            if folder not in seed_runs:
+                continue  # not finished (the benchmark was stopped): the row says how many seeds
             run = seed_runs[folder]
             after = run.final_eval
             base = bases[seed]
             d0_curve = [loss for _, loss in eval_curve(run, OLD)]
             values = {
+                "seed": seed,
                 "loss_old": after[OLD],
                 "loss_new": after[new],
                 "loss_avg": (after[OLD] + after[new]) / 2,
@@ -547,13 +560,17 @@ def shift_summary(
                 values["peak_forgetting_vs_fork"] = max(d0_curve) - fork
             for key, value in values.items():
                 per_seed.setdefault(key, []).append(value)
-        row: dict[str, Any] = {}
+        if not per_seed:
+            continue
+        row: dict[str, Any] = {"seeds": len(per_seed["loss_avg"])}
         for key, values in per_seed.items():
+            if key == "seed":
+                continue
             stats = spread(values)
             row[key] = stats["mean"] if key != "tokens" else int(stats["mean"])
-            if key not in ("tokens", "wall_seconds"):
+            if key not in ("tokens", "wall_seconds", "seed"):
                 row[f"{key}_std"] = stats["std"]
-        row["per_seed_loss_avg"] = per_seed["loss_avg"]
+        row["per_seed_loss_avg"] = dict(zip(per_seed["seed"], per_seed["loss_avg"], strict=True))
         table[folder] = row
     return table
 
@@ -567,12 +584,17 @@ def mean_curves(
         entry: dict[str, Any] = {}
         for dataset in datasets:
             per_seed = [
-                eval_curve(seed_runs[folder], dataset) for seed_runs in runs_by_seed.values()
+                eval_curve(seed_runs[folder], dataset)
+                for seed_runs in runs_by_seed.values()
+                if folder in seed_runs
             ]
+            if not per_seed:
+                break
             length = min(len(c) for c in per_seed)
             entry["tokens"] = [per_seed[0][i][0] for i in range(length)]
             entry[dataset] = [statistics.fmean(c[i][1] for c in per_seed) for i in range(length)]
-        curves[folder] = entry
+        if entry:
+            curves[folder] = entry
     return curves
 
 
@@ -592,18 +614,16 @@ def criterion(
 ) -> dict[str, Any]:
     """Is the best replay recipe within 1 % of retrain's average loss at <= 60 % of its tokens
     (judged on the seed means; the per-seed paired gap and its spread shown)?"""
-    replay = [k for k in ("rewarm+replay", "infinite+replay") if k in table]
+    replay = [k for k in (ratio_name(DEFAULT_REPLAY), "infinite+replay") if k in table]
+    if not replay or "retrain" not in table:
+        return None
     best = min(replay, key=lambda k: table[k]["loss_avg"])
     gap = table[best]["loss_avg"] / table["retrain"]["loss_avg"] - 1
     share = table[best]["tokens"] / table["retrain"]["tokens"]
-    per_seed = [
-        a / b - 1
-        for a, b in zip(
-            table[best]["per_seed_loss_avg"], table["retrain"]["per_seed_loss_avg"], strict=True
-        )
-    ]
+    ours, theirs = table[best]["per_seed_loss_avg"], table["retrain"]["per_seed_loss_avg"]
+    per_seed = [ours[seed] / theirs[seed] - 1 for seed in ours if seed in theirs]
     return {
-        "best_replay_recipe": best,
+        "best_replay_recipe": "rewarm+replay" if best == ratio_name(DEFAULT_REPLAY) else best,
         "loss_gap_vs_retrain": gap,
         "loss_gap_vs_retrain_paired": verdict(per_seed),
         "tokens_vs_retrain": share,
@@ -616,6 +636,8 @@ def recipe_table(table: dict[str, Any]) -> dict[str, Any]:
     rows = {}
     for recipe in RECIPES:
         folder = ratio_name(DEFAULT_REPLAY) if recipe == "rewarm+replay" else recipe
+        if folder not in table:
+            continue
         rows[recipe] = {k: v for k, v in table[folder].items() if k != "per_seed_loss_avg"}
     return rows
 
@@ -651,8 +673,19 @@ def forgetting_table(table: dict[str, Any], base: dict[str, Any]) -> dict[str, A
     return out
 
 
-def branching_summary(root_by_seed: dict[int, Path], budgets: tuple[int, ...]) -> dict[str, Any]:
-    """WSD decay branches vs separate cosine runs on D0: seed means and stds, total compute."""
+def finished(run_dir: Path) -> bool:
+    """Whether the continual runner recorded ``run_dir`` as finished."""
+    meta = run_dir / continual_runs.META_FILE
+    return meta.is_file() and bool(json.loads(meta.read_text()).get("finished"))
+
+
+def branching_summary(
+    root_by_seed: dict[int, Path], budgets: tuple[int, ...]
+) -> dict[str, Any] | None:
+    """WSD decay branches vs separate cosine runs on D0: seed means and stds, total compute
+    (None when no seed finished them)."""
+    if not root_by_seed:
+        return None
     wsd: dict[int, list[float]] = {b: [] for b in budgets}
     cosine: dict[int, list[float]] = {b: [] for b in budgets}
     totals = {"wsd_branches": 0, "cosine_runs": 0}
@@ -679,6 +712,7 @@ def branching_summary(root_by_seed: dict[int, Path], budgets: tuple[int, ...]) -
         "dataset": OLD,
         "budgets": list(budgets),
         "decay_fraction": BRANCH_DECAY_FRACTION,
+        "seeds": len(root_by_seed),
         "wsd_branches": {str(b): spread(wsd[b]) for b in budgets},
         "cosine_runs": {str(b): spread(cosine[b]) for b in budgets},
         "wsd_minus_cosine": paired,
@@ -698,19 +732,26 @@ def summarise(out: Path, scale: Scale) -> dict[str, Any]:
     bases = {
         seed: base_summary(continual_runs.load_run(runs_root / f"seed-{seed}" / "base"))
         for seed in scale.seeds
+        if finished(runs_root / f"seed-{seed}" / "base")
     }
+    if not bases:
+        raise SystemExit(f"no finished base run under {runs_root}: run the benchmark first")
+    missing: list[str] = []
     shifts: dict[str, Any] = {}
     tables: dict[str, dict[str, Any]] = {}
     for shift, (new, label) in SHIFTS.items():
         folders = ["finetune", "infinite+replay", "retrain"]
         ratios = scale.replay_ratios if shift == "strong" else (0.0, DEFAULT_REPLAY)
         folders += [ratio_name(r) for r in ratios]
-        runs_by_seed = {
-            seed: {
-                f: continual_runs.load_run(runs_root / f"seed-{seed}" / shift / f) for f in folders
-            }
-            for seed in scale.seeds
-        }
+        runs_by_seed: dict[int, dict[str, continual_runs.Run]] = {}
+        for seed in bases:
+            runs_by_seed[seed] = {}
+            for folder in folders:
+                path = runs_root / f"seed-{seed}" / shift / folder
+                if finished(path):
+                    runs_by_seed[seed][folder] = continual_runs.load_run(path)
+                else:
+                    missing.append(f"seed-{seed}/{shift}/{folder}")
         table = shift_summary(runs_by_seed, bases, new, folders)
         tables[shift] = table
         base_new = spread([b["final"][new] for b in bases.values()])
@@ -737,6 +778,7 @@ def summarise(out: Path, scale: Scale) -> dict[str, Any]:
             )
         }  # fmt: skip
         for ratio in scale.replay_ratios
+        if ratio_name(ratio) in tables["strong"]
     }
     flat = spread([b["flat"] for b in bases.values()])
     data = {}
@@ -748,7 +790,8 @@ def summarise(out: Path, scale: Scale) -> dict[str, Any]:
     return {
         "recipes": strong["recipes"],
         "model_params": next(iter(bases.values()))["params"],
-        "seeds": len(scale.seeds),
+        "seeds": len(bases),
+        "missing_runs": missing + [f"seed-{s}/base" for s in scale.seeds if s not in bases],
         "base_flat": flat["mean"],
         "base_flat_detail": {
             "std": flat["std"],
@@ -776,7 +819,20 @@ def summarise(out: Path, scale: Scale) -> dict[str, Any]:
             "wall_seconds": spread([b["wall_seconds"] or 0.0 for b in bases.values()]),
         },
         "branching": branching_summary(
-            {seed: runs_root / f"seed-{seed}" / "branching" for seed in scale.seeds},
+            {
+                seed: runs_root / f"seed-{seed}" / "branching"
+                for seed in scale.seeds
+                if all(
+                    finished(runs_root / f"seed-{seed}" / "branching" / name)
+                    for name in ["wsd/main", *(f"cosine-{b}" for b in scale.branch_budgets)]
+                )
+                and len(list((runs_root / f"seed-{seed}" / "branching" / "wsd").glob("decay-*/")))
+                == len(scale.branch_budgets)
+                and all(
+                    finished(p)
+                    for p in (runs_root / f"seed-{seed}" / "branching" / "wsd").glob("decay-*")
+                )
+            },
             scale.branch_budgets,
         ),
         "data": {
