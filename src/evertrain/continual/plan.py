@@ -109,6 +109,9 @@ class Plan(BaseModel):
     peak: float = Field(3e-3, gt=0, description="peak LR of stage 0 and of re-warms")
     model: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
+    #: validation points per stage; >= 10 shows a re-warm's spike and recovery (each costs
+    #: ``train.eval_tokens`` per dataset, 65,536 by default, so the default stays 4)
+    evals_per_stage: int = Field(4, ge=1, description="evaluations per stage (on every dataset)")
     stages: list[Stage] = Field(min_length=1)
 
     @model_validator(mode="after")
