@@ -853,6 +853,112 @@ def summarise(out: Path, scale: Scale) -> dict[str, Any]:
     }
 
 
+def _pct(value: float) -> str:
+    return f"{100 * value:+.2f}%"
+
+
+def reading_notes(payload: dict[str, Any]) -> list[str]:
+    """What the figures say, in sentences written from the figures themselves (so a re-run
+    cannot leave a stale reading behind)."""
+    notes = []
+    flat, detail = payload["base_flat"], payload["base_flat_detail"]
+    notes.append(
+        f"base_flat = {flat:.4f} ± {detail['std']:.4f}: the base's D0 loss improved "
+        f"{100 * flat:.1f}% over its last 20% of tokens, "
+        + ("flat by the < 1% criterion" if flat < 0.01 else "NOT flat by the < 1% criterion")
+        + f"; of that, the constant-LR phase's last 20% gave {100 * detail['constant_lr_phase']['mean']:.1f}%"
+        f" and the release anneal (last 10%) {100 * detail['anneal_gain']['mean']:.1f}%"
+    )
+    for shift, entry in payload["shifts"].items():
+        curves = entry["curves"].get("finetune")
+        forgetting = entry["forgetting"].get("finetune")
+        if curves and forgetting:
+            base_d0 = payload["base"]["loss_old"]
+            d0 = curves[OLD]
+            sign = "positive" if forgetting["vs_base_final"]["mean"] > 0 else "NOT positive"
+            notes.append(
+                f"{shift} shift: finetune's forgetting on D0 vs the base's final checkpoint is "
+                f"{forgetting['vs_base_final']['mean']:+.4f} ± {forgetting['vs_base_final']['std']:.4f} "
+                f"({sign}); its seed-mean D0 curve goes {base_d0:.3f} (base) -> {d0[0]:.3f} "
+                f"(first evaluation) -> min {min(d0):.3f} / max {max(d0):.3f} -> {d0[-1]:.3f} (end)"
+            )
+        crit = entry["criterion"]
+        if crit:
+            paired = crit["loss_gap_vs_retrain_paired"]
+            notes.append(
+                f"{shift} shift: best replay recipe {crit['best_replay_recipe']} vs retrain: "
+                f"{_pct(crit['loss_gap_vs_retrain'])} average loss (paired per seed "
+                f"{_pct(paired['mean'])} ± {100 * paired['std']:.2f}%: {paired['reading']}) at "
+                f"{100 * crit['tokens_vs_retrain']:.0f}% of its tokens; within 1% at <= 60%: "
+                f"{crit['within_1pct_at_most_60pct_tokens']}"
+            )
+    if payload.get("missing_runs"):
+        notes.append(
+            f"{len(payload['missing_runs'])} run(s) did not finish in the time box and are left "
+            "out of the means: see missing_runs"
+        )
+    return notes
+
+
+def _cell(row: dict[str, Any], key: str, digits: int = 3) -> str:
+    std = row.get(f"{key}_std")
+    value = row.get(key)
+    if value is None:
+        return "–"
+    return f"{value:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{value:.{digits}f}"
+
+
+def markdown_tables(payload: dict[str, Any]) -> str:
+    """The README's tables (seed means ± sample std) from a results file."""
+    lines = []
+    for shift, entry in payload["shifts"].items():
+        retrain = entry["recipes"].get("retrain", {}).get("loss_avg")
+        lines += [
+            f"{shift}: D0 = {entry['datasets']['D0']} → D1 = {entry['datasets']['D1']}",
+            "",
+            "| recipe | loss D0 | loss D1 | average | vs retrain | D0 forgetting vs base final | vs own fork |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for name, row in entry["recipes"].items():
+            forgetting = entry["forgetting"][name]
+            fork = forgetting.get("vs_fork_point")
+            gap = f"{_pct(row['loss_avg'] / retrain - 1)}" if retrain and name != "retrain" else ""
+            lines.append(
+                f"| `{name}` | {_cell(row, 'loss_old')} | {_cell(row, 'loss_new')} | "
+                f"{_cell(row, 'loss_avg')} | {gap} | "
+                f"{forgetting['vs_base_final']['mean']:+.3f} ± {forgetting['vs_base_final']['std']:.3f} | "
+                + (f"{fork['mean']:+.3f} ± {fork['std']:.3f}" if fork else "")
+                + " |"
+            )
+        lines.append("")
+    lines += [
+        "replay sweep (strong shift, `rewarm` + replay ratio)",
+        "",
+        "| replay | loss D0 | loss D1 | average | D0 forgetting vs base final |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for ratio, row in payload["replay_sweep"].items():
+        lines.append(
+            f"| {ratio} | {_cell(row, 'loss_old')} | {_cell(row, 'loss_new')} | "
+            f"{_cell(row, 'loss_avg')} | {_cell(row, 'forgetting_vs_base_final')} |"
+        )
+    branching = payload.get("branching")
+    if branching:
+        lines += [
+            "",
+            "| budget | WSD branch D0 | cosine run D0 | branch − cosine |",
+            "| --- | --- | --- | --- |",
+        ]
+        for budget in branching["budgets"]:
+            w, c = branching["wsd_branches"][str(budget)], branching["cosine_runs"][str(budget)]
+            d = branching["wsd_minus_cosine"][str(budget)]
+            lines.append(
+                f"| {budget:,} | {w['mean']:.3f} ± {w['std']:.3f} | {c['mean']:.3f} ± "
+                f"{c['std']:.3f} | {d['mean']:+.3f} ± {d['std']:.3f} ({d['reading']}) |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -862,6 +968,9 @@ def main() -> None:
     parser.add_argument("--results", default=str(RESULTS), help="the JSON file to write")
     parser.add_argument(
         "--skip-demo", action="store_true", help="accepted for old commands; the demo is not timed"
+    )
+    parser.add_argument(
+        "--tables", action="store_true", help="print the README's tables from --results and exit"
     )
     parser.add_argument(
         "--summary-only", action="store_true", help="only re-read finished runs and write the JSON"
@@ -879,6 +988,9 @@ def main() -> None:
     scale = TOY if args.toy else BENCH
     results_path = Path(args.results)
     existing = json.loads(results_path.read_text()) if results_path.exists() else {}
+    if args.tables:
+        print(markdown_tables(existing))
+        return
     started = time.perf_counter()
     wall_started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     paths = prepare_data(out, scale)
@@ -887,6 +999,7 @@ def main() -> None:
         print(f"{len(jobs)} runs on {args.workers} worker(s) into {out}", flush=True)
         dispatch(jobs, specs, args.workers, out)
     payload = summarise(out, scale)
+    payload["notes"] = reading_notes(payload)
     payload.update(
         {
             # the plain demo is not re-timed here: the value measured earlier is kept
