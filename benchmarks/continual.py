@@ -131,7 +131,7 @@ TOY = Scale(
     seq_len=16,
     batch_size=2,
     base_tokens=1024,
-    stage_tokens=512,
+    stage_tokens=640,
     peak=1e-2,
     eval_tokens=128,
     evals_per_stage=10,
@@ -238,7 +238,7 @@ def ratio_name(ratio: float) -> str:
 #: Job priorities (added to a job's tokens, so the longest of a tier goes first): the bases,
 #: then the strong shift's five recipes, the weak shift's, the replay sweep, the branching runs.
 #: On a machine slower than planned the runs left undone are then the least important ones.
-TIER_STRONG, TIER_WEAK, TIER_SWEEP = 1e12, 1e9, 1e6
+TIER_STRONG, TIER_WEAK, TIER_SWEEP, TIER_WEAK_SWEEP = 1e12, 1e9, 1e6, -1e9
 CORE_FOLDERS = ("finetune", "rewarm", "rewarm+replay-0.25", "infinite+replay", "retrain")
 
 
@@ -270,7 +270,7 @@ def plan_jobs(out: Path, scale: Scale, paths: dict[str, str]) -> tuple[list[Job]
             setup = asdict(
                 setup_for(scale, seed, {OLD: paths[OLD], new: paths[new]}, scale.evals_per_stage)
             )
-            ratios = scale.replay_ratios if shift == "strong" else (0.0, DEFAULT_REPLAY)
+            ratios = scale.replay_ratios
             runs: dict[str, dict] = {"finetune": {}, "infinite+replay": {"replay": DEFAULT_REPLAY}}
             for ratio in ratios:
                 runs[ratio_name(ratio)] = {"replay": ratio} if ratio else {}
@@ -292,6 +292,8 @@ def plan_jobs(out: Path, scale: Scale, paths: dict[str, str]) -> tuple[list[Job]
                 )
                 core = folder in CORE_FOLDERS
                 tier = (TIER_STRONG if shift == "strong" else TIER_WEAK) if core else TIER_SWEEP
+                if shift == "weak" and not core:
+                    tier = TIER_WEAK_SWEEP  # after the branching runs: "if time allows"
                 jobs.append(Job(name, tier + length, after))
                 specs[name] = {
                     "kind": "recipe",
@@ -639,6 +641,12 @@ def recipe_table(table: dict[str, Any]) -> dict[str, Any]:
         if folder not in table:
             continue
         rows[recipe] = {k: v for k, v in table[folder].items() if k != "per_seed_loss_avg"}
+        if recipe != "retrain" and "retrain" in table:
+            ours, theirs = table[folder]["per_seed_loss_avg"], table["retrain"]["per_seed_loss_avg"]
+            # paired per seed (the same seed's retrain), so the base's seed-to-seed spread cancels
+            rows[recipe]["loss_avg_vs_retrain"] = verdict(
+                [ours[seed] / theirs[seed] - 1 for seed in ours if seed in theirs]
+            )
     return rows
 
 
@@ -741,8 +749,7 @@ def summarise(out: Path, scale: Scale) -> dict[str, Any]:
     tables: dict[str, dict[str, Any]] = {}
     for shift, (new, label) in SHIFTS.items():
         folders = ["finetune", "infinite+replay", "retrain"]
-        ratios = scale.replay_ratios if shift == "strong" else (0.0, DEFAULT_REPLAY)
-        folders += [ratio_name(r) for r in ratios]
+        folders += [ratio_name(r) for r in scale.replay_ratios]
         runs_by_seed: dict[int, dict[str, continual_runs.Run]] = {}
         for seed in bases:
             runs_by_seed[seed] = {}
@@ -763,23 +770,28 @@ def summarise(out: Path, scale: Scale) -> dict[str, Any]:
             "base_loss_new": base_new,
             "curves": mean_curves(runs_by_seed, [OLD, new], folders),
         }
-    sweep = {
-        f"{ratio:g}": {
-            key: tables["strong"][ratio_name(ratio)][key]
-            for key in (
-                "loss_old",
-                "loss_old_std",
-                "loss_new",
-                "loss_new_std",
-                "loss_avg",
-                "loss_avg_std",
-                "forgetting_vs_base_final",
-                "forgetting_vs_base_final_std",
-            )
-        }  # fmt: skip
-        for ratio in scale.replay_ratios
-        if ratio_name(ratio) in tables["strong"]
+    sweeps = {
+        shift: {
+            f"{ratio:g}": {
+                key: tables[shift][ratio_name(ratio)][key]
+                for key in (
+                    "loss_old",
+                    "loss_old_std",
+                    "loss_new",
+                    "loss_new_std",
+                    "loss_avg",
+                    "loss_avg_std",
+                    "forgetting_vs_base_final",
+                    "forgetting_vs_base_final_std",
+                )
+            }  # fmt: skip
+            for ratio in scale.replay_ratios
+            if ratio_name(ratio) in tables[shift]
+        }
+        for shift in SHIFTS
     }
+    for shift, sweep in sweeps.items():
+        shifts[shift]["replay_sweep"] = sweep
     flat = spread([b["flat"] for b in bases.values()])
     data = {}
     for name, path in summary_paths(out).items():
@@ -808,7 +820,8 @@ def summarise(out: Path, scale: Scale) -> dict[str, Any]:
         },
         "criterion": strong["criterion"],
         "forgetting": strong["forgetting"],
-        "replay_sweep": sweep,
+        "replay_sweep": sweeps["strong"],
+        "replay_sweep_weak": sweeps["weak"],
         "shifts": shifts,
         "base": {
             "tokens": next(iter(bases.values()))["tokens"],
@@ -912,17 +925,22 @@ def markdown_tables(payload: dict[str, Any]) -> str:
     """The README's tables (seed means ± sample std) from a results file."""
     lines = []
     for shift, entry in payload["shifts"].items():
-        retrain = entry["recipes"].get("retrain", {}).get("loss_avg")
         lines += [
             f"{shift}: D0 = {entry['datasets']['D0']} → D1 = {entry['datasets']['D1']}",
             "",
-            "| recipe | loss D0 | loss D1 | average | vs retrain | D0 forgetting vs base final | vs own fork |",
+            "| recipe | loss D0 | loss D1 | average | average vs retrain (paired) | D0 forgetting vs base final | vs own fork |",
             "| --- | --- | --- | --- | --- | --- | --- |",
         ]
         for name, row in entry["recipes"].items():
             forgetting = entry["forgetting"][name]
             fork = forgetting.get("vs_fork_point")
-            gap = f"{_pct(row['loss_avg'] / retrain - 1)}" if retrain and name != "retrain" else ""
+            paired = row.get("loss_avg_vs_retrain")
+            gap = (
+                f"{_pct(paired['mean'])} ± {100 * paired['std']:.2f}%"
+                + ("" if paired["reading"] in ("lower", "higher") else " (no difference)")
+                if paired
+                else ""
+            )
             lines.append(
                 f"| `{name}` | {_cell(row, 'loss_old')} | {_cell(row, 'loss_new')} | "
                 f"{_cell(row, 'loss_avg')} | {gap} | "
@@ -931,17 +949,19 @@ def markdown_tables(payload: dict[str, Any]) -> str:
                 + " |"
             )
         lines.append("")
-    lines += [
-        "replay sweep (strong shift, `rewarm` + replay ratio)",
-        "",
-        "| replay | loss D0 | loss D1 | average | D0 forgetting vs base final |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for ratio, row in payload["replay_sweep"].items():
-        lines.append(
-            f"| {ratio} | {_cell(row, 'loss_old')} | {_cell(row, 'loss_new')} | "
-            f"{_cell(row, 'loss_avg')} | {_cell(row, 'forgetting_vs_base_final')} |"
-        )
+    for shift, entry in payload["shifts"].items():
+        lines += [
+            f"replay sweep ({shift} shift, `rewarm` + replay ratio)",
+            "",
+            "| replay | loss D0 | loss D1 | average | D0 forgetting vs base final |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for ratio, row in entry.get("replay_sweep", {}).items():
+            lines.append(
+                f"| {ratio} | {_cell(row, 'loss_old')} | {_cell(row, 'loss_new')} | "
+                f"{_cell(row, 'loss_avg')} | {_cell(row, 'forgetting_vs_base_final')} |"
+            )
+        lines.append("")
     branching = payload.get("branching")
     if branching:
         lines += [
