@@ -677,6 +677,8 @@ def forgetting_table(table: dict[str, Any], base: dict[str, Any]) -> dict[str, A
             entry["vs_base_final"]["note"] = (
                 "retrain does not continue the base: its D0 loss minus the base's, for comparison"
             )
+            # its curve starts at a random model's loss: a "peak rise" means nothing there
+            entry["vs_base_final"]["peak_mean"] = entry["vs_base_final"]["peak_std"] = None
         out[recipe] = entry
     return out
 
