@@ -976,7 +976,8 @@ def markdown_tables(payload: dict[str, Any]) -> str:
             d = branching["wsd_minus_cosine"][str(budget)]
             lines.append(
                 f"| {budget:,} | {w['mean']:.3f} ± {w['std']:.3f} | {c['mean']:.3f} ± "
-                f"{c['std']:.3f} | {d['mean']:+.3f} ± {d['std']:.3f} ({d['reading']}) |"
+                f"{c['std']:.3f} | {d['mean']:+.3f} ± {d['std']:.3f}"
+                + (" |" if d["reading"] in ("lower", "higher") else " (no difference) |")
             )
     return "\n".join(lines)
 
