@@ -131,6 +131,9 @@ class Plan(BaseModel):
     model: dict[str, Any] = Field(default_factory=dict)
     base: ExternalBase | None = None
     train: dict[str, Any] = Field(default_factory=dict)
+    #: validation points per stage; >= 10 shows a re-warm's spike and recovery (each costs
+    #: ``train.eval_tokens`` per dataset, 65,536 by default, so the default stays 4)
+    evals_per_stage: int = Field(4, ge=1, description="evaluations per stage (on every dataset)")
     stages: list[Stage] = Field(min_length=1)
 
     @property

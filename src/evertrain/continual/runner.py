@@ -618,8 +618,16 @@ def _pre_anneal_start(previous: StageRun, offset: int) -> tuple[Path, int]:
     return checkpoint, offset - previous.tokens + int(meta["pre_anneal_tokens"])
 
 
+def plan_setup(plan: Plan) -> Setup:
+    """What every stage of ``plan`` shares: its model, trainer settings, every dataset as an
+    eval set, and ``plan.evals_per_stage`` evaluations per stage."""
+    return Setup(
+        model=plan.model, train=plan.train, eval=plan.datasets, eval_points=plan.evals_per_stage
+    )
+
+
 def _run_plan_stages(plan: Plan, *, progress: bool) -> list[StageRun]:
-    setup = Setup(model=plan.model, train=plan.train, eval=plan.datasets)
+    setup = plan_setup(plan)
     results: list[StageRun] = []
     # An external base (model.hf): the LR state the plan states for it, or the defaults, said.
     previous_info, defaults_used = external_base_info(plan)
