@@ -324,3 +324,18 @@ def test_headline_says_better_or_worse_in_words(gap, words):
     sentence = headline(rows, "retrain")
     assert words in sentence and "training 50 % of its tokens" in sentence
     assert "-1.11" not in sentence and "against" not in sentence
+
+
+def test_average_panel_uses_the_datasets_every_run_measured(tmp_path, make_run):
+    # A base evaluated on three datasets and a stage on two of them: an average over all three
+    # would have no point for the stage, and its line would vanish from the headline panel.
+    base = make_run(
+        tmp_path, "base", evals=[(t, {"d0": 3.0, "d1": 4.0, "d2": 5.0}) for t in (100, 200)]
+    )
+    stage = make_run(tmp_path, "stage", evals=[(t, {"d0": 3.2, "d1": 3.8}) for t in (100, 200)])
+    page = write_report([base, stage], tmp_path / "report")
+    avg = {p["id"]: p for p in embedded_data(page.read_text())["curves"]["panels"]}["avg"]
+    assert "d2 left out" in avg["title"]
+    by_label = {s["label"]: s["y"] for s in avg["series"]}
+    assert by_label["stage"] == [pytest.approx(3.5)] * 2
+    assert by_label["base"] == [pytest.approx(3.5)] * 2

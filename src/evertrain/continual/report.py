@@ -274,6 +274,18 @@ def _datasets(runs: list[Run]) -> list[str]:
     return names
 
 
+def _common_datasets(runs: list[Run], datasets: list[str]) -> list[str]:
+    """The datasets every evaluated run measured: an average over a dataset some runs never saw
+    would leave those runs out of the headline panel (all of ``datasets`` when none is common)."""
+    measured = [
+        {name for record in run.eval_records for name in record["eval"]}
+        for run in runs
+        if run.eval_records
+    ]
+    common = [name for name in datasets if all(name in seen for seen in measured)]
+    return common or datasets
+
+
 def _old_datasets(run: Run, datasets: list[str]) -> list[str]:
     if "old" in run.meta:
         return list(run.meta["old"])
@@ -356,15 +368,14 @@ def curves_figure_data(runs: list[Run] | list[RunView]) -> dict[str, Any]:
     views = [r if isinstance(r, RunView) else view_of(r) for r in runs]
     loaded = [v.run for v in views]
     datasets = _datasets(loaded)
+    averaged = _common_datasets(loaded, datasets)
+    left_out = [name for name in datasets if name not in averaged]
+    title = f"average validation loss over {_words(averaged)} (the headline metric)"
+    if left_out:
+        title += f"; {_words(left_out)} left out: not measured by every run"
     half_life = half_life_tokens(views)
     panels = [
-        _panel(
-            "avg",
-            f"average validation loss over {_words(datasets)} (the headline metric)",
-            "loss",
-            "eval",
-            [average_loss_series(v, datasets) for v in views],
-        )
+        _panel("avg", title, "loss", "eval", [average_loss_series(v, averaged) for v in views])
     ]
     for dataset in datasets:
         panels.append(
@@ -468,7 +479,13 @@ def plot_panels(
         ax.set_ylabel(panel["ylabel"])
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel(data.get("xlabel", "tokens"))
-    handles, names = axes[0, 0].get_legend_handles_labels()
+    # Every run of every panel: a run missing from the first panel still gets its legend entry.
+    entries: dict[str, Any] = {}
+    for ax in axes[:, 0]:
+        for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(name, handle)
+    names = sorted(entries, key=lambda name: labels.index(name) if name in labels else len(labels))
+    handles = [entries[name] for name in names]
     if handles:
         fig.legend(
             handles, names, loc="upper center", ncol=min(len(names), 6), fontsize=8, frameon=False
