@@ -42,6 +42,7 @@ from evertrain.data import (
 from evertrain.train import checkpoint as ckpt
 from evertrain.train import distributed, lifeline, preempt
 from evertrain.train.allocator import tune_glibc_malloc
+from evertrain.train.averaging import make_averager
 from evertrain.train.budget import schedule_fit_warning
 from evertrain.train.budget import total_steps as budget_total_steps
 from evertrain.train.config import ConfigError, TrainConfig
@@ -49,7 +50,7 @@ from evertrain.train.config_history import record_config
 from evertrain.train.data_checks import check_run_data
 from evertrain.train.logging import RunLogger, read_log, truncate_log
 from evertrain.train.model import GPT, GPTConfig
-from evertrain.train.optim import build_optimizer
+from evertrain.train.optim import build_optimizer, evaluation_point, is_schedule_free
 from evertrain.train.run_folder import hold_run_folder
 
 
@@ -304,6 +305,7 @@ class _Trainer:
             betas=tuple(cfg.optimizer.betas),
             eps=cfg.optimizer.eps,
             device_type=self.device.type,
+            name=cfg.optimizer.name,
         )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.dtype == "float16")
         if cfg.dtype == "float32":
@@ -316,6 +318,7 @@ class _Trainer:
         """Set step/tokens/weights from a checkpoint of this run (resume) or a parent (init_from)."""
         cfg, info = self.cfg, self.info
         self.step, self.tokens, self.skipped, self.parent = 0, 0, 0, None
+        self.saved_average: dict[str, Any] | None = None  # averaging state of a resume
         source: str | None = None
         if info.is_main:
             existing = ckpt.list_checkpoints(self.checkpoints_dir)
@@ -340,6 +343,7 @@ class _Trainer:
             _set_rng_state(state["rng"])
             self.step, self.tokens = int(state["step"]), int(state["tokens"])
             self.skipped, self.parent = int(state.get("skipped", 0)), state.get("parent")
+            self.saved_average = state.get("averaging")
             self.resumed_from = Path(source)
         else:
             self.resumed_from = None
@@ -366,6 +370,11 @@ class _Trainer:
         except ckpt.CheckpointError as error:
             raise ConfigError(f"init_from: {error}") from None
         if self.cfg.init_optimizer:
+            if "optimizer" not in state:  # e.g. `evertrain train average` output
+                raise ConfigError(
+                    f"init_from: {path} holds no optimizer state (an averaged model); "
+                    "set init_optimizer: false"
+                )
             self.optimizer.load_state_dict(state["optimizer"])
         meta = state["meta"]
         self.parent = {
@@ -380,7 +389,6 @@ class _Trainer:
         path = None
         if self.info.is_main:
             state = {
-                "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict(),
                 "sampler": self.sampler.state_dict(),
                 "rng": _rng_state(),
@@ -394,13 +402,29 @@ class _Trainer:
                 "model_config": self.model_config.__dict__,
             }
             meta = {"step": self.step, "tokens": self.tokens, "eval": eval_losses, "pinned": pinned}
-            path = ckpt.save_checkpoint(
-                self.checkpoints_dir, name, model=self.model, state=state, meta=meta
-            )
+            average = None
+            if self.averager is not None:
+                state["averaging"] = self.averager.state_dict()
+                average = self.averager.saved_weights()
+                meta["eval_avg"] = dict(self.average_eval) if eval_losses else {}
+            with evaluation_point(self.optimizer):  # schedule-free: save the averaged x
+                path = ckpt.save_checkpoint(
+                    self.checkpoints_dir,
+                    name,
+                    model=self.model,
+                    state={**state, "optimizer": self.optimizer.state_dict()},
+                    meta=meta,
+                    average=average,
+                )
             ckpt.prune_checkpoints(self.checkpoints_dir, self.cfg.keep_last)
             ckpt.write_manifest(self.out_dir, self.parent)
         distributed.barrier(self.info)
         return path
+
+    def optimizer_train_mode(self) -> None:
+        """Schedule-free: a restored state is in eval mode (checkpoints hold x); go back to y."""
+        if is_schedule_free(self.optimizer):
+            self.optimizer.train()
 
     def _save_preempted(
         self,
@@ -441,24 +465,44 @@ class _Trainer:
         return last_checkpoint
 
     def _evaluate(self) -> dict[str, float]:
+        """Eval losses of the live weights; those of the average go to ``self.average_eval``."""
         losses: dict[str, float] = {}
+        self.average_eval = {}
         if self.info.is_main:
-            losses = evaluate(
-                self.model,
-                self.eval_sets,
-                seq_len=self.cfg.model.seq_len,
-                batch_size=self.cfg.batch_size,
-                eval_tokens=self.cfg.data.eval_tokens,
-                device=self.device,
-                autocast=self.autocast,
-            )
+            with evaluation_point(self.optimizer):  # schedule-free: evaluate the averaged x
+                losses = self._eval_losses()
+            if self.averager is not None:
+                with self.averager.swapped_in(self.model) as present:
+                    self.average_eval = self._eval_losses() if present else {}
         return distributed.broadcast_object(losses, self.info)
+
+    def _eval_losses(self) -> dict[str, float]:
+        return evaluate(
+            self.model,
+            self.eval_sets,
+            seq_len=self.cfg.model.seq_len,
+            batch_size=self.cfg.batch_size,
+            eval_tokens=self.cfg.data.eval_tokens,
+            device=self.device,
+            autocast=self.autocast,
+        )
 
     # ------------------------------------------------------------------ the loop
     def train(self, resume: bool, preemption: preempt.PreemptionGuard) -> RunResult:
         cfg, info = self.cfg, self.info
         self._build()
         self._restore(resume)
+        self.optimizer_train_mode()
+        self.averager = None  # rank 0 alone averages: only rank 0 evaluates and saves
+        self.average_eval: dict[str, float] = {}
+        if info.is_main:
+            self.averager = make_averager(
+                cfg.averaging,
+                self.model,
+                self.saved_average,
+                step=self.step,
+                tokens=self.tokens,
+            )
         started = time.perf_counter()
         tokens_per_step = cfg.tokens_per_step
         # The budget is in tokens: a resume with another batch size trains the remaining tokens
@@ -544,6 +588,8 @@ class _Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 self.step += 1
                 self.tokens += tokens_per_step
+                if self.averager is not None:
+                    self.averager.update(self.model, self.step, self.tokens)
                 if not finite:
                     if cfg.nonfinite == "stop":
                         logger.log(
@@ -602,6 +648,9 @@ class _Trainer:
                             "step": self.step,
                             "tokens": self.tokens,
                             "eval": final_eval,
+                            # the average's losses: a key of their own, so readers of "eval"
+                            # see the live weights only
+                            **({"eval_avg": self.average_eval} if self.average_eval else {}),
                         }
                     )
                 if save_due:
