@@ -20,17 +20,26 @@ keeps it (only rank 0 evaluates and saves). The trainer evaluates it at every ev
 ``eval_avg`` key of the eval record), saves it in each checkpoint (``average.safetensors``, the
 averaged weights ready to load, and its exact state in ``state.pt``, so a resume is bit-exact),
 and ``load_checkpoint(path, model, weights="average")`` loads it as a model.
+
+:func:`average_checkpoints` (``evertrain train average CKPT... -o OUT``) averages saved
+checkpoints, uniformly or with weights, into a new checkpoint.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
+from safetensors.torch import load as safetensors_load
 
+from evertrain._paths import check_output_dir
+from evertrain.train.checkpoint import CheckpointError, load_checkpoint
 from evertrain.train.config import AveragingConfig
 
 
@@ -194,4 +203,146 @@ def make_averager(
     return averager
 
 
-__all__ = ["WeightAverager", "make_averager"]
+# ---------------------------------------------------------------------- `evertrain train average`
+def parse_weights(text: str | None, count: int) -> list[float] | None:
+    """``--weights 0.5,0.3,0.2`` -> floats (None: uniform); one per checkpoint, >= 0, sum 1.
+
+    Weights that do not sum to 1 are refused rather than normalised: a typo would otherwise
+    change every weight silently."""
+    if text is None:
+        return None
+    try:
+        weights = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise CheckpointError(
+            f"--weights {text!r}: not a comma-separated list of numbers; e.g. --weights 0.5,0.3,0.2"
+        ) from None
+    return check_weights(weights, count)
+
+
+def check_weights(weights: list[float], count: int) -> list[float]:
+    """The one weights rule of :func:`average_checkpoints` (see :func:`parse_weights`)."""
+    listed = ",".join(f"{w:g}" for w in weights)
+    if len(weights) != count:
+        raise CheckpointError(
+            f"--weights {listed}: {len(weights)} weights for {count} checkpoints; give one per checkpoint"
+        )
+    if any(not math.isfinite(w) or w < 0 for w in weights):
+        raise CheckpointError(f"--weights {listed}: weights must be finite and >= 0")
+    if abs(sum(weights) - 1.0) > 1e-6:
+        raise CheckpointError(
+            f"--weights {listed}: they sum to {sum(weights):g}; give weights summing to 1"
+        )
+    return weights
+
+
+def average_checkpoints(
+    checkpoints: list[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    weights: list[float] | None = None,
+    *,
+    source_weights: str = "model",
+) -> Path:
+    """Average saved checkpoints' weights (uniform, or ``weights`` summing to 1) into the new
+    checkpoint folder ``out``, written atomically and checksummed like any checkpoint.
+
+    Every input is verified first and must hold the same model (``model_config`` and every
+    tensor's shape); ``out`` must not exist. The mean is taken in float64 and stored in the
+    sources' dtype. ``source_weights="average"`` averages each source's ``average.safetensors``
+    instead (one source: export a run's average as a checkpoint of its own). The result holds
+    weights, config and progress of the newest source (``step``, ``tokens``), no optimizer state
+    (fork it with ``init_optimizer: false``); ``meta.json`` records ``averaged.sources`` (path,
+    step, tokens, sha256 of the weights) and ``averaged.weights``. Raises
+    :class:`CheckpointError` with a one-line message for every bad input, before writing.
+    """
+    from evertrain.train.checkpoint import AVERAGE, WEIGHTS, save_checkpoint
+    from evertrain.train.model import GPT, GPTConfig
+
+    if not checkpoints:
+        raise CheckpointError("no checkpoints to average; pass one or more checkpoint folders")
+    out = Path(os.fspath(out))
+    if out.exists():
+        raise CheckpointError(f"-o {out}: already exists; choose a new folder for the average")
+    check_output_dir(out, "-o", error=CheckpointError)
+    weights = check_weights(list(weights), len(checkpoints)) if weights is not None else None
+    filename = AVERAGE if source_weights == "average" else WEIGHTS
+    sources = []
+    for checkpoint in checkpoints:
+        path = Path(os.fspath(checkpoint))
+        if not path.is_dir():
+            raise CheckpointError(f"checkpoint {path} does not exist; pass checkpoint folders")
+        state = load_checkpoint(path)  # verifies every checksum
+        if filename not in state["meta"]["sha256"]:
+            raise CheckpointError(
+                f"{path}: holds no {filename} (its run had no averaging:); drop --from-average"
+            )
+        sources.append((path, state))
+    first_path, first = sources[0]
+    for path, state in sources[1:]:
+        if state.get("model_config") != first.get("model_config"):
+            theirs, ours = state.get("model_config") or {}, first.get("model_config") or {}
+            field = next((k for k in sorted({*theirs, *ours}) if theirs.get(k) != ours.get(k)), "?")
+            raise CheckpointError(
+                f"{path}: another architecture than {first_path} (model {field}: "
+                f"{theirs.get(field)} vs {ours.get(field)}); average checkpoints of one model"
+            )
+    tensors = [safetensors_load((path / filename).read_bytes()) for path, _ in sources]
+    for (path, _), loaded in zip(sources[1:], tensors[1:], strict=True):
+        shapes = {k: tuple(v.shape) for k, v in loaded.items()}
+        expected = {k: tuple(v.shape) for k, v in tensors[0].items()}
+        if shapes != expected:
+            differing = sorted(set(shapes) ^ set(expected)) or [
+                k for k in expected if shapes[k] != expected[k]
+            ]
+            raise CheckpointError(
+                f"{path}: tensors differ from {first_path} ({differing[0]}); "
+                "average checkpoints of one model"
+            )
+    factors = weights if weights is not None else [1.0 / len(sources)] * len(sources)
+    averaged = {}
+    for name, reference in tensors[0].items():
+        total = torch.zeros(reference.shape, dtype=torch.float64)
+        for factor, loaded in zip(factors, tensors, strict=True):
+            total += factor * loaded[name].to(torch.float64)
+        averaged[name] = total.to(reference.dtype)
+    newest_path, newest = max(sources, key=lambda item: int(item[1]["meta"].get("step", 0)))
+    model = GPT(GPTConfig(**newest["model_config"]))
+    model.load_state_dict(averaged, strict=False)  # the tied projection follows the embedding
+    record = {
+        "sources": [
+            {
+                "path": str(path.resolve()),
+                "step": state["meta"].get("step"),
+                "tokens": state["meta"].get("tokens"),
+                "sha256": state["meta"]["sha256"][filename],
+                "weights": source_weights,
+            }
+            for path, state in sources
+        ],
+        "weights": factors,
+    }
+    state = {
+        "config": newest.get("config"),
+        "model_config": newest["model_config"],
+        "step": int(newest["meta"].get("step", 0)),
+        "tokens": int(newest["meta"].get("tokens", 0)),
+        "averaged": record,
+    }
+    meta = {
+        "step": state["step"],
+        "tokens": state["tokens"],
+        "eval": {},
+        "pinned": True,
+        "averaged": record,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(out.parent, out.name, model=model, state=state, meta=meta)
+
+
+__all__ = [
+    "WeightAverager",
+    "average_checkpoints",
+    "check_weights",
+    "make_averager",
+    "parse_weights",
+]
