@@ -178,8 +178,9 @@ class AveragingConfig(_Strict):
         for group in needed:
             given = [name for name in group if getattr(self, name) is not None]
             if len(given) != 1:
+                need = "needs it" if len(group) == 1 else "needs exactly one of them"
                 raise ValueError(
-                    f"{' or '.join(group)}: kind {self.kind} needs exactly one of them; "
+                    f"{' or '.join(group)}: kind {self.kind} {need}; "
                     f"e.g. averaging: {_AVERAGING_EXAMPLE[self.kind]}"
                 )
         if used - allowed:

@@ -50,7 +50,12 @@ from evertrain.train.config_history import record_config
 from evertrain.train.data_checks import check_run_data
 from evertrain.train.logging import RunLogger, read_log, truncate_log
 from evertrain.train.model import GPT, GPTConfig
-from evertrain.train.optim import build_optimizer, evaluation_point, is_schedule_free
+from evertrain.train.optim import (
+    build_optimizer,
+    evaluation_point,
+    is_schedule_free,
+    saved_optimizer_name,
+)
 from evertrain.train.run_folder import hold_run_folder
 
 
@@ -337,6 +342,7 @@ class _Trainer:
             )
         if source is not None:
             state = ckpt.load_checkpoint(source, self.model)
+            self._check_optimizer_kind(state, f"resume from {source}", "resume with the old one")
             self.optimizer.load_state_dict(state["optimizer"])
             self.scaler.load_state_dict(state["scaler"])
             self.sampler.load_state_dict(state["sampler"])
@@ -375,6 +381,7 @@ class _Trainer:
                     f"init_from: {path} holds no optimizer state (an averaged model); "
                     "set init_optimizer: false"
                 )
+            self._check_optimizer_kind(state, f"init_from: {path}", "set init_optimizer: false")
             self.optimizer.load_state_dict(state["optimizer"])
         meta = state["meta"]
         self.parent = {
@@ -420,6 +427,15 @@ class _Trainer:
             ckpt.write_manifest(self.out_dir, self.parent)
         distributed.barrier(self.info)
         return path
+
+    def _check_optimizer_kind(self, state: dict[str, Any], where: str, fix: str) -> None:
+        # AdamW moments and schedule-free state do not convert into each other.
+        saved, wanted = saved_optimizer_name(state), self.cfg.optimizer.name
+        if saved != wanted:
+            raise ConfigError(
+                f"{where}: its optimizer state is {saved}'s, this run's optimizer.name is "
+                f"{wanted}; {fix}"
+            )
 
     def optimizer_train_mode(self) -> None:
         """Schedule-free: a restored state is in eval mode (checkpoints hold x); go back to y."""

@@ -115,6 +115,13 @@ def evaluation_point(optimizer: Any) -> Iterator[None]:
         optimizer.train()
 
 
+def saved_optimizer_name(state: dict[str, Any]) -> str:
+    """The optimizer a checkpoint's ``state.pt`` was trained with (checkpoints written before
+    ``optimizer.name`` existed: ``adamw``)."""
+    optimizer = ((state.get("config") or {}).get("optimizer")) or {}
+    return str(optimizer.get("name", "adamw"))
+
+
 def schedule_free_decay_error(schedule: Any, total_steps: int, tokens_per_step: int) -> str | None:
     """The one-line error for a schedule that decays after its warmup under schedule-free AdamW
     (None when the LR only rises and then stays): the optimizer's averaging replaces the decay,
