@@ -2,11 +2,14 @@
 
 Nothing is downloaded: the model config is built here and the data are random token ids.
 
-    python examples/hf_trainer.py                # WSD in optimizer steps
+    python examples/hf_trainer.py                # WSD in optimizer steps (EvertrainTrainer)
     python examples/hf_trainer.py --tokens       # WSD in tokens, fed by TokenCountingCallback
+    python examples/hf_trainer.py --explicit     # Trainer(optimizers=create_optimizer_and_scheduler(...))
 
-The LR comes only from the evertrain spec (``Trainer(optimizers=(optimizer, scheduler))``); the
-Trainer's ``learning_rate`` / ``warmup_*`` / ``lr_scheduler_type`` arguments are unused.
+The native path is ``EvertrainTrainer(schedule=spec, args=TrainingArguments(...))``: the Trainer
+builds its own optimizer (``optim``, ``learning_rate``, ``weight_decay``, ``adam_beta2`` are
+honoured) and its ``create_scheduler`` builds the evertrain scheduler; the spec leaves ``peak``,
+``warmup`` and ``total`` out, so ``learning_rate``, ``warmup_steps`` and ``max_steps`` fill them.
 """
 
 from __future__ import annotations
@@ -53,11 +56,16 @@ def main(
     output_dir: str | None = None,
     save_steps: int | None = None,
     resume_from_checkpoint: str | None = None,
+    explicit: bool = False,
 ) -> tuple[Any, Any]:
     """Run the Trainer; return ``(trainer, scheduler)`` so callers can inspect the logs."""
     from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
 
-    from evertrain.adapters.huggingface import TokenCountingCallback, create_optimizer_and_scheduler
+    from evertrain.adapters.huggingface import (
+        EvertrainTrainer,
+        TokenCountingCallback,
+        create_optimizer_and_scheduler,
+    )
 
     torch.manual_seed(0)
     config = GPT2Config(
@@ -76,7 +84,6 @@ def main(
         planned_tokens = max_steps * batch_size * grad_accum * 18
         spec = {
             "name": "wsd",
-            "peak": 1e-3,
             "total": planned_tokens,
             "warmup": planned_tokens // 6,
             "decay_fraction": 0.3,
@@ -84,20 +91,15 @@ def main(
             "unit": "tokens",
         }
     else:
-        spec = {
-            "name": "wsd",
-            "peak": 1e-3,
-            "total": max_steps,
-            "warmup": 2,
-            "decay_fraction": 0.3,
-            "decay_shape": "1-sqrt",
-        }
-    optimizer, scheduler = create_optimizer_and_scheduler(
-        model, spec, weight_decay=0.1, betas=(0.9, 0.95)
-    )
+        # peak, warmup and total are left to learning_rate, warmup_steps and max_steps.
+        spec = {"name": "wsd", "decay_fraction": 0.3, "decay_shape": "1-sqrt"}
     args = TrainingArguments(
         output_dir=output_dir or tempfile.mkdtemp(prefix="evertrain-hf-"),
         max_steps=max_steps,
+        learning_rate=1e-3,
+        warmup_steps=0 if tokens else 2,
+        weight_decay=0.1,
+        adam_beta2=0.95,
         per_device_train_batch_size=batch_size,
         gradient_accumulation_steps=grad_accum,
         logging_steps=1,
@@ -108,15 +110,24 @@ def main(
         disable_tqdm=True,
         seed=0,
     )
-    trainer = Trainer(
+    common = dict(
         model=model,
         args=args,
         train_dataset=dataset,
         data_collator=pad_collate,
-        optimizers=(optimizer, scheduler),
         callbacks=[TokenCountingCallback()],
     )
+    if explicit:
+        spec = {**spec, "peak": 1e-3, "total": spec.get("total", max_steps)}
+        spec.setdefault("warmup", 2)
+        optimizer, scheduler = create_optimizer_and_scheduler(
+            model, spec, weight_decay=0.1, betas=(0.9, 0.95)
+        )
+        trainer = Trainer(**common, optimizers=(optimizer, scheduler))
+    else:
+        trainer = EvertrainTrainer(schedule=spec, **common)
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    scheduler = trainer.lr_scheduler
     return trainer, scheduler
 
 
@@ -124,8 +135,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", action="store_true", help="schedule in tokens instead of steps")
     parser.add_argument("--max-steps", type=int, default=12)
+    parser.add_argument(
+        "--explicit", action="store_true", help="build optimizer and scheduler by hand"
+    )
     cli = parser.parse_args()
-    trainer, scheduler = main(tokens=cli.tokens, max_steps=cli.max_steps)
+    trainer, scheduler = main(tokens=cli.tokens, max_steps=cli.max_steps, explicit=cli.explicit)
     for entry in trainer.state.log_history:
         if "learning_rate" in entry:
             print(

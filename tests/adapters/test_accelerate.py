@@ -68,3 +68,73 @@ def test_loading_the_wrapped_optimizer_state_reapplies_the_scheduled_lr():
     optimizer2.load_state_dict(saved_optimizer)
     assert optimizer2.param_groups[0]["lr"] == expected
     assert scheduler2.steps == 5
+
+
+# ---- prepare_scheduler: once per optimizer update, whatever Accelerate's stepping rules ------
+
+from evertrain.adapters.accelerate import prepare_scheduler  # noqa: E402
+
+
+def _accumulating_loop(scheduler_factory, *, accumulation: int, batches: int):
+    accelerate.state.AcceleratorState._reset_state(True)
+    accelerator = accelerate.Accelerator(cpu=True, gradient_accumulation_steps=accumulation)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    model, optimizer = accelerator.prepare(model, torch.optim.AdamW(model.parameters(), lr=0.0))
+    scheduler = scheduler_factory(accelerator, optimizer)
+    lrs = []
+    for _ in range(batches):
+        with accelerator.accumulate(model):
+            model(torch.ones(3, 4)).sum().backward()
+            if accelerator.sync_gradients:
+                lrs.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+    return lrs, scheduler
+
+
+def test_prepare_scheduler_steps_once_per_update_with_gradient_accumulation():
+    schedule = from_spec(SPEC)
+    lrs, scheduler = _accumulating_loop(
+        lambda acc, opt: prepare_scheduler(acc, opt, SPEC), accumulation=3, batches=12 * 3
+    )
+    assert lrs == [schedule(k) for k in range(12)]
+    assert scheduler.scheduler.steps == 12
+
+
+def test_prepare_scheduler_ignores_num_processes(monkeypatch):
+    """Accelerate steps a prepared scheduler num_processes times per update (split_batches=False);
+    an evertrain schedule counts updates, so prepare_scheduler steps it once."""
+    import accelerate.scheduler as accelerated
+
+    class FourProcesses:
+        num_processes = 4
+
+    monkeypatch.setattr(accelerated, "AcceleratorState", FourProcesses)
+    schedule = from_spec(SPEC)
+    ours, _ = _accumulating_loop(
+        lambda acc, opt: prepare_scheduler(acc, opt, SPEC), accumulation=1, batches=6
+    )
+    assert ours == [schedule(k) for k in range(6)]
+    # The plain accelerator.prepare(scheduler) would have run the schedule 4x too fast.
+    plain, _ = _accumulating_loop(
+        lambda acc, opt: acc.prepare(ScheduleLR(opt, SPEC)), accumulation=1, batches=3
+    )
+    assert plain == [schedule(0), schedule(4), schedule(8)]
+
+
+def test_accelerate_example_resumes_with_the_same_lr_sequence(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "accelerate_loop.py"
+    spec = importlib.util.spec_from_file_location("accelerate_loop_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    schedule = from_spec(example.SPEC)
+    full = example.main(accumulation=2)
+    assert full == [schedule(k) for k in range(12)]
+    first = example.main(accumulation=2, checkpoint_dir=str(tmp_path), stop_after=5)
+    rest = example.main(accumulation=2, checkpoint_dir=str(tmp_path), resume=True)
+    assert len(first) == 5 and first + rest == full

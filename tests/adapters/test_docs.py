@@ -15,6 +15,8 @@ def test_doc_has_examples_for_every_framework():
     for entry_point in (
         "ScheduleLR(",
         "create_optimizer_and_scheduler(",
+        "EvertrainTrainer(",
+        "prepare_scheduler(",
         "lightning_scheduler_config(",
         "to_optax(",
     ):

@@ -70,7 +70,9 @@ def test_demo_trains_every_recipe_from_the_right_checkpoint(demo):
     assert pre_anneal % STEP == 0 and 0 < pre_anneal < base.tokens
     names = {Path(e["path"]).name for e in base.manifest["checkpoints"]}
     assert f"tokens_{pre_anneal}" in names  # pinned for infinite+replay
-    final = max(base.manifest["checkpoints"], key=lambda e: e["tokens"])["path"]
+    # manifest paths are relative to the run folder (a moved run folder still resumes)
+    newest = max(base.manifest["checkpoints"], key=lambda e: e["tokens"])["path"]
+    final = str((base.path / newest).resolve())
     for name in ("finetune", "rewarm", "rewarm+replay"):
         assert runs[name].parent["checkpoint"] == final
         assert runs[name].meta["offset_tokens"] == base.tokens

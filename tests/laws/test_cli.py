@@ -238,7 +238,7 @@ def test_fit_example_fits_the_packaged_curves(tmp_path, monkeypatch):
             "--example 30M: no packaged curves of that size; use one of 25M, 100M",
         ),
         (["--example", "25M", "a.csv"], "give either --example SIZE or CSV files"),
-        ([], "no curves to fit: give CSV files"),
+        ([], "no curves to fit: give run folders, log.jsonl, TensorBoard or CSV files"),
     ],
 )
 def test_fit_example_bad_input(args, needle, tmp_path, monkeypatch):

@@ -104,6 +104,20 @@ def leaf_spec(draw) -> dict:
                     floor=floor * 0.01, **warm)  # fmt: skip
         if draw(st.booleans()):
             spec.update(total=spec["warmup"] + spec["cooldown"] + 2 * total, anneal=total)
+    elif name == "uba":
+        spec.update(peak=peak, total=total, floor=floor, phi=draw(st.floats(1e-3, 100.0)), **warm)
+    elif name == "refine":
+        times = sorted(set(draw(st.lists(st.integers(0, 10**6), min_size=2, max_size=12))))
+        if len(times) < 2:
+            times = [0, total]
+        spec = {"name": name, "peak": peak, "unit": spec["unit"],
+                "knots": [[t, draw(st.floats(0.0, 1.0))] for t in times],
+                **draw(warmup_fields(times[-1] - times[0], peak))}  # fmt: skip
+        # The warmup rises to the refined value at its end, which may be low (even 0).
+        spec.update(
+            warmup_start=0.0,
+            warmup_shape=draw(st.sampled_from(["linear", "cosine", "1-sqrt", "power"])),
+        )
     else:  # a new family without a strategy must fail loudly here, not be skipped
         raise AssertionError(f"no hypothesis strategy for schedule {name!r}")
     return spec

@@ -1,7 +1,9 @@
 """evertrain.adapters: thin bindings of evertrain schedules to training frameworks.
 
 * :mod:`evertrain.adapters.torch` -- :class:`ScheduleLR`, a ``torch.optim.lr_scheduler.LRScheduler``.
-* :mod:`evertrain.adapters.huggingface` -- ``Trainer(optimizers=...)`` recipe and a token-counting callback.
+* :mod:`evertrain.adapters.huggingface` -- ``EvertrainTrainer(schedule=...)``, the
+  ``Trainer(optimizers=...)`` recipe and a token-counting callback.
+* :mod:`evertrain.adapters.accelerate` -- ``prepare_scheduler(accelerator, optimizer, spec)``.
 * :mod:`evertrain.adapters.lightning` -- the ``configure_optimizers`` scheduler dict.
 * :mod:`evertrain.adapters.optax` -- ``to_optax(spec)``, an optax schedule (JAX optional).
 
@@ -17,7 +19,10 @@ from evertrain.adapters._common import AdapterError
 
 _LAZY = {
     "ScheduleLR": "evertrain.adapters.torch",
+    "EvertrainTrainer": "evertrain.adapters.huggingface",
+    "scheduler_from_training_args": "evertrain.adapters.huggingface",
     "create_optimizer_and_scheduler": "evertrain.adapters.huggingface",
+    "prepare_scheduler": "evertrain.adapters.accelerate",
     "TokenCountingCallback": "evertrain.adapters.huggingface",
     "lightning_scheduler_config": "evertrain.adapters.lightning",
     "LightningTokenCounter": "evertrain.adapters.lightning",

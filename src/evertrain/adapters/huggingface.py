@@ -1,7 +1,12 @@
 """Hugging Face ``transformers.Trainer`` bindings.
 
-Two pieces:
-
+* :class:`EvertrainTrainer` -- the native path: ``EvertrainTrainer(schedule=spec, args=..., ...)``
+  is a ``Trainer`` whose own ``create_scheduler`` builds a :class:`ScheduleLR` from the spec on the
+  Trainer's own optimizer, so ``optim``, ``learning_rate``, ``weight_decay`` and the Adam arguments
+  are honoured. ``learning_rate`` fills the spec's ``peak`` and ``warmup_steps`` its ``warmup``
+  where the spec leaves them out (``max_steps`` fills ``total``); where both are set and disagree
+  the spec wins with one warning naming both values. :func:`scheduler_from_training_args` is the
+  same step for a Trainer subclass of your own.
 * :func:`create_optimizer_and_scheduler` builds ``(AdamW, ScheduleLR)`` for
   ``Trainer(optimizers=(optimizer, scheduler))`` with the usual decay / no-decay param groups.
 * :class:`TokenCountingCallback` feeds token-unit schedules. It uses the Trainer's own token
@@ -18,17 +23,269 @@ update ``k`` used.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import (
+    Trainer,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+)
 
 from evertrain.adapters._common import AdapterError, SpecLike, resolve_schedule
 from evertrain.adapters.torch import GroupMultipliers, ScheduleLR
+from evertrain.schedules import Schedule, ScheduleError
+from evertrain.schedules.registry import (
+    accepted_parameters,
+    canonical_name,
+    load_spec_file,
+    parse_inline,
+)
 
-__all__ = ["create_optimizer_and_scheduler", "TokenCountingCallback", "decay_param_groups"]
+__all__ = [
+    "EvertrainTrainer",
+    "scheduler_from_training_args",
+    "schedule_from_training_args",
+    "create_optimizer_and_scheduler",
+    "TokenCountingCallback",
+    "decay_param_groups",
+]
+
+# TrainingArguments' own defaults: a value equal to its default is "not set" by the user.
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainingArguments)}
+
+
+def _spec_mapping(spec: SpecLike) -> dict[str, Any] | None:
+    """The spec as a dict whose fields may still be open, or None for a built Schedule."""
+    if isinstance(spec, Schedule):
+        return None
+    if isinstance(spec, Mapping):
+        return dict(spec)
+    if isinstance(spec, (str, os.PathLike)):
+        text = os.fspath(spec)
+        if Path(text).suffix.lower() in (".yaml", ".yml", ".json") or Path(text).is_file():
+            return load_spec_file(text)
+        return parse_inline(text)
+    resolve_schedule(spec)  # raises the one-line error naming what a spec may be
+    return None
+
+
+def _fill(
+    spec: dict[str, Any], key: str | None, value: float, *, theirs: str, ours: str
+) -> str | None:
+    """Put ``value`` into the open field ``key``; if the spec sets it differently, say so."""
+    if key is None:
+        return None
+    if key not in spec or spec[key] is None:
+        spec[key] = value
+        return None
+    if not math.isclose(float(spec[key]), float(value), rel_tol=1e-9, abs_tol=0.0):
+        return (
+            f"evertrain schedule {key}={spec[key]:g} and TrainingArguments {theirs}={value:g} "
+            f"disagree: the schedule's {key}={spec[key]:g} is used ({ours})"
+        )
+    return None
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, UserWarning, stacklevel=3)
+
+
+def schedule_from_training_args(
+    spec: SpecLike,
+    args: TrainingArguments,
+    num_training_steps: int,
+    *,
+    tokens_per_step: int | None = None,
+) -> Schedule:
+    """The evertrain schedule for a Trainer run: ``spec`` with its open fields read from ``args``.
+
+    ``peak`` (``value`` for ``constant``) comes from ``args.learning_rate``, ``warmup`` from
+    ``args.warmup_steps`` (a value below 1 is a ratio of ``num_training_steps``, as in
+    transformers; ``warmup_ratio`` where the installed transformers still has it) and ``total``
+    from ``num_training_steps``, each only where the spec leaves it out. Token-unit specs convert
+    steps with ``tokens_per_step``. A field set on both sides to different values keeps the spec's
+    value, with one warning naming both. A non-default ``lr_scheduler_type`` is ignored, with one
+    warning. A built :class:`Schedule` has no open fields; it is compared and used as it is.
+    """
+    mapping = _spec_mapping(spec)
+    schedule_type = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
+    if schedule_type != getattr(_DEFAULTS["lr_scheduler_type"], "value", "linear"):
+        _warn(
+            f"TrainingArguments lr_scheduler_type={schedule_type!r} is ignored: the evertrain "
+            "schedule sets the LR (drop lr_scheduler_type, or drop schedule= to use it)"
+        )
+    warmup_steps = args.get_warmup_steps(num_training_steps)
+    ratio = getattr(args, "warmup_ratio", 0.0) or 0.0  # transformers < 5 only
+    if not warmup_steps and ratio:
+        warmup_steps = math.ceil(num_training_steps * ratio)
+    if mapping is None:
+        mapping = spec.to_spec()  # type: ignore[union-attr]
+    name = canonical_name(str(mapping.get("name", "")))
+    try:
+        params = set(accepted_parameters(name))
+    except KeyError:
+        params = set()  # an unknown name: resolve_schedule below gives the error
+    per_step = 1 if mapping.get("unit", "steps") != "tokens" else tokens_per_step
+    problems = []
+    lr_key = "peak" if "peak" in params else ("value" if "value" in params else None)
+    # The default learning_rate is no statement of intent: it fills an open peak, never disagrees.
+    if lr_key is not None and (
+        mapping.get(lr_key) is None or args.learning_rate != _DEFAULTS["learning_rate"]
+    ):
+        problems.append(
+            _fill(mapping, lr_key, args.learning_rate, theirs="learning_rate", ours="spec wins")
+        )
+    if warmup_steps and "warmup" not in params:
+        problems.append(
+            f"TrainingArguments warmup_steps={warmup_steps} is ignored: schedule {name!r} has no "
+            "warmup field (put the warmup into the schedule)"
+        )
+    elif warmup_steps and per_step is None:
+        if mapping.get("warmup") is None:
+            raise AdapterError(
+                f"TrainingArguments warmup_steps={warmup_steps} counts optimizer steps but the "
+                "schedule counts tokens: set warmup (in tokens) in the schedule, or pass "
+                "tokens_per_step"
+            )
+    elif warmup_steps:
+        problems.append(
+            _fill(
+                mapping, "warmup", warmup_steps * per_step, theirs="warmup_steps", ours="spec wins"
+            )
+        )
+    if "total" in params and mapping.get("total") is None and num_training_steps > 0:
+        if per_step is None:
+            raise AdapterError(
+                "the schedule counts tokens and sets no total: set total (tokens) in the schedule, "
+                "or pass tokens_per_step so max_steps can be converted"
+            )
+        mapping["total"] = num_training_steps * per_step
+    for problem in problems:
+        if problem:
+            _warn(problem)
+    try:
+        schedule = resolve_schedule(mapping)
+    except ScheduleError as error:
+        raise AdapterError(f"schedule: {error}") from None
+    if schedule.unit == "steps" and schedule.total is not None and num_training_steps > 0:
+        if schedule.total != num_training_steps:
+            _warn(
+                f"schedule total={schedule.total:g} steps but the Trainer runs "
+                f"max_steps={num_training_steps}: set max_steps={schedule.total:g} (or leave "
+                "total out of the schedule) so the run ends where the schedule does"
+            )
+    return schedule
+
+
+def scheduler_from_training_args(
+    optimizer: torch.optim.Optimizer,
+    spec: SpecLike,
+    args: TrainingArguments,
+    num_training_steps: int,
+    *,
+    tokens_per_step: int | None = None,
+    group_multipliers: GroupMultipliers = None,
+    override_spec: bool = False,
+) -> ScheduleLR:
+    """A :class:`ScheduleLR` on the Trainer's optimizer, for ``Trainer.create_scheduler``.
+
+    The schedule is :func:`schedule_from_training_args`; in a Trainer subclass of your own::
+
+        def create_scheduler(self, num_training_steps, optimizer=None):
+            if self.lr_scheduler is None:
+                self.lr_scheduler = scheduler_from_training_args(
+                    optimizer or self.optimizer, spec, self.args, num_training_steps)
+            return self.lr_scheduler
+    """
+    schedule = schedule_from_training_args(
+        spec, args, num_training_steps, tokens_per_step=tokens_per_step
+    )
+    return ScheduleLR(
+        optimizer,
+        schedule,
+        group_multipliers=group_multipliers,
+        tokens_per_step=tokens_per_step,
+        override_spec=override_spec,
+    )
+
+
+class EvertrainTrainer(Trainer):
+    """``transformers.Trainer`` with its LR from an evertrain schedule.
+
+    Everything else is the Trainer's: its optimizer (``optim``, ``learning_rate``,
+    ``weight_decay``, ``adam_*``), its checkpoints (``scheduler.pt`` is the
+    :class:`ScheduleLR` state: spec and progress, so ``resume_from_checkpoint`` continues the
+    same LR sequence) and its logging. See :func:`schedule_from_training_args` for how the spec's
+    open fields are read from ``args``.
+
+    Args:
+        schedule: evertrain schedule (Schedule, dict, inline string or YAML/JSON path); its
+            ``peak`` / ``warmup`` / ``total`` may be left out to take the Trainer's.
+        tokens_per_step: for token-unit schedules: tokens in one optimizer step. Or add
+            :class:`TokenCountingCallback` to ``callbacks`` to count the real tokens instead.
+        group_multipliers, override_spec: as for :class:`ScheduleLR`.
+        *args, **kwargs: the Trainer's own arguments (not ``optimizers=``: the optimizer is the
+            Trainer's and the scheduler is this class's).
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        schedule: SpecLike,
+        tokens_per_step: int | None = None,
+        group_multipliers: GroupMultipliers = None,
+        override_spec: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        optimizers = kwargs.get("optimizers")
+        if optimizers is not None and optimizers[1] is not None:
+            raise AdapterError(
+                "EvertrainTrainer builds the scheduler from schedule=: pass optimizers=(optimizer, "
+                "None) or leave optimizers out"
+            )
+        self.evertrain_schedule = schedule
+        self.evertrain_tokens_per_step = tokens_per_step
+        self.evertrain_group_multipliers = group_multipliers
+        self.evertrain_override_spec = override_spec
+        mapping = _spec_mapping(schedule)
+        unit = (mapping or {}).get("unit") or getattr(schedule, "unit", "steps")
+        super().__init__(*args, **kwargs)
+        counted = any(
+            isinstance(cb, TokenCountingCallback) for cb in self.callback_handler.callbacks
+        )
+        if unit == "tokens" and tokens_per_step is None and not counted:
+            raise AdapterError(
+                "schedule has unit='tokens' but the Trainer counts optimizer steps: pass "
+                "tokens_per_step=<tokens in one optimizer step>, or "
+                "callbacks=[TokenCountingCallback()] to count the real tokens"
+            )
+
+    def create_scheduler(
+        self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None
+    ) -> ScheduleLR:
+        """Build the :class:`ScheduleLR` on the Trainer's own optimizer (once per ``train()``)."""
+        if self.lr_scheduler is None:
+            self.lr_scheduler = scheduler_from_training_args(
+                optimizer if optimizer is not None else self.optimizer,
+                self.evertrain_schedule,
+                self.args,
+                num_training_steps,
+                tokens_per_step=self.evertrain_tokens_per_step,
+                group_multipliers=self.evertrain_group_multipliers,
+                override_spec=self.evertrain_override_spec,
+            )
+            # The Trainer rebuilds a scheduler it created on the next train() (new max_steps).
+            self._created_lr_scheduler = True
+        return self.lr_scheduler
 
 
 def decay_param_groups(

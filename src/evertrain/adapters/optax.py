@@ -6,10 +6,13 @@ imports it at top level. The returned callable
 
 * takes a Python/numpy number or array and returns the schedule's float / float64 array (numpy
   path, no JAX needed);
-* takes a JAX array or tracer and is jit/vmap-traceable: the pure numpy schedule runs on the host
-  through ``jax.pure_callback`` (evertrain schedules are numpy functions, so this keeps one
-  implementation of the LR math; the callback costs one host round-trip per update, negligible next
-  to a training step).
+* takes a JAX array or tracer and evaluates the schedule's formulas with ``jax.numpy``
+  (:meth:`Schedule.evaluate_xp`), so it is traced, jitted and vmapped like optax's own schedules:
+  no host round-trip, nothing but ``jax.numpy`` operations in the jaxpr.
+
+Every family except ``sgdr``, ``cyclic`` and ``power`` (and composites holding one of them) has
+an ``xp`` formula. Those three are evaluated on the host through ``jax.pure_callback`` (one host
+round-trip per update); :func:`is_traceable` says which path a schedule takes.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numpy as np
 
 from evertrain.adapters._common import AdapterError, SpecLike, resolve_schedule
 
-__all__ = ["to_optax"]
+__all__ = ["to_optax", "is_traceable"]
 
 
 def _is_jax_value(value: Any) -> bool:
@@ -33,6 +36,16 @@ def _is_jax_value(value: Any) -> bool:
     # Tracers are jax.Array instances in current JAX; the Tracer check covers older releases.
     tracer = getattr(getattr(jax, "core", None), "Tracer", None)
     return isinstance(value, jax.Array) or (tracer is not None and isinstance(value, tracer))
+
+
+def is_traceable(spec: SpecLike) -> bool:
+    """Whether ``to_optax(spec)`` evaluates with ``jax.numpy`` (True) or a host callback (False)."""
+    schedule = resolve_schedule(spec)
+    try:
+        schedule.evaluate_xp(np.zeros(1), np)
+    except NotImplementedError:
+        return False
+    return True
 
 
 def to_optax(spec: SpecLike, *, tokens_per_step: int | None = None) -> Callable[[Any], Any]:
@@ -65,6 +78,8 @@ def to_optax(spec: SpecLike, *, tokens_per_step: int | None = None) -> Callable[
     else:
         scale = 1.0
 
+    traceable = is_traceable(schedule)
+
     def host_eval(count: np.ndarray, dtype: np.dtype) -> np.ndarray:
         progress = np.asarray(count, dtype=np.float64) * scale
         return np.asarray(schedule(progress), dtype=dtype)
@@ -76,6 +91,9 @@ def to_optax(spec: SpecLike, *, tokens_per_step: int | None = None) -> Callable[
 
             # float32 unless the user enabled x64, the dtype optax's own schedules return.
             dtype = jnp.result_type(float)
+            if traceable:
+                progress = jnp.asarray(count, dtype=dtype) * scale
+                return schedule.evaluate_xp(progress, jnp).astype(dtype)
             shape = jax.ShapeDtypeStruct(jnp.shape(count), dtype)
             return jax.pure_callback(
                 lambda c: host_eval(c, np.dtype(dtype)), shape, count, vmap_method="broadcast_all"

@@ -20,7 +20,6 @@ from evertrain._paths import check_output_file
 from evertrain.laws import (
     SHARED_FIT,
     SHARED_SIZES,
-    load_curve,
     load_law,
     load_shared_curves,
     lr_array,
@@ -56,7 +55,10 @@ def _callback() -> None:
 def fit(
     curves: Annotated[
         list[Path] | None,
-        typer.Argument(help="CSV files: step,lr,loss (dense) or step,loss + --schedule"),
+        typer.Argument(
+            help="logged runs: evertrain run folders or their log.jsonl, TensorBoard event "
+            "files/folders, CSV/TSV exports (W&B, MLflow, ...) with step, loss and lr columns"
+        ),
     ] = None,
     example: Annotated[
         str | None,
@@ -88,9 +90,27 @@ def fit(
             "(converged multi-start L-BFGS-B); annealing: multistart"
         ),
     ] = None,
+    step_col: Annotated[
+        str | None, typer.Option("--step-col", help="CSV column of the step (default: found)")
+    ] = None,
+    loss_col: Annotated[
+        str | None,
+        typer.Option("--loss-col", help="CSV column / TensorBoard tag of the loss"),
+    ] = None,
+    lr_col: Annotated[
+        str | None, typer.Option("--lr-col", help="CSV column / TensorBoard tag of the LR")
+    ] = None,
+    dropna: Annotated[
+        bool, typer.Option("--dropna", help="drop rows without a loss (their count is printed)")
+    ] = False,
+    tokens_per_step: Annotated[
+        float | None,
+        typer.Option("--tokens-per-step", help="tokens per optimizer step (token-unit --schedule)"),
+    ] = None,
 ) -> None:
-    """Fit a law to logged curves (or, with --example 25M, to the packaged published curves);
-    write the fit JSON and a plot of fitted vs logged."""
+    """Fit a law to logged runs (or, with --example 25M, to the packaged published curves);
+    write the fit JSON and a plot of fitted vs logged. Prints where each curve's per-step LR
+    came from: --schedule, the run's recorded schedule, the log, or the log interpolated."""
 
     def body() -> None:
         # every output is checked before the fit: a bad -o must not cost the fit
@@ -98,7 +118,14 @@ def fit(
         plot_target = check_output_file(
             plot or output.with_suffix(".png"), "--plot" if plot else "-o (its .png plot)"
         )
-        loaded = _fit_curves(list(curves or []), example, list(schedule or []))
+        read = {
+            "step_col": step_col,
+            "loss_col": loss_col,
+            "lr_col": lr_col,
+            "dropna": dropna,
+            "tokens_per_step": tokens_per_step,
+        }
+        loaded = _fit_curves(list(curves or []), example, list(schedule or []), read)
         options = {"warmup": warmup} if law == "annealing" else {}
         model = make_law(law, **options)
         result = model.fit(loaded, seed=seed, method=method)
@@ -113,8 +140,12 @@ def fit(
     _run(body)
 
 
-def _fit_curves(paths: list[Path], example: str | None, specs: list[str]) -> list[Any]:
-    """The curves `law fit` fits: CSV files (with their --schedule specs) or a packaged example."""
+def _fit_curves(
+    paths: list[Path], example: str | None, specs: list[str], read: dict[str, Any] | None = None
+) -> list[Any]:
+    """The curves `law fit` fits: logged runs (with their --schedule specs) or a packaged example.
+
+    For each logged run one line says how it was read (columns, dropped rows, the LR's source)."""
     if example is not None:
         if paths or specs:
             raise ValueError(
@@ -130,17 +161,31 @@ def _fit_curves(paths: list[Path], example: str | None, specs: list[str]) -> lis
         return [curves[name] for name in SHARED_FIT]
     if not paths:
         raise ValueError(
-            "no curves to fit: give CSV files (step,lr,loss) or --example 25M for the packaged "
-            "published curves"
+            "no curves to fit: give run folders, log.jsonl, TensorBoard or CSV files, or "
+            "--example 25M for the packaged published curves"
         )
     if specs and len(specs) not in (1, len(paths)):
         raise ValueError(
             f"--schedule given {len(specs)} times for {len(paths)} curves: give it once or once per curve"
         )
-    return [
-        load_curve(path, (specs[0] if len(specs) == 1 else specs[i]) if specs else None)
-        for i, path in enumerate(paths)
-    ]
+    from evertrain.laws.logs import load_log_curve
+
+    loaded = []
+    for i, path in enumerate(paths):
+        spec = (specs[0] if len(specs) == 1 else specs[i]) if specs else None
+        curve, notes = load_log_curve(path, schedule=spec, **(read or {}))
+        typer.echo(f"{curve.name}: {len(curve.steps)} losses; " + "; ".join(notes))
+        loaded.append(curve)
+    return loaded
+
+
+def _is_token_spec(spec: str) -> bool:
+    from evertrain.schedules import from_spec
+
+    try:
+        return from_spec(spec).unit == "tokens"
+    except ValueError:
+        return False  # a bad spec: schedule_total names it with its own message
 
 
 def _write_prediction_csv(path: Path, steps: Any, lr: Any, pred: Any) -> None:
@@ -183,6 +228,13 @@ def predict(
         Path | None,
         typer.Option("--csv", help="CSV step,lr,pred (several specs: PATH_1.csv, PATH_2.csv, ...)"),
     ] = None,
+    tokens_per_step: Annotated[
+        float | None,
+        typer.Option(
+            "--tokens-per-step",
+            help="tokens per optimizer step: needed by token-unit specs (step k uses s(k x N))",
+        ),
+    ] = None,
 ) -> None:
     """Predict whole loss curves for schedules; print each final loss, plot them together."""
 
@@ -191,15 +243,23 @@ def predict(
         csv_targets = [
             check_output_file(target, "--csv") for target in _prediction_csv_paths(csv_path, specs)
         ]
+        if tokens_per_step is not None and not tokens_per_step > 0:
+            raise ValueError(f"--tokens-per-step {tokens_per_step:g} must be > 0")
+        for spec in specs:  # every spec is checked before the law is loaded and any prediction
+            if _is_token_spec(spec) and tokens_per_step is None:
+                raise ValueError(
+                    f"schedule {spec!r} counts tokens: pass --tokens-per-step (tokens per "
+                    "optimizer step) so step k is evaluated at k x tokens_per_step"
+                )
         law = load_law(fit_json)
         predictions = {}
         for index, spec in enumerate(specs):
-            total = steps or schedule_total(spec)
+            total = steps or schedule_total(spec, tokens_per_step=tokens_per_step)
             if total is None:
                 raise ValueError(f"schedule {spec!r} has no total: pass --steps")
             stride = every or max(1, total // 1000)
             grid = np.unique(np.r_[np.arange(1, total, stride), total - 1])
-            lr = lr_array(spec, total)
+            lr = lr_array(spec, total, tokens_per_step=tokens_per_step)
             pred = law.predict_lr(lr, grid)
             label = schedule_label(spec)
             predictions[label if label not in predictions else f"{label} ({index + 1})"] = (
@@ -247,6 +307,11 @@ def optimize(
         )
         law = load_law(fit_json)
         result = optimize_schedule(law, steps, peak, floor, warmup, n_knots=knots)
+        points = result.spec["points"]
+        if points[-1][0] < steps:
+            # The knots end at the last update (steps - 1); a point at `steps` holds that value
+            # and makes the spec's total the run's length, so training with it warns of nothing.
+            points.append([steps, points[-1][1]])
         atomic_write_json(output, result.to_dict())
         grid = np.unique(np.r_[np.arange(1, steps, max(1, steps // 1000)), steps - 1])
         curves = {}

@@ -12,6 +12,8 @@ from evertrain.schedules import basic as _basic  # noqa: F401  (registers the fa
 from evertrain.schedules import cyclic as _cyclic  # noqa: F401
 from evertrain.schedules import families as _families  # noqa: F401
 from evertrain.schedules import infinite as _infinite  # noqa: F401
+from evertrain.schedules import refine as _refine  # noqa: F401
+from evertrain.schedules import uba as _uba  # noqa: F401
 from evertrain.schedules.algebra import (
     Clip,
     Join,

@@ -89,6 +89,12 @@ class Join(Schedule):
                 out[mask] = child._vector(t[mask] - self._offsets[i])
         return out
 
+    def evaluate_xp(self, t: Any, xp: Any) -> Any:
+        out = self.children[0].evaluate_xp(t, xp)
+        for boundary, child in zip(self.boundaries, self.children[1:], strict=True):
+            out = xp.where(t >= boundary, child.evaluate_xp(t - boundary, xp), out)
+        return out
+
     def with_total(self, total: float) -> Schedule:
         """Re-plan the last child so that the whole join ends at ``total``."""
         start = self.boundaries[-1] if self.boundaries else 0.0
@@ -120,6 +126,9 @@ class Scale(Schedule):
 
     def _vector(self, t: np.ndarray) -> np.ndarray:
         return self.factor * self.child._vector(t)
+
+    def evaluate_xp(self, t: Any, xp: Any) -> Any:
+        return self.factor * self.child.evaluate_xp(t, xp)
 
     def with_total(self, total: float) -> Schedule:
         return Scale(self.child.with_total(total), self.factor)
@@ -172,6 +181,10 @@ class Stretch(Schedule):
         w = self.warmup
         return self.child._vector(np.where(t < w, t, w + (t - w) / self.factor))
 
+    def evaluate_xp(self, t: Any, xp: Any) -> Any:
+        w = self.warmup
+        return self.child.evaluate_xp(xp.where(t < w, t, w + (t - w) / self.factor), xp)
+
 
 @register
 class Clip(Schedule):
@@ -198,6 +211,9 @@ class Clip(Schedule):
 
     def _vector(self, t: np.ndarray) -> np.ndarray:
         return np.clip(self.child._vector(t), self.low, self._high)
+
+    def evaluate_xp(self, t: Any, xp: Any) -> Any:
+        return xp.clip(self.child.evaluate_xp(t, xp), self.low, self._high)
 
     def with_total(self, total: float) -> Schedule:
         return Clip(self.child.with_total(total), low=self.low, high=self.high)

@@ -60,6 +60,16 @@ class Schedule(ABC):
     @abstractmethod
     def _vector(self, t: np.ndarray) -> np.ndarray: ...
 
+    def evaluate_xp(self, t: Any, xp: Any) -> Any:
+        """Evaluate at an array ``t`` with the array module ``xp`` (``numpy`` or ``jax.numpy``).
+
+        Written with element-wise operations and ``xp.where`` only (no Python branch on a value,
+        no in-place write), so a JAX tracer goes through and a schedule jits like optax's own.
+        Families whose formulas are not written this way raise ``NotImplementedError``; the
+        optax adapter then falls back to a host callback.
+        """
+        raise NotImplementedError(f"{self.name}: no array-module (xp) formula")
+
     def to_spec(self) -> dict[str, Any]:
         """A JSON-able dict with ``"name"``; ``from_spec(s.to_spec())`` evaluates identically."""
         return {"name": self.name, **copy.deepcopy(self._spec)}

@@ -303,6 +303,9 @@ class PiecewiseLinear(Schedule):
     def _vector(self, t: np.ndarray) -> np.ndarray:
         return np.interp(t, self.times, self.values)
 
+    def evaluate_xp(self, t: Any, xp: Any) -> Any:
+        return xp.interp(t, xp.asarray(self.times), xp.asarray(self.values))
+
     def with_total(self, total: float) -> Schedule:
         raise ScheduleError(
             "piecewise_linear: its horizon is its last point; use stretch() to rescale it"

@@ -19,7 +19,7 @@ from evertrain._cli import fail
 from evertrain._paths import OutputPathError, check_output_file
 from evertrain.schedules import ScheduleError, from_spec, summary
 
-app = typer.Typer(help="LR schedules: show, plot, export.", no_args_is_help=True)
+app = typer.Typer(help="LR schedules: show, plot, export, refine.", no_args_is_help=True)
 
 
 def _load(spec: str) -> Any:
@@ -179,3 +179,69 @@ def export(
         output.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(output, text)
         typer.echo(f"wrote {len(progress)} points to {output}", err=True)
+
+
+@app.command()
+def refine(
+    log: Path = typer.Argument(
+        ..., help="a run's log.jsonl (train records with grad_norm) or a .csv file"
+    ),
+    output: Path = typer.Option(..., "-o", "--output", help="spec file to write (.yaml or .json)"),
+    peak: float = typer.Option(..., "--peak", help="the highest LR of the refined schedule"),
+    warmup: float = typer.Option(0.0, "--warmup", help="linear warmup length (schedule units)"),
+    filter_width: int | None = typer.Option(
+        None, "--filter-width", help="median filter width in rows (default: 5% of the rows)"
+    ),
+    knots: int = typer.Option(256, "--knots", help="knots kept in the spec (evenly spaced rows)"),
+    grad_col: str | None = typer.Option(
+        None, "--grad-col", help="gradient-norm field/column (default grad_norm)"
+    ),
+    step_col: str | None = typer.Option(
+        None, "--step-col", help="progress field/column (default: step, or tokens with --units)"
+    ),
+    units: str = typer.Option("steps", "--units", help="schedule unit: steps or tokens"),
+    power: float = typer.Option(2.0, "--power", help="w_t = g_t^-power (2: SGD; 1: Adam, l1)"),
+) -> None:
+    """Refine a schedule from a logged run's gradient norms (Defazio et al. 2023) into a spec."""
+    # Every flag is checked before the log is read; the spec needs no log at run time.
+    from evertrain import _yaml
+    from evertrain.schedules.refine import refine_from_norms
+    from evertrain.schedules.refine_input import read_grad_norms
+
+    if units not in ("steps", "tokens"):
+        fail(f"--units {units!r}: use steps or tokens")
+    if output.suffix.lower() not in (".yaml", ".yml", ".json"):
+        fail(f"-o {output}: give a .yaml, .yml or .json file (what schedule specs are read from)")
+    if not peak > 0:
+        fail(f"--peak={peak} must be > 0")
+    if knots < 2:
+        fail(f"--knots={knots} must be >= 2")
+    if filter_width is not None and filter_width < 1:
+        fail(f"--filter-width={filter_width} must be >= 1")
+    _check_output_file(output, "-o")
+    try:
+        found = read_grad_norms(log, grad_col=grad_col, step_col=step_col, unit=units)
+        schedule = refine_from_norms(
+            found.progress, found.grad_norms, peak=peak, filter_width=filter_width, knots=knots,
+            power=power, warmup=warmup, unit=units, source=str(log),
+        )  # fmt: skip
+    except ScheduleError as error:
+        fail(error)
+    if found.skipped:
+        typer.echo(
+            f"skipped {found.skipped} rows without a usable gradient norm (missing, NaN, <= 0)",
+            err=True,
+        )
+    spec = schedule.to_spec()
+    if output.suffix.lower() == ".json":
+        text = json.dumps(spec, indent=2) + "\n"
+    else:
+        text = _yaml.dump(spec, sort_keys=False, default_flow_style=None)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output, text)
+    top = int(schedule.values.argmax())
+    typer.echo(
+        f"wrote {output}: refine from {len(found.grad_norms)} gradient norms, "
+        f"{len(spec['knots'])} knots, peak {peak:g} at {schedule.times[top]:g} {units}, "
+        f"ends at {schedule.total:g} {units}"
+    )

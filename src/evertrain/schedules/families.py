@@ -8,6 +8,7 @@ literature uses one, hold their last value past ``total``, and clamp negative pr
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,10 @@ class Step(WarmupThen):
         return max(self.floor, self.peak * self.gamma ** math.floor(t / self.step_size))
 
     def _main_np(self, t: np.ndarray) -> np.ndarray:
-        return np.maximum(self.floor, self.peak * self.gamma ** np.floor(t / self.step_size))
+        return self._main_xp(t, np)
+
+    def _main_xp(self, t: Any, xp: Any) -> Any:
+        return xp.maximum(self.floor, self.peak * self.gamma ** xp.floor(t / self.step_size))
 
 
 @register
@@ -94,6 +98,11 @@ class MultiStep(WarmupThen):
         passed = np.searchsorted(self._milestones_np, t, side="right")
         return np.maximum(self.floor, self.peak * self.gamma ** passed.astype(np.float64))
 
+    def _main_xp(self, t: Any, xp: Any) -> Any:
+        # A sum of comparisons, not searchsorted: the count stays in t's float dtype under JAX.
+        passed = sum(((t >= m) * 1.0 for m in self.milestones), xp.zeros_like(t))
+        return xp.maximum(self.floor, self.peak * self.gamma**passed)
+
 
 @register
 class Exponential(WarmupThen):
@@ -124,7 +133,10 @@ class Exponential(WarmupThen):
         return max(self.floor, self.peak * self.gamma ** ((t - self.warmup) / self.every))
 
     def _main_np(self, t: np.ndarray) -> np.ndarray:
-        return np.maximum(self.floor, self.peak * self.gamma ** ((t - self.warmup) / self.every))
+        return self._main_xp(t, np)
+
+    def _main_xp(self, t: Any, xp: Any) -> Any:
+        return xp.maximum(self.floor, self.peak * self.gamma ** ((t - self.warmup) / self.every))
 
 
 @register
@@ -230,8 +242,11 @@ class DampedCosine(WarmupThen):
         return self.floor + (self.peak - self.floor) * (1.0 - z) * wave
 
     def _main_np(self, t: np.ndarray) -> np.ndarray:
-        z = np.clip((t - self.warmup) / self._length, 0.0, 1.0)
-        wave = 0.5 * (1.0 + np.cos(2.0 * np.pi * self.cycles * z))
+        return self._main_xp(t, np)
+
+    def _main_xp(self, t: Any, xp: Any) -> Any:
+        z = xp.clip((t - self.warmup) / self._length, 0.0, 1.0)
+        wave = 0.5 * (1.0 + xp.cos(2.0 * xp.pi * self.cycles * z))
         return self.floor + (self.peak - self.floor) * (1.0 - z) * wave
 
 
@@ -477,5 +492,8 @@ class InverseSqrt(WarmupThen):
         return max(self.floor, self.peak * decay)
 
     def _main_np(self, t: np.ndarray) -> np.ndarray:
-        decay = 1.0 / np.sqrt((t + self._shift) / self.timescale)
-        return np.maximum(self.floor, self.peak * decay)
+        return self._main_xp(t, np)
+
+    def _main_xp(self, t: Any, xp: Any) -> Any:
+        decay = 1.0 / xp.sqrt((t + self._shift) / self.timescale)
+        return xp.maximum(self.floor, self.peak * decay)

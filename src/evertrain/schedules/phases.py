@@ -9,7 +9,7 @@ end evaluates to its ``v1`` (schedules hold their final value). Phase boundaries
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -69,6 +69,30 @@ def evaluate_phase_np(phase: Phase, t: np.ndarray) -> np.ndarray:
     return out
 
 
+def evaluate_phase_xp(phase: Phase, t: Any, xp: Any) -> Any:
+    """Value of ``phase`` at an array ``t`` with array module ``xp`` (traceable: no masks).
+
+    ``t`` is clamped into the phase first, so the formula never sees a point outside its domain
+    (``sqrt`` of a negative, ``inf - inf``); the caller selects the phase's points with ``where``.
+    """
+    start, end, v0, v1, shape, power = phase
+    if v0 == v1:
+        return xp.zeros_like(t) + v0
+    t = xp.clip(t, start, end)
+    length = end - start
+    x = (t - start) / length
+    u = (end - t) / length
+    if shape == "exponential":
+        out = v0**u * v1**x
+    elif shape == LERP:
+        out = (v1 - v0) * x + v0
+    elif v1 < v0:
+        out = v1 + (v0 - v1) * falling_weight(shape, x, u, power, xp)
+    else:
+        out = v0 + (v1 - v0) * rising_weight(shape, x, u, power, xp)
+    return xp.where(t == start, v0, out)
+
+
 def drop_empty(phases: list[Phase]) -> list[Phase]:
     """Remove zero-length phases (``warmup=0``, ``decay=0``) so they never own a point."""
     kept = [phase for phase in phases if phase.end > phase.start]
@@ -102,6 +126,16 @@ class PhasedSchedule(Schedule):
             mask = lower & (t < phase.end)
             if mask.any():
                 out[mask] = evaluate_phase_np(phase, t[mask])
+        return out
+
+    def evaluate_xp(self, t: Any, xp: Any) -> Any:
+        phases = self.phases
+        first = phases[0]
+        out = xp.where(t <= first.start, first.v0, phases[-1].v1)
+        for phase in phases:
+            lower = t > phase.start if phase is first else t >= phase.start
+            inside = lower & (t < phase.end)
+            out = xp.where(inside, evaluate_phase_xp(phase, t, xp), out)
         return out
 
     def _vector_sorted(self, t: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 from evertrain.schedules import validation as check
 from evertrain.schedules.base import Schedule
 from evertrain.schedules.basic import spec_of
-from evertrain.schedules.phases import Phase, evaluate_phase, evaluate_phase_np
+from evertrain.schedules.phases import Phase, evaluate_phase, evaluate_phase_np, evaluate_phase_xp
 from evertrain.schedules.warmup import warmup_params
 
 # Progress beyond this (including +inf) is evaluated here: far past any real run, and finite, so
@@ -62,6 +62,18 @@ class WarmupThen(Schedule):
 
     def _main_np(self, t: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def _main_xp(self, t: Any, xp: Any) -> Any:
+        """``_main_np`` written for any array module (see ``Schedule.evaluate_xp``)."""
+        raise NotImplementedError(f"{self.name}: no array-module (xp) formula")
+
+    def evaluate_xp(self, t: Any, xp: Any) -> Any:
+        # No _HUGE cap here: it overflows float32, and the xp formulas all hold at +inf.
+        out = self._main_xp(xp.maximum(t, self.warmup), xp)
+        warm = self.warm
+        if warm is not None:
+            out = xp.where(t < warm.end, evaluate_phase_xp(warm, xp.maximum(t, 0.0), xp), out)
+        return out
 
     def _scalar(self, t: float) -> float:
         if t > _HUGE:  # inf or beyond: periodic / closed forms need a finite argument

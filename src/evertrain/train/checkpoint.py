@@ -134,12 +134,28 @@ def save_checkpoint(
 
 
 def read_meta(path: Path) -> dict[str, Any]:
+    """The checkpoint's ``meta.json``; a missing, truncated, non-UTF-8 or foreign one raises
+    :class:`CheckpointError` naming the file (it is a corrupt checkpoint, never a traceback)."""
+    file = path / META
     try:
-        meta = json.loads((path / META).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{path}: unreadable {META} ({error})") from None
-    if not isinstance(meta, dict) or "sha256" not in meta:
-        raise CheckpointError(f"{path}: {META} has no checksums; not an evertrain checkpoint")
+        meta = json.loads(file.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{file}: missing (deleted, or the write never finished)") from None
+    except OSError as error:
+        raise CheckpointError(f"{file}: unreadable ({error.strerror or error})") from None
+    except UnicodeDecodeError as error:
+        raise CheckpointError(f"{file}: unreadable, not UTF-8 (byte {error.start})") from None
+    except json.JSONDecodeError as error:
+        raise CheckpointError(
+            f"{file}: unreadable, not valid JSON ({error.msg} at line {error.lineno}; truncated?)"
+        ) from None
+    checksums = meta.get("sha256") if isinstance(meta, dict) else None
+    if not isinstance(checksums, dict) or not all(
+        isinstance(value, str) for value in checksums.values()
+    ):
+        raise CheckpointError(f"{file}: has no checksums; not an evertrain checkpoint")
+    if not isinstance(meta.get("step", 0), int):
+        raise CheckpointError(f"{file}: its step is not an integer ({meta.get('step')!r})")
     return meta
 
 
@@ -178,17 +194,19 @@ def list_checkpoints(checkpoints_dir: Path) -> list[tuple[Path, dict[str, Any]]]
 
 
 def latest_valid_checkpoint(checkpoints_dir: Path) -> tuple[Path, dict[str, Any]] | None:
-    """Newest checkpoint whose files verify; warn about (and skip) each corrupted newer one.
+    """Newest checkpoint whose files verify; ONE warning names every one skipped and why.
 
     The one "newest checkpoint" rule: resume, ``init_from`` of a run directory
-    (:func:`resolve_checkpoint`) and continual stages picking a base's final checkpoint use it.
+    (:func:`resolve_checkpoint`) and continual stages picking a base's final checkpoint use it
+    (the rules and messages are in :mod:`evertrain.train.recovery`).
     """
-    for path, _ in reversed(list_checkpoints(checkpoints_dir)):
-        try:
-            return path, verify_checkpoint(path)
-        except CheckpointError as error:
-            warnings.warn(f"{error}; falling back to the previous checkpoint", stacklevel=2)
-    return None
+    from evertrain.train.recovery import select_checkpoint  # it builds on this module
+
+    selection = select_checkpoint(checkpoints_dir)
+    message = selection.fallback_message()
+    if message:
+        warnings.warn(message, stacklevel=2)
+    return selection.chosen
 
 
 def quarantine_newer(checkpoints_dir: Path, step: int) -> list[Path]:
@@ -223,6 +241,10 @@ def load_checkpoint(
         raise CheckpointError(
             f"{path}: holds no averaged weights (its run had no averaging:); load weights='model'"
         )
+    if meta.get("layout") == "dcp":  # sharded (FSDP) checkpoint: loads at any world size
+        from evertrain.train.dcp_checkpoint import load_dcp_checkpoint
+
+        return load_dcp_checkpoint(path, model, meta=meta)
     if model is not None:
         filename = AVERAGE if weights == WEIGHTS_AVERAGE else WEIGHTS
         tensors = safetensors_load((path / filename).read_bytes())
@@ -253,21 +275,25 @@ def _is_tied(model: nn.Module, key: str) -> bool:
     return any(k != key and v.untyped_storage().data_ptr() == pointer for k, v in state.items())
 
 
+def manifest_entries(run_dir: Path) -> list[dict[str, Any]]:
+    """One entry per checkpoint on disk; ``path`` is relative to the run folder, so a moved or
+    copied run folder still finds its checkpoints."""
+    return [
+        {
+            "name": path.name,
+            "path": str(path.relative_to(run_dir)),
+            "step": meta.get("step"),
+            "tokens": meta.get("tokens"),
+            "eval": meta.get("eval", {}),
+            "pinned": bool(meta.get("pinned", False)),
+        }
+        for path, meta in list_checkpoints(run_dir / "checkpoints")
+    ]
+
+
 def write_manifest(run_dir: Path, parent: dict[str, Any] | None) -> dict[str, Any]:
     """Rebuild ``run_dir/manifest.json`` from the checkpoints on disk (atomic write)."""
-    entries = []
-    for path, meta in list_checkpoints(run_dir / "checkpoints"):
-        entries.append(
-            {
-                "name": path.name,
-                "path": str(path.resolve()),
-                "step": meta.get("step"),
-                "tokens": meta.get("tokens"),
-                "eval": meta.get("eval", {}),
-                "pinned": bool(meta.get("pinned", False)),
-            }
-        )
-    manifest = {"checkpoints": entries, "parent": parent}
+    manifest = {"checkpoints": manifest_entries(run_dir), "parent": parent}
     atomic_write_json(run_dir / "manifest.json", manifest)
     return manifest
 

@@ -46,7 +46,12 @@ def _one_line_warnings() -> Iterator[None]:
 
 
 def _train(
-    config: Path, overrides: list[str], resume: bool, init_from: str | None, progress: bool
+    config: Path,
+    overrides: list[str],
+    resume: bool,
+    init_from: str | None,
+    progress: bool,
+    start_over_if_corrupt: bool = False,
 ) -> None:
     from evertrain.train.checkpoint import CheckpointError
     from evertrain.train.config import TrainConfig, apply_overrides
@@ -59,7 +64,9 @@ def _train(
                 cfg = TrainConfig.model_validate(
                     apply_overrides(cfg.to_dict(), [f"init_from={init_from}"])
                 )
-            result = run(cfg, resume=resume, progress=progress)
+            result = run(
+                cfg, resume=resume, progress=progress, start_over_if_corrupt=start_over_if_corrupt
+            )
     except NonFiniteLossError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(EXIT_NONFINITE) from None
@@ -77,7 +84,7 @@ def _train(
     # ConfigError, ScheduleError, data errors; another process holding the run folder.
     except (ValueError, CheckpointError, FolderLockedError) as error:
         fail(error)
-    if result.final_eval is not None:
+    if result.final_eval is not None and os.environ.get("RANK", "0") == "0":  # one per run
         losses = ", ".join(f"{name}={loss:.4f}" for name, loss in result.final_eval.items())
         typer.echo(
             f"done: {result.steps} steps, {result.tokens:,} tokens in {result.wall_seconds:.1f}s; "
@@ -95,9 +102,17 @@ def run_command(
         [], "--set", help="Override a field: --set batch_size=32 --set model.n_layer=4"
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    start_over_if_corrupt: bool = typer.Option(
+        False,
+        "--start-over-if-corrupt",
+        help="With --resume: when every checkpoint is corrupt, train from step 0 (the bad ones "
+        "are kept as .corrupt-<name>) instead of refusing.",
+    ),
 ) -> None:
     """Train a GPT as the config says; works unchanged under torchrun (DDP)."""
-    _train(config, set_, resume, None, progress)
+    if start_over_if_corrupt and not resume:
+        fail("--start-over-if-corrupt only applies with --resume; add --resume or drop it")
+    _train(config, set_, resume, None, progress, start_over_if_corrupt)
 
 
 @app.command("fork")
@@ -126,28 +141,42 @@ def checkpoints_command(
     ),
 ) -> None:
     """List a run's checkpoints (manifest.json) with step, tokens and eval losses."""
-    manifest_path = run_dir / "manifest.json"
-    if not manifest_path.is_file():
-        fail(f"{manifest_path} not found; pass the out_dir of a training run")
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    from evertrain.train.checkpoint import CheckpointError
+    from evertrain.train.recovery import manifest_checkpoint_path, manifest_from_disk, read_manifest
+
+    if not (run_dir / "manifest.json").is_file():
+        fail(f"{run_dir / 'manifest.json'} not found; pass the out_dir of a training run")
+    try:
+        manifest = read_manifest(run_dir)
+    except CheckpointError as error:  # derived data: list what is on disk instead, and say so
+        manifest = manifest_from_disk(run_dir)
+        typer.echo(
+            f"warning: {error}; listing the {len(manifest['checkpoints'])} checkpoint(s) found in "
+            f"{run_dir / 'checkpoints'} instead (a --resume rewrites the manifest)",
+            err=True,
+        )
     if as_json:
         typer.echo(json.dumps(manifest, indent=2))
         return
     parent = manifest.get("parent")
-    if parent:
+    if isinstance(parent, dict):
         typer.echo(
             f"parent: {parent.get('checkpoint')} (step {parent.get('step')}, tokens {parent.get('tokens')})"
         )
     failures = 0
     typer.echo(f"{'name':<20} {'step':>8} {'tokens':>14}  {'pinned':<6} eval")
     for entry in manifest.get("checkpoints", []):
-        losses = " ".join(f"{k}={v:.4f}" for k, v in (entry.get("eval") or {}).items())
+        losses = " ".join(
+            f"{k}={v:.4f}"
+            for k, v in (entry.get("eval") or {}).items()
+            if isinstance(v, (int, float))
+        )
         line = f"{entry['name']:<20} {entry['step']:>8} {entry['tokens']:>14,}  {'yes' if entry.get('pinned') else '':<6} {losses}"
         if verify:
-            from evertrain.train.checkpoint import CheckpointError, verify_checkpoint
+            from evertrain.train.checkpoint import verify_checkpoint
 
             try:
-                verify_checkpoint(entry["path"])
+                verify_checkpoint(manifest_checkpoint_path(run_dir, entry))
                 line += "  [ok]"
             except CheckpointError as error:
                 failures += 1

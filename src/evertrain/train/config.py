@@ -201,6 +201,23 @@ _AVERAGING_EXAMPLE = {
 }
 
 
+class ParallelConfig(_Strict):
+    """How ranks split the work under ``torchrun`` (see evertrain.train.fsdp).
+
+    ``strategy``: ``ddp`` (full replicas, gradients all-reduced; the default) or ``fsdp``
+    (FSDP2 ``fully_shard`` per transformer block and the root: parameters, gradients and optimizer
+    moments sharded across ranks; checkpoints written with ``torch.distributed.checkpoint``).
+    ``activation_checkpointing``: recompute each block's activations in the backward pass.
+    ``mixed_precision`` (fsdp only): ``auto`` = bfloat16 parameters with float32 gradient
+    reduction on GPU and float32 on CPU; ``bfloat16`` asks for that policy (GPU only);
+    ``float32`` keeps everything in float32.
+    """
+
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    activation_checkpointing: bool = False
+    mixed_precision: Literal["auto", "bfloat16", "float32"] = "auto"
+
+
 def tokens_per_step(config: dict[str, Any]) -> int:
     """Tokens of one optimizer step of a config mapping (``batch_size * grad_accum *
     model.seq_len``, all ranks and micro-steps): the one formula, for validated configs and for
@@ -245,6 +262,7 @@ class TrainConfig(_Strict):
     schedule: Schedule
     optimizer: OptimizerConfig = OptimizerConfig()
     averaging: AveragingConfig | None = None
+    parallel: ParallelConfig = ParallelConfig()
     batch_size: int = Field(gt=0)
     grad_accum: int = Field(default=1, gt=0)
     budget_tokens: int = Field(gt=0)
@@ -337,6 +355,34 @@ class TrainConfig(_Strict):
             error = schedule_free_decay_error(self.schedule, self.total_steps, self.tokens_per_step)
             if error:
                 raise ValueError(error)
+        return self
+
+    @model_validator(mode="after")
+    def _fsdp_keeps_no_average(self) -> TrainConfig:
+        # Both keep a second copy of the weights beside the live ones; under FSDP each rank
+        # holds only its shard of them, which the averaging and its checkpoints do not handle.
+        if self.parallel.strategy == "fsdp":
+            if self.averaging is not None:
+                raise ValueError(
+                    "averaging: not supported with parallel.strategy fsdp; use strategy ddp "
+                    "or train without averaging: (then `evertrain train average` the checkpoints)"
+                )
+            if self.optimizer.name == "schedulefree_adamw":
+                raise ValueError(
+                    "optimizer: schedulefree_adamw is not supported with parallel.strategy "
+                    "fsdp; use strategy ddp or optimizer.name adamw"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _fsdp_dtype(self) -> TrainConfig:
+        # float16 needs a GradScaler whose inf check every rank agrees on; FSDP shards the
+        # gradients, so each rank would see only its own shard's infs.
+        if self.parallel.strategy == "fsdp" and self.dtype == "float16":
+            raise ValueError(
+                "parallel: strategy fsdp does not support dtype: float16; use dtype: bfloat16 "
+                "(or parallel.mixed_precision) or float32"
+            )
         return self
 
     @model_validator(mode="after")

@@ -7,13 +7,17 @@ Records (``step`` and ``tokens`` are always the state *after* the optimizer step
 - ``{"kind": "eval", "step", "tokens", "eval": {name: loss}}``
 
 On resume :func:`truncate_log` cuts the file back to the checkpoint's step (and drops a line torn
-by a crash), so the resumed log equals the log of an uninterrupted run.
+by a crash), so the resumed log equals the log of an uninterrupted run. Lines that are not JSON
+objects (torn by a crash, damaged, not UTF-8) are skipped with ONE warning naming the file and
+their line numbers, never silently.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +34,38 @@ def _clean(value: Any) -> Any:
 
 
 def read_log(path: str | Path) -> list[dict[str, Any]]:
-    """Parse ``log.jsonl``; a torn last line (crash mid-write) is ignored."""
+    """Parse ``log.jsonl``; unreadable lines (a torn last line after a crash, damage) are skipped
+    with one warning naming the file and the line numbers."""
     records = []
     path = Path(path)
     if not path.exists():
         return records
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
+    lines = path.read_bytes().splitlines()
+    skipped = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
             continue
-        if isinstance(record, dict):
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            record = None
+        if isinstance(record, dict) and isinstance(record.get("step", 0), int):
             records.append(record)
+        else:
+            skipped.append(number)
+    if skipped:
+        warnings.warn(_skipped_message(path, skipped, len(lines)), UserWarning, stacklevel=2)
     return records
+
+
+def _skipped_message(path: Path, skipped: list[int], line_count: int) -> str:
+    shown = ", ".join(str(number) for number in skipped[:10])
+    more = f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+    torn = " (the last one torn by a crash mid-write)" if skipped[-1] == line_count else ""
+    return (
+        f"{path}: skipped {len(skipped)} unreadable line(s) {shown}{more}{torn}: not a JSON "
+        "record; the records on the other lines are used"
+    )
 
 
 def truncate_log(path: Path, step: int) -> None:
@@ -71,8 +94,11 @@ class RunLogger:
         if not self.enabled:
             return
         assert self._handle is not None
-        self._handle.write(json.dumps(_clean(record)) + "\n")
-        self._handle.flush()
+        try:
+            self._handle.write(json.dumps(_clean(record)) + "\n")
+            self._handle.flush()
+        except OSError as error:  # a full disk: name the file (a write() error names none)
+            raise OSError(error.errno, error.strerror, os.fspath(self.path)) from None
         if self._writer is not None:
             step = int(record["step"])
             scalars = record.get("eval", {}) if record["kind"] == "eval" else record
@@ -83,7 +109,10 @@ class RunLogger:
 
     def close(self) -> None:
         if self._handle is not None:
-            self._handle.close()
+            try:
+                self._handle.close()
+            except OSError:
+                pass  # the record that failed was reported by log(); its bytes cannot be written
             self._handle = None
         if self._writer is not None:
             self._writer.close()

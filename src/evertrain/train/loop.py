@@ -40,7 +40,7 @@ from evertrain.data import (
     iter_eval_batches,
 )
 from evertrain.train import checkpoint as ckpt
-from evertrain.train import distributed, lifeline, preempt
+from evertrain.train import distributed, fsdp, lifeline, preempt, recovery, storage
 from evertrain.train.allocator import tune_glibc_malloc
 from evertrain.train.averaging import make_averager
 from evertrain.train.budget import schedule_fit_warning
@@ -48,6 +48,7 @@ from evertrain.train.budget import total_steps as budget_total_steps
 from evertrain.train.config import ConfigError, TrainConfig
 from evertrain.train.config_history import record_config
 from evertrain.train.data_checks import check_run_data
+from evertrain.train.dcp_checkpoint import load_training_state, save_dcp_checkpoint
 from evertrain.train.logging import RunLogger, read_log, truncate_log
 from evertrain.train.model import GPT, GPTConfig
 from evertrain.train.optim import (
@@ -202,7 +203,11 @@ def evaluate(
 
 
 def run(
-    cfg: TrainConfig | dict[str, Any], resume: bool = False, progress: bool = True
+    cfg: TrainConfig | dict[str, Any],
+    resume: bool = False,
+    progress: bool = True,
+    *,
+    start_over_if_corrupt: bool = False,
 ) -> RunResult:
     """Train ``cfg`` to ``budget_tokens``; with ``resume=True`` continue from the newest valid checkpoint.
 
@@ -213,6 +218,9 @@ def run(
     :class:`NonFiniteLossError` when the loss goes non-finite under ``nonfinite: stop`` (the last
     good checkpoint is kept). On SIGTERM/SIGINT it finishes the current step, saves a checkpoint
     and raises :class:`~evertrain.train.preempt.RunPreempted` (every rank after the same step).
+    A resume whose every checkpoint is corrupt raises
+    :class:`~evertrain.train.recovery.AllCheckpointsCorrupt` unless ``start_over_if_corrupt``;
+    a full disk or read-only folder raises :class:`~evertrain.train.storage.StorageError`.
     """
     if not isinstance(cfg, TrainConfig):
         cfg = TrainConfig.model_validate(cfg)
@@ -230,10 +238,17 @@ def run(
         torch.set_num_threads(cfg.threads)
     if device.type == "cpu" and cfg.cpu_malloc_tuning:
         tune_glibc_malloc()
+    trainer: _Trainer | None = None
     try:
         # SIGTERM/SIGINT: finish the step and save (preempt.py); handlers restored on return.
         with hold_run_folder(cfg.out_dir, info), preempt.PreemptionGuard() as preemption:
-            result = _Trainer(cfg, info, device, progress).train(resume, preemption)
+            trainer = _Trainer(cfg, info, device, progress)
+            result = trainer.train(resume, preemption, start_over_if_corrupt)
+    except OSError as error:  # a full disk / read-only folder: one line, not a traceback
+        if trainer is None or not storage.is_storage_error(error, Path(cfg.out_dir)):
+            raise
+        model = getattr(trainer, "model", None)  # sizes the first checkpoint, once built
+        raise storage.run_storage_error(error, Path(cfg.out_dir), model) from None
     except preempt.RunPreempted:
         distributed.teardown(info)  # every rank stopped after the same step
         raise
@@ -304,6 +319,8 @@ class _Trainer:
             dropout=cfg.model.dropout,
         )
         self.model = GPT(self.model_config).to(self.device)
+        # FSDP shards in place, before the optimizer sees the parameters (fsdp.py).
+        fsdp.prepare_model(self.model, cfg.parallel, self.info.world_size, self.device)
         self.optimizer = build_optimizer(
             self.model,
             weight_decay=cfg.optimizer.weight_decay,
@@ -319,31 +336,36 @@ class _Trainer:
             dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float16
             self.autocast = lambda: torch.autocast(self.device.type, dtype=dtype)
 
-    def _restore(self, resume: bool) -> None:
+    def _restore(self, resume: bool, start_over_if_corrupt: bool = False) -> None:
         """Set step/tokens/weights from a checkpoint of this run (resume) or a parent (init_from)."""
         cfg, info = self.cfg, self.info
         self.step, self.tokens, self.skipped, self.parent = 0, 0, 0, None
         self.saved_average: dict[str, Any] | None = None  # averaging state of a resume
         source: str | None = None
+        refusal: str | None = None
         if info.is_main:
-            existing = ckpt.list_checkpoints(self.checkpoints_dir)
+            # First of all: a full disk may have left a partial checkpoint holding the space the
+            # writes below need (we hold the folder's lock, so no live writer owns it).
+            storage.remove_partial_writes(self.checkpoints_dir)
+            existing = recovery.checkpoint_folders(self.checkpoints_dir)
             log_path = self.out_dir / "log.jsonl"
             if not resume and (existing or (log_path.exists() and log_path.stat().st_size > 0)):
                 source = "error"
             elif resume:
-                found = ckpt.latest_valid_checkpoint(self.checkpoints_dir)
-                source = str(found[0]) if found else None
-                ckpt.quarantine_newer(self.checkpoints_dir, int(found[1]["step"]) if found else -1)
-        source = distributed.broadcast_object(source, info)
+                source, refusal = recovery.resume_source(
+                    self.checkpoints_dir, start_over_if_corrupt
+                )
+        source, refusal = distributed.broadcast_object((source, refusal), info)
+        if refusal is not None:
+            raise recovery.AllCheckpointsCorrupt(refusal)
         if source == "error":
             raise ConfigError(
                 f"out_dir: {self.out_dir} already holds a run; pass resume=True (--resume) to continue it "
                 "or choose a new out_dir"
             )
         if source is not None:
-            state = ckpt.load_checkpoint(source, self.model)
+            state = load_training_state(source, self.model, self.optimizer)
             self._check_optimizer_kind(state, f"resume from {source}", "resume with the old one")
-            self.optimizer.load_state_dict(state["optimizer"])
             self.scaler.load_state_dict(state["scaler"])
             self.sampler.load_state_dict(state["sampler"])
             _set_rng_state(state["rng"])
@@ -372,17 +394,17 @@ class _Trainer:
     def _fork(self, init_from: str) -> None:
         try:
             path = ckpt.resolve_checkpoint(init_from)
-            state = ckpt.load_checkpoint(path, self.model)
+            state = load_training_state(path, self.model, None)
+            if self.cfg.init_optimizer:  # checked first: a state of another kind loads silently
+                if "optimizer" not in state:  # e.g. `evertrain train average` output
+                    raise ConfigError(
+                        f"init_from: {path} holds no optimizer state (an averaged model); "
+                        "set init_optimizer: false"
+                    )
+                self._check_optimizer_kind(state, f"init_from: {path}", "set init_optimizer: false")
+                state = load_training_state(path, self.model, self.optimizer)
         except ckpt.CheckpointError as error:
             raise ConfigError(f"init_from: {error}") from None
-        if self.cfg.init_optimizer:
-            if "optimizer" not in state:  # e.g. `evertrain train average` output
-                raise ConfigError(
-                    f"init_from: {path} holds no optimizer state (an averaged model); "
-                    "set init_optimizer: false"
-                )
-            self._check_optimizer_kind(state, f"init_from: {path}", "set init_optimizer: false")
-            self.optimizer.load_state_dict(state["optimizer"])
         meta = state["meta"]
         self.parent = {
             "checkpoint": str(path.resolve()),
@@ -394,7 +416,8 @@ class _Trainer:
     # ------------------------------------------------------------------ pieces of a step
     def _save(self, name: str, pinned: bool, eval_losses: dict[str, float]) -> Path | None:
         path = None
-        if self.info.is_main:
+        sharded = self.cfg.parallel.strategy == "fsdp"  # every rank writes its shards
+        if self.info.is_main or sharded:
             state = {
                 "scaler": self.scaler.state_dict(),
                 "sampler": self.sampler.state_dict(),
@@ -414,15 +437,29 @@ class _Trainer:
                 state["averaging"] = self.averager.state_dict()
                 average = self.averager.saved_weights()
                 meta["eval_avg"] = dict(self.average_eval) if eval_losses else {}
-            with evaluation_point(self.optimizer):  # schedule-free: save the averaged x
-                path = ckpt.save_checkpoint(
-                    self.checkpoints_dir,
-                    name,
-                    model=self.model,
-                    state={**state, "optimizer": self.optimizer.state_dict()},
-                    meta=meta,
-                    average=average,
-                )
+            try:
+                if sharded:
+                    # FSDP: the optimizer moments are in the DCP shards, not in state.pt
+                    path = save_dcp_checkpoint(
+                        self.checkpoints_dir, name, model=self.model, optimizer=self.optimizer,
+                        state={**state, "optimizer": None}, meta=meta, info=self.info,
+                    )  # fmt: skip
+                else:
+                    with evaluation_point(self.optimizer):  # schedule-free: save the averaged x
+                        path = ckpt.save_checkpoint(
+                            self.checkpoints_dir,
+                            name,
+                            model=self.model,
+                            state={**state, "optimizer": self.optimizer.state_dict()},
+                            meta=meta,
+                            average=average,
+                        )
+            except OSError as error:  # e.g. disk full: free what the partial write took
+                storage.remove_partial_writes(self.checkpoints_dir, pid=os.getpid())
+                if error.filename is None:  # a write() names no file: name the checkpoint
+                    error.filename = str(self.checkpoints_dir / name)
+                raise
+        if self.info.is_main:
             ckpt.prune_checkpoints(self.checkpoints_dir, self.cfg.keep_last)
             ckpt.write_manifest(self.out_dir, self.parent)
         distributed.barrier(self.info)
@@ -484,10 +521,10 @@ class _Trainer:
         """Eval losses of the live weights; those of the average go to ``self.average_eval``."""
         losses: dict[str, float] = {}
         self.average_eval = {}
-        if self.info.is_main:
+        if self.info.is_main or fsdp.is_sharded(self.model):  # FSDP: every rank's shards needed
             with evaluation_point(self.optimizer):  # schedule-free: evaluate the averaged x
                 losses = self._eval_losses()
-            if self.averager is not None:
+            if self.averager is not None:  # rank 0 only (averaging is refused with FSDP)
                 with self.averager.swapped_in(self.model) as present:
                     self.average_eval = self._eval_losses() if present else {}
         return distributed.broadcast_object(losses, self.info)
@@ -504,10 +541,15 @@ class _Trainer:
         )
 
     # ------------------------------------------------------------------ the loop
-    def train(self, resume: bool, preemption: preempt.PreemptionGuard) -> RunResult:
+    def train(
+        self,
+        resume: bool,
+        preemption: preempt.PreemptionGuard,
+        start_over_if_corrupt: bool = False,
+    ) -> RunResult:
         cfg, info = self.cfg, self.info
         self._build()
-        self._restore(resume)
+        self._restore(resume, start_over_if_corrupt)
         self.optimizer_train_mode()
         self.averager = None  # rank 0 alone averages: only rank 0 evaluates and saves
         self.average_eval: dict[str, float] = {}
@@ -530,7 +572,7 @@ class _Trainer:
         model: torch.nn.Module = self.model
         if cfg.compile:
             model = torch.compile(model)
-        if info.enabled:
+        if info.enabled and not fsdp.is_sharded(self.model):
             model = DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
@@ -572,11 +614,7 @@ class _Trainer:
                     x = torch.from_numpy(x).to(self.device, non_blocking=True)
                     y = torch.from_numpy(y).to(self.device, non_blocking=True)
                     # DDP: all-reduce gradients only on the last micro-step.
-                    sync = (
-                        model.no_sync()
-                        if info.enabled and micro_step < cfg.grad_accum - 1
-                        else contextlib.nullcontext()
-                    )
+                    sync = fsdp.gradient_sync(model, skip=micro_step < cfg.grad_accum - 1)
                     with sync:
                         with self.autocast():
                             _, loss = model(x, y)
@@ -587,7 +625,7 @@ class _Trainer:
                     loss_sum += loss.detach()
                 loss_mean = distributed.all_reduce_mean(loss_sum, info)
                 self.scaler.unscale_(self.optimizer)
-                grad_norm_tensor = torch.nn.utils.clip_grad_norm_(params, clip)
+                grad_norm_tensor = fsdp.clip_grad_norm(params, clip)  # DTensor-aware
                 # One host sync per step (as a hand-written loop's loss.item()): on a GPU every
                 # extra sync leaves the device idle while the host queues the next kernels.
                 synced = [loss_mean.float(), grad_norm_tensor.float()]
@@ -691,6 +729,8 @@ class _Trainer:
         if last_checkpoint is None and info.is_main:
             found = ckpt.latest_valid_checkpoint(self.checkpoints_dir)
             last_checkpoint = found[0] if found else None
+        # Only rank 0 saves, so only it knows the last checkpoint: every rank returns its path.
+        last_checkpoint = distributed.broadcast_object(last_checkpoint, info)
         result = RunResult(
             out_dir=self.out_dir,
             tokens=self.tokens,
