@@ -206,3 +206,21 @@ def test_yaml_round_trip_keeps_averaging(tiny_data: dict[str, str], tmp_path: Pa
     )
     again = TrainConfig.model_validate(yaml.safe_load(cfg.to_yaml()))
     assert again.averaging == cfg.averaging
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"averaging": AVERAGING["ema"]}, "averaging: not supported with parallel.strategy fsdp"),
+        (
+            {"optimizer": {"name": "schedulefree_adamw"}, "schedule": "constant:value=1e-3"},
+            "optimizer: schedulefree_adamw is not supported with parallel.strategy fsdp",
+        ),
+    ],
+)
+def test_fsdp_refuses_a_second_copy_of_the_weights(
+    extra: dict, field: str, tiny_data: dict[str, str], tmp_path: Path
+) -> None:
+    config = make_config(tmp_path / "run", tiny_data, parallel={"strategy": "fsdp"}, **extra)
+    with pytest.raises(ConfigError, match=field):
+        TrainConfig.model_validate(config)
