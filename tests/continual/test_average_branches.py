@@ -37,7 +37,11 @@ def branches(tmp_path_factory) -> Path:
     tokenizer = train_tokenizer(["stdlib-english"], root / "tok.json", 300, max_bytes=30_000)
     data = str(
         prepare(
-            ["stdlib-english"], root / "english", tokenizer=tokenizer, max_bytes=30_000, progress=False
+            ["stdlib-english"],
+            root / "english",
+            tokenizer=tokenizer,
+            max_bytes=30_000,
+            progress=False,
         ).path
     )
     setup = Setup(

@@ -86,7 +86,9 @@ def test_average_on_cpu_and_swap_restores_the_live_weights() -> None:
     with torch.no_grad():
         model.weight.fill_(0.123)
     with averager.swapped_in(model) as present:
-        assert present and float(model.weight.detach()) == pytest.approx(sum(WALK[1:]) / 6, abs=1e-6)
+        assert present and float(model.weight.detach()) == pytest.approx(
+            sum(WALK[1:]) / 6, abs=1e-6
+        )
     assert float(model.weight.detach()) == pytest.approx(0.123)
 
 
@@ -190,10 +192,11 @@ def test_resume_that_adds_averaging_starts_the_average_there(
     tiny_data: dict[str, str], tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
-    run(make_config(out, tiny_data, budget_tokens=8 * 256, schedule="constant:value=1e-3"), progress=False)
-    config = make_config(
-        out, tiny_data, schedule="constant:value=1e-3", averaging=AVERAGING["ema"]
+    run(
+        make_config(out, tiny_data, budget_tokens=8 * 256, schedule="constant:value=1e-3"),
+        progress=False,
     )
+    config = make_config(out, tiny_data, schedule="constant:value=1e-3", averaging=AVERAGING["ema"])
     with pytest.warns(UserWarning, match="changed config: averaging: None -> "):
         run(config, resume=True, progress=False)
     evals = history(out, "eval")

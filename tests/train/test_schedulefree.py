@@ -132,13 +132,18 @@ def test_a_decaying_schedule_is_a_one_line_error(
     TrainConfig.model_validate(sf_config(tmp_path / "run", tiny_data))
 
 
-def test_optimizer_state_of_another_kind_is_refused(tiny_data: dict[str, str], tmp_path: Path) -> None:
+def test_optimizer_state_of_another_kind_is_refused(
+    tiny_data: dict[str, str], tmp_path: Path
+) -> None:
     """AdamW moments cannot seed schedule-free AdamW: a fork says so in one line; weights only
     (init_optimizer: false) works."""
     parent = tmp_path / "adamw"
     run(make_config(parent, tiny_data, budget_tokens=2 * 256, schedule=CONSTANT), progress=False)
     child = sf_config(tmp_path / "child", tiny_data, budget_tokens=2 * 256, init_from=str(parent))
-    with pytest.raises(ConfigError, match="its optimizer state is adamw's, this run's optimizer.name is schedulefree_adamw; set init_optimizer: false"):
+    with pytest.raises(
+        ConfigError,
+        match="its optimizer state is adamw's, this run's optimizer.name is schedulefree_adamw; set init_optimizer: false",
+    ):
         run(child, progress=False)
     child["out_dir"] = str(tmp_path / "child2")
     run({**child, "init_optimizer": False}, progress=False)

@@ -514,9 +514,7 @@ def average_branch(
     return out
 
 
-def _evaluate_average(
-    checkpoint: Path, main: Run, eval_sets: dict[str, str]
-) -> dict[str, float]:
+def _evaluate_average(checkpoint: Path, main: Run, eval_sets: dict[str, str]) -> dict[str, float]:
     """Eval losses of the averaged checkpoint, as the main run's trainer would measure them."""
     from evertrain.data import PreparedDataset
     from evertrain.train.checkpoint import load_checkpoint

@@ -50,9 +50,7 @@ class WeightAverager:
         self.config = config
         parameters = list(model.named_parameters())
         self.names = [name for name, _ in parameters]
-        self.device = (
-            torch.device("cpu") if config.device == "cpu" else parameters[0][1].device
-        )
+        self.device = torch.device("cpu") if config.device == "cpu" else parameters[0][1].device
         self.average: list[torch.Tensor] | None = None  # ema, swa
         self.count = 0  # updates folded into the average (swa: the mean's denominator)
         self.snapshots: list[list[torch.Tensor]] = []  # lawa, oldest first

@@ -189,9 +189,13 @@ def checkpoints_command(
 @app.command("average")
 def average_command(
     checkpoints: list[Path] = typer.Argument(..., help="Checkpoint folders to average."),
-    out: Path = typer.Option(..., "-o", "--out", help="The new checkpoint folder (must not exist)."),
+    out: Path = typer.Option(
+        ..., "-o", "--out", help="The new checkpoint folder (must not exist)."
+    ),
     weights: str = typer.Option(
-        None, "--weights", help="One weight per checkpoint, summing to 1: 0.5,0.3,0.2 (default uniform)."
+        None,
+        "--weights",
+        help="One weight per checkpoint, summing to 1: 0.5,0.3,0.2 (default uniform).",
     ),
     from_average: bool = typer.Option(
         False,

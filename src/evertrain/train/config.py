@@ -192,7 +192,12 @@ class AveragingConfig(_Strict):
 
 
 _AVERAGING_FIELDS = (
-    "half_life_tokens", "k", "interval_steps", "interval_tokens", "start_step", "start_tokens"
+    "half_life_tokens",
+    "k",
+    "interval_steps",
+    "interval_tokens",
+    "start_step",
+    "start_tokens",
 )
 _AVERAGING_EXAMPLE = {
     "ema": "{kind: ema, half_life_tokens: 100000}",

@@ -36,6 +36,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     This is the trainer's one weight-decay policy (``build_optimizer``, used by ``loop.run``).
     """
     import torch.nn as nn
+
     # Embeddings are 2-D but left undecayed on purpose (minGPT's rule: Embedding and LayerNorm
     # weights are never decayed): with tied embeddings the table is also the output projection,
     # and decaying it pulls rare tokens' rows to zero (they get few gradient updates to push back).
