@@ -82,7 +82,9 @@ def cli_resume(config_path: Path, *extra: str):
 
 
 def error_lines(output: str) -> list[str]:
-    return [line for line in output.splitlines() if line.startswith(("error:", "evertrain: warning:"))]
+    return [
+        line for line in output.splitlines() if line.startswith(("error:", "evertrain: warning:"))
+    ]
 
 
 # ---------------------------------------------------------------- every checkpoint corrupt

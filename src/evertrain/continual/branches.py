@@ -8,6 +8,13 @@ tokens. Budgets B₁ < B₂ < B₃ then cost ``(1 − d)·B₃ + d·(B₁ + B₂
 ``B₁ + B₂ + B₃`` for separate cosine runs. WSD-S (Wen et al., 2024, arXiv:2410.05192) goes on
 from a *decayed* branch at the high LR again: :func:`resume_from_branch`.
 
+An *average branch* (:func:`average_branch`) is the other kind: no decay steps at all, the
+model for budget B is the uniform average of the main run's checkpoints in a window before B
+(LAWA, Sanyal et al. 2023, arXiv:2306.03241; checkpoint averaging as in Hägele et al. 2024), made
+by the trainer's own ``evertrain train average``. Its folder looks like a run (a
+``manifest.json`` naming the parent, ``continual.json`` with ``kind: average``, one eval record)
+so the tree, its listing and its plot show both kinds.
+
 The tree is recorded by the trainer itself: each fork's ``manifest.json`` names its parent run
 and checkpoint. :func:`branch_tree` rebuilds it from the files, :func:`format_tree` lists it
 (``evertrain continual branches RUN``) and :func:`plot_tree` draws it.
@@ -15,11 +22,12 @@ and checkpoint. :func:`branch_tree` rebuilds it from the files, :func:`format_tr
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evertrain._atomic import atomic_write_json
+from evertrain._atomic import atomic_write_bytes, atomic_write_json
 from evertrain.continual.forgetting import before_eval
 from evertrain.continual.recipes import token_schedule
 from evertrain.continual.report import plot_panels
@@ -31,7 +39,7 @@ from evertrain.continual.runner import (
     run_stage,
     stage_config,
 )
-from evertrain.continual.runs import Run, RunError, load_run, mean
+from evertrain.continual.runs import Run, RunError, load_run, mean, write_meta
 from evertrain.schedules import Schedule, from_spec
 
 
@@ -50,6 +58,11 @@ class BranchNode:
     @property
     def name(self) -> str:
         return self.run.name
+
+    @property
+    def kind(self) -> str:
+        """``average`` for an average branch, ``run`` for a trained run (main, decay branch)."""
+        return str(self.run.meta.get("kind", "run"))
 
     @property
     def schedule(self) -> Any:
@@ -73,6 +86,7 @@ class BranchNode:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "kind": self.kind,
             "path": str(self.run.path),
             "fork_checkpoint": self.fork_checkpoint,
             "fork_tokens": self.fork_tokens,
@@ -172,6 +186,16 @@ def _describe_schedule(schedule: Any) -> str:
     return str(name)
 
 
+def _describe_average(meta: dict[str, Any]) -> str:
+    """``average of 3 checkpoints at tokens 768–1,024, no decay``."""
+    tokens = [int(source.get("tokens") or 0) for source in meta.get("sources", [])]
+    if not tokens:
+        return "average"
+    return (
+        f"average of {len(tokens)} checkpoints at tokens {min(tokens):,}–{max(tokens):,}, no decay"
+    )
+
+
 def format_tree(node: BranchNode) -> str:
     """An indented listing: name, fork point, schedule, tokens, final losses."""
     lines: list[str] = []
@@ -181,9 +205,12 @@ def format_tree(node: BranchNode) -> str:
         fork = f" forked at {current.fork_tokens:,} ({current.fork_checkpoint})" if depth else ""
         span = f"tokens {current.offset_tokens:,} → {current.offset_tokens + current.tokens:,}"
         connector = "" if depth == 0 else ("└─ " if last else "├─ ")
-        lines.append(
-            f"{prefix}{connector}{current.name}{fork}  [{_describe_schedule(current.schedule)}]  {span}  {losses}"
+        what = (
+            _describe_average(current.run.meta)
+            if current.kind == "average"
+            else _describe_schedule(current.schedule)
         )
+        lines.append(f"{prefix}{connector}{current.name}{fork}  [{what}]  {span}  {losses}")
         children = sorted(current.children, key=lambda c: (c.fork_tokens, c.name))
         child_prefix = prefix + ("" if depth == 0 else ("   " if last else "│  "))
         for index, child in enumerate(children):
@@ -259,18 +286,39 @@ def run_branches(
     warmup_fraction: float = 0.02,
     decay_shape: str = "linear",
     progress: bool = True,
-) -> dict[str, StageRun]:
+    average_window_fraction: float | None = None,
+    average_points: int = 4,
+    decay_branches: bool = True,
+) -> dict[str, StageRun | Path]:
     """Train one main run at constant LR and a decay branch per budget; return the runs by
     name (``main``, ``decay-<budget>``).
 
     Budget B's branch forks at ``(1 − decay_fraction)·B`` and decays over ``decay_fraction·B``.
+    With ``average_window_fraction`` w, every budget also gets an average branch
+    ``average-<budget>`` (its folder's path in the result): the main run goes on to the largest
+    budget, pins ``average_points`` checkpoints evenly spaced over ``[(1 − w)·B, B]``, and
+    :func:`average_branch` averages them. ``decay_branches=False`` trains no decay branches.
     """
     if not budgets or any(b <= 0 for b in budgets):
         raise ContinualError(f"budgets={budgets!r}: give one or more positive token budgets")
     if not 0 < decay_fraction < 1:
         raise ContinualError(f"decay_fraction={decay_fraction!r} must be in (0, 1)")
+    if average_window_fraction is not None and not 0 <= average_window_fraction < 1:
+        raise ContinualError(
+            f"average_window_fraction={average_window_fraction!r} must be in [0, 1)"
+        )
+    if average_points < 1:
+        raise ContinualError(f"average_points={average_points!r}: average at least 1 checkpoint")
     budgets = sorted(setup.whole_steps(b) for b in budgets)
     forks = [setup.round_tokens(int(b * (1 - decay_fraction))) for b in budgets]
+    windows = {}  # budget -> the checkpoints its average branch averages
+    if average_window_fraction is not None:
+        for budget in budgets:
+            width = average_window_fraction * budget
+            spacing = width / max(average_points - 1, 1)
+            points = [budget - width + i * spacing for i in range(average_points)]
+            windows[budget] = sorted({min(budget, setup.round_tokens(int(p))) for p in points})
+    pinned = sorted({*(forks if decay_branches else []), *(t for w in windows.values() for t in w)})
     out = Path(out_dir)
     warmup = int(warmup_fraction * budgets[0])
     main_config = stage_config(
@@ -279,11 +327,11 @@ def run_branches(
         train_sets=datasets,
         mixture={name: 1.0 for name in datasets},
         schedule=main_schedule(peak, warmup),
-        tokens=forks[-1],
-        checkpoint_at_tokens=forks,
+        tokens=budgets[-1] if windows else forks[-1],
+        checkpoint_at_tokens=pinned,
         keep_last=1,
     )
-    results = {
+    results: dict[str, StageRun | Path] = {
         "main": run_stage(
             main_config,
             name="main",
@@ -293,7 +341,18 @@ def run_branches(
             progress=progress,
         )
     }
+    for budget, tokens in windows.items():
+        results[f"average-{budget}"] = average_branch(
+            out / "main",
+            budget=budget,
+            window_tokens=budget - tokens[0],
+            out_dir=out / f"average-{budget}",
+            eval_sets=setup.eval,
+            at_tokens=tokens,
+        )
     for budget, fork in zip(budgets, forks, strict=True):
+        if not decay_branches:
+            break
         checkpoint = out / "main" / "checkpoints" / f"tokens_{fork}"
         config = stage_config(
             setup,
@@ -349,4 +408,128 @@ def resume_from_branch(
         new=list(datasets),
         offset_tokens=branch.offset_tokens + branch.tokens,
         progress=progress,
+    )
+
+
+def window_checkpoints(
+    main_dir: str | Path, budget: int, window_tokens: int, at_tokens: list[int] | None = None
+) -> list[Path]:
+    """The main run's kept checkpoints at tokens in ``[budget − window_tokens, budget]`` (only
+    those at ``at_tokens`` when given), oldest first; a ContinualError naming the window and
+    the fix when there is none."""
+    from evertrain.train.checkpoint import list_checkpoints  # torch
+
+    low = budget - window_tokens
+    found = [
+        path.resolve()
+        for path, meta in list_checkpoints(Path(main_dir) / "checkpoints")
+        if low <= int(meta.get("tokens", -1)) <= budget
+        and (at_tokens is None or int(meta.get("tokens", -1)) in at_tokens)
+    ]
+    if not found:
+        raise ContinualError(
+            f"{main_dir}: no checkpoint at tokens {low:,}–{budget:,} to average for budget "
+            f"{budget:,}; pin some there (checkpoint_at_tokens) or widen the window"
+        )
+    return found
+
+
+def average_branch(
+    main_dir: str | Path,
+    *,
+    budget: int,
+    window_tokens: int,
+    out_dir: str | Path,
+    eval_sets: dict[str, str] | None = None,
+    at_tokens: list[int] | None = None,
+) -> Path:
+    """The model for ``budget`` without decay steps: the uniform average (``evertrain train
+    average``) of ``main_dir``'s checkpoints at tokens ``[budget − window_tokens, budget]``,
+    written to ``out_dir/checkpoints/average`` with a run-like ``manifest.json`` (parent: the
+    newest averaged checkpoint) and ``continual.json`` (``kind: average``, budget, sources).
+    ``at_tokens``: average only the checkpoints at these token counts of the window.
+
+    ``eval_sets`` (name -> prepared dir): evaluate the average on their validation splits (the
+    main run's ``eval_tokens``) and record it as the branch's one eval. A finished branch of the
+    same checkpoints is returned as it is. Returns ``out_dir``.
+    """
+    from evertrain._lock import FolderLock
+    from evertrain.train.averaging import average_checkpoints  # torch
+    from evertrain.train.checkpoint import CheckpointError, read_meta
+
+    out = Path(out_dir)
+    sources = window_checkpoints(main_dir, budget, window_tokens, at_tokens)
+    main = load_run(main_dir)
+    checkpoint = out / "checkpoints" / "average"
+    with FolderLock(out, what="average branch folder"):
+        if (out / "continual.json").is_file() and checkpoint.is_dir():
+            done = load_run(out).meta
+            if [s.get("path") for s in done.get("sources", [])] == [str(p) for p in sources]:
+                return out
+        if out.exists() and any(not p.name.startswith(".") for p in out.iterdir()):
+            raise ContinualError(
+                f"{out}: already holds something else than this average branch; choose a new out_dir"
+            )
+        try:
+            average_checkpoints(sources, checkpoint)
+        except CheckpointError as error:
+            raise ContinualError(str(error)) from None
+        meta = read_meta(checkpoint)
+        newest = max(meta["averaged"]["sources"], key=lambda item: int(item["tokens"] or 0))
+        losses = _evaluate_average(checkpoint, main, eval_sets) if eval_sets else {}
+        if losses:  # the branch trains nothing: its own tokens are 0
+            record = {"kind": "eval", "step": 0, "tokens": 0, "eval": losses}
+            atomic_write_bytes(out / "log.jsonl", (json.dumps(record) + "\n").encode())
+        atomic_write_json(
+            out / "manifest.json",
+            {
+                "checkpoints": [
+                    {
+                        "name": checkpoint.name,
+                        "path": str(checkpoint.resolve()),
+                        "step": 0,
+                        "tokens": 0,
+                        "eval": losses,
+                        "pinned": True,
+                    }
+                ],
+                "parent": {
+                    "checkpoint": newest["path"],
+                    "run": str(Path(main_dir).resolve()),
+                    "step": newest["step"],
+                    "tokens": newest["tokens"],
+                },
+            },
+        )
+        write_meta(
+            out,
+            name=out.name,
+            kind="average",
+            recipe="average-branch",
+            budget=int(budget),
+            window_tokens=int(window_tokens),
+            sources=meta["averaged"]["sources"],
+            offset_tokens=main.offset_tokens + int(newest["tokens"]),
+        )
+    return out
+
+
+def _evaluate_average(checkpoint: Path, main: Run, eval_sets: dict[str, str]) -> dict[str, float]:
+    """Eval losses of the averaged checkpoint, as the main run's trainer would measure them."""
+    from evertrain.data import PreparedDataset
+    from evertrain.train.checkpoint import load_checkpoint
+    from evertrain.train.loop import evaluate
+    from evertrain.train.model import GPT, GPTConfig
+
+    state = load_checkpoint(checkpoint)
+    model = GPT(GPTConfig(**state["model_config"]))
+    load_checkpoint(checkpoint, model)
+    config = main.config or state.get("config") or {}
+    datasets = {name: PreparedDataset(path) for name, path in eval_sets.items()}
+    return evaluate(
+        model,
+        datasets,
+        seq_len=int(state["model_config"]["seq_len"]),
+        batch_size=int(config.get("batch_size", 1)),
+        eval_tokens=int((config.get("data") or {}).get("eval_tokens", 65536)),
     )

@@ -4,7 +4,8 @@ A checkpoint is a directory ``checkpoints/<name>/`` holding
 
 - ``model.safetensors``  the weights (tied output projection stored once, as the embedding),
 - ``state.pt``           optimizer, progress (step, tokens), sampler and RNG states, config,
-- ``meta.json``          step, tokens, eval losses and the sha256 of the two files above.
+- ``meta.json``          step, tokens, eval losses and the sha256 of the two files above,
+- ``average.safetensors`` (only with ``averaging:``) the averaged weights (train/averaging.py).
 
 It is written into ``checkpoints/.tmp-<name>-<pid>/``, every file fsync'ed, ``meta.json`` last,
 then the directory is renamed into place and the parent fsync'ed. A reader therefore sees a
@@ -39,7 +40,11 @@ from evertrain._hashing import file_sha256  # the project's one file hash
 META = "meta.json"
 WEIGHTS = "model.safetensors"
 STATE = "state.pt"
+AVERAGE = "average.safetensors"
 FORMAT_VERSION = 1
+
+
+WEIGHTS_MODEL, WEIGHTS_AVERAGE = "model", "average"  # load_checkpoint(weights=...)
 
 
 class CheckpointError(ValueError):
@@ -84,8 +89,12 @@ def save_checkpoint(
     model: nn.Module,
     state: dict[str, Any],
     meta: dict[str, Any],
+    average: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write ``checkpoints_dir/name`` atomically; return its path.
+
+    ``average`` (parameter name -> tensor): the averaged weights, written as ``average.safetensors``
+    and checksummed like the other files.
 
     ``state`` goes into ``state.pt`` (torch.save); ``meta`` (JSON-able: step, tokens, eval, ...)
     into ``meta.json`` together with the checksums.
@@ -100,6 +109,8 @@ def save_checkpoint(
     checksums = {
         WEIGHTS: _write_synced(tmp / WEIGHTS, safetensors_save(model_state_for_saving(model)))
     }
+    if average is not None:
+        checksums[AVERAGE] = _write_synced(tmp / AVERAGE, safetensors_save(average))
     _test_kill_hook("after_weights", step)
     buffer = io.BytesIO()
     torch.save(state, buffer)
@@ -213,21 +224,32 @@ def quarantine_newer(checkpoints_dir: Path, step: int) -> list[Path]:
     return moved
 
 
-def load_checkpoint(path: str | os.PathLike[str], model: nn.Module | None = None) -> dict[str, Any]:
+def load_checkpoint(
+    path: str | os.PathLike[str], model: nn.Module | None = None, weights: str = "model"
+) -> dict[str, Any]:
     """Verify and load a checkpoint: weights into ``model`` (if given), return the ``state.pt`` dict.
 
-    The returned dict also carries ``"meta"`` (the meta.json contents).
+    ``weights="average"`` loads the averaged weights (``average.safetensors``, written by a run
+    with ``averaging:``) instead of the live ones. The returned dict also carries ``"meta"``
+    (the meta.json contents).
     """
     path = Path(path)
     meta = verify_checkpoint(path)
+    if weights not in (WEIGHTS_MODEL, WEIGHTS_AVERAGE):
+        raise CheckpointError(f"weights={weights!r}: use 'model' or 'average'")
+    if weights == WEIGHTS_AVERAGE and AVERAGE not in meta["sha256"]:
+        raise CheckpointError(
+            f"{path}: holds no averaged weights (its run had no averaging:); load weights='model'"
+        )
     if meta.get("layout") == "dcp":  # sharded (FSDP) checkpoint: loads at any world size
         from evertrain.train.dcp_checkpoint import load_dcp_checkpoint
 
         return load_dcp_checkpoint(path, model, meta=meta)
     if model is not None:
-        weights = safetensors_load((path / WEIGHTS).read_bytes())
+        filename = AVERAGE if weights == WEIGHTS_AVERAGE else WEIGHTS
+        tensors = safetensors_load((path / filename).read_bytes())
         try:
-            missing, unexpected = model.load_state_dict(weights, strict=False)
+            missing, unexpected = model.load_state_dict(tensors, strict=False)
         except RuntimeError as error:  # shape mismatch
             raise CheckpointError(
                 f"{path}: weights do not fit this model ({str(error).splitlines()[-1].strip()}); "

@@ -239,3 +239,37 @@ def export_command(
     except (ExportError, ValueError) as error:
         fail(error)
     typer.echo(f"exported {checkpoint} -> {written}")
+
+
+@app.command("average")
+def average_command(
+    checkpoints: list[Path] = typer.Argument(..., help="Checkpoint folders to average."),
+    out: Path = typer.Option(
+        ..., "-o", "--out", help="The new checkpoint folder (must not exist)."
+    ),
+    weights: str = typer.Option(
+        None,
+        "--weights",
+        help="One weight per checkpoint, summing to 1: 0.5,0.3,0.2 (default uniform).",
+    ),
+    from_average: bool = typer.Option(
+        False,
+        "--from-average",
+        help="Average each checkpoint's averaged weights (average.safetensors of a run with "
+        "averaging:) instead of its live ones; with one checkpoint: export its average.",
+    ),
+) -> None:
+    """Average saved checkpoints (uniform or weighted) into a new checkpoint folder OUT."""
+    from evertrain.train.averaging import average_checkpoints, parse_weights
+    from evertrain.train.checkpoint import CheckpointError
+
+    try:
+        path = average_checkpoints(
+            checkpoints,
+            out,
+            parse_weights(weights, len(checkpoints)),
+            source_weights="average" if from_average else "model",
+        )
+    except CheckpointError as error:
+        fail(error)
+    typer.echo(f"averaged {len(checkpoints)} checkpoint(s) into {path}")

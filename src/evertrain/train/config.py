@@ -141,9 +141,16 @@ class DataConfig(_Strict):
 
 
 class OptimizerConfig(_Strict):
-    """AdamW hyper-parameters; ``grad_clip`` is the global L2 norm limit (None or 0 = no clipping)."""
+    """AdamW hyper-parameters; ``grad_clip`` is the global L2 norm limit (None or 0 = no clipping).
 
+    ``name: schedulefree_adamw`` is schedule-free AdamW (Defazio et al. 2024, the ``schedulefree``
+    package): its warmup comes from the schedule (``constant`` with ``warmup``), never from the
+    package's own ``warmup_steps`` (see evertrain.train.optim).
+    """
+
+    name: Literal["adamw", "schedulefree_adamw"] = "adamw"
     weight_decay: float = Field(default=0.1, ge=0.0)
+    warmup_steps: int | None = None  # schedulefree's own warmup: refused, one warmup only
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = Field(default=1e-8, gt=0.0)
     grad_clip: float | None = Field(default=1.0, ge=0.0)
@@ -155,6 +162,74 @@ class OptimizerConfig(_Strict):
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"{list(value)} has a value outside [0, 1); use e.g. [0.9, 0.95]")
         return value
+
+    @field_validator("warmup_steps")
+    @classmethod
+    def _one_warmup(cls, value: int | None) -> int | None:
+        if value is not None:
+            raise ValueError(
+                "schedulefree's own warmup is not used (the schedule feeds the LR); remove it and "
+                "warm up in the schedule: {name: constant, value: PEAK, warmup: TOKENS}"
+            )
+        return value
+
+
+class AveragingConfig(_Strict):
+    """Weight averaging kept beside the live weights (evertrain.train.averaging).
+
+    ``ema``: decay per step ``0.5 ** (tokens_per_step / half_life_tokens)``; ``lawa``: uniform
+    mean of the last ``k`` snapshots, one every ``interval_steps`` or ``interval_tokens``;
+    ``swa``: uniform running mean of every step from ``start_step`` / ``start_tokens`` on.
+    ``device: model`` keeps the average on the model's device, ``cpu`` in host memory.
+    """
+
+    kind: Literal["ema", "lawa", "swa"]
+    half_life_tokens: int | None = Field(default=None, gt=0)
+    k: int | None = Field(default=None, gt=0)
+    interval_steps: int | None = Field(default=None, gt=0)
+    interval_tokens: int | None = Field(default=None, gt=0)
+    start_step: int | None = Field(default=None, ge=0)
+    start_tokens: int | None = Field(default=None, ge=0)
+    device: Literal["model", "cpu"] = "model"
+
+    @model_validator(mode="after")
+    def _fields_of_kind(self) -> AveragingConfig:
+        needed = {
+            "ema": [["half_life_tokens"]],
+            "lawa": [["k"], ["interval_steps", "interval_tokens"]],
+            "swa": [["start_step", "start_tokens"]],
+        }[self.kind]
+        used = {name for name in _AVERAGING_FIELDS if getattr(self, name) is not None}
+        allowed = {name for group in needed for name in group}
+        for group in needed:
+            given = [name for name in group if getattr(self, name) is not None]
+            if len(given) != 1:
+                need = "needs it" if len(group) == 1 else "needs exactly one of them"
+                raise ValueError(
+                    f"{' or '.join(group)}: kind {self.kind} {need}; "
+                    f"e.g. averaging: {_AVERAGING_EXAMPLE[self.kind]}"
+                )
+        if used - allowed:
+            raise ValueError(
+                f"{sorted(used - allowed)[0]}: not a field of kind {self.kind}; "
+                f"e.g. averaging: {_AVERAGING_EXAMPLE[self.kind]}"
+            )
+        return self
+
+
+_AVERAGING_FIELDS = (
+    "half_life_tokens",
+    "k",
+    "interval_steps",
+    "interval_tokens",
+    "start_step",
+    "start_tokens",
+)
+_AVERAGING_EXAMPLE = {
+    "ema": "{kind: ema, half_life_tokens: 100000}",
+    "lawa": "{kind: lawa, k: 5, interval_steps: 100}",
+    "swa": "{kind: swa, start_tokens: 1000000}",
+}
 
 
 class ParallelConfig(_Strict):
@@ -217,6 +292,7 @@ class TrainConfig(_Strict):
     data: DataConfig
     schedule: Schedule
     optimizer: OptimizerConfig = OptimizerConfig()
+    averaging: AveragingConfig | None = None
     parallel: ParallelConfig = ParallelConfig()
     batch_size: int = Field(gt=0)
     grad_accum: int = Field(default=1, gt=0)
@@ -302,6 +378,33 @@ class TrainConfig(_Strict):
                 f"checkpoint_at_tokens: {late} lie beyond the run's last step at {horizon} tokens; "
                 "list token counts <= budget_tokens"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _schedule_free_needs_no_decay(self) -> TrainConfig:
+        if self.optimizer.name == "schedulefree_adamw":
+            from evertrain.train.optim import schedule_free_decay_error  # numpy only
+
+            error = schedule_free_decay_error(self.schedule, self.total_steps, self.tokens_per_step)
+            if error:
+                raise ValueError(error)
+        return self
+
+    @model_validator(mode="after")
+    def _fsdp_keeps_no_average(self) -> TrainConfig:
+        # Both keep a second copy of the weights beside the live ones; under FSDP each rank
+        # holds only its shard of them, which the averaging and its checkpoints do not handle.
+        if self.parallel.strategy == "fsdp":
+            if self.averaging is not None:
+                raise ValueError(
+                    "averaging: not supported with parallel.strategy fsdp; use strategy ddp "
+                    "or train without averaging: (then `evertrain train average` the checkpoints)"
+                )
+            if self.optimizer.name == "schedulefree_adamw":
+                raise ValueError(
+                    "optimizer: schedulefree_adamw is not supported with parallel.strategy "
+                    "fsdp; use strategy ddp or optimizer.name adamw"
+                )
         return self
 
     @model_validator(mode="after")

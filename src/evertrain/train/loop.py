@@ -42,6 +42,7 @@ from evertrain.data import (
 from evertrain.train import checkpoint as ckpt
 from evertrain.train import console, distributed, fsdp, lifeline, preempt, recovery, storage
 from evertrain.train.allocator import tune_glibc_malloc
+from evertrain.train.averaging import make_averager
 from evertrain.train.budget import schedule_fit_warning
 from evertrain.train.budget import total_steps as budget_total_steps
 from evertrain.train.config import ConfigError, TrainConfig
@@ -52,7 +53,12 @@ from evertrain.train.hf_model import build_hf_model, hf_vocab_size
 from evertrain.train.hf_spec import is_hf
 from evertrain.train.logging import RunLogger, read_log, truncate_log
 from evertrain.train.model import GPT, GPTConfig
-from evertrain.train.optim import build_optimizer
+from evertrain.train.optim import (
+    build_optimizer,
+    evaluation_point,
+    is_schedule_free,
+    saved_optimizer_name,
+)
 from evertrain.train.run_folder import hold_run_folder
 from evertrain.train.trackers import check_installed
 
@@ -332,6 +338,7 @@ class _Trainer:
             betas=tuple(cfg.optimizer.betas),
             eps=cfg.optimizer.eps,
             device_type=self.device.type,
+            name=cfg.optimizer.name,
         )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.dtype == "float16")
         if cfg.dtype == "float32":
@@ -344,6 +351,7 @@ class _Trainer:
         """Set step/tokens/weights from a checkpoint of this run (resume) or a parent (init_from)."""
         cfg, info = self.cfg, self.info
         self.step, self.tokens, self.skipped, self.parent = 0, 0, 0, None
+        self.saved_average: dict[str, Any] | None = None  # averaging state of a resume
         source: str | None = None
         refusal: str | None = None
         if info.is_main:
@@ -368,11 +376,13 @@ class _Trainer:
             )
         if source is not None:
             state = load_training_state(source, self.model, self.optimizer)
+            self._check_optimizer_kind(state, f"resume from {source}", "resume with the old one")
             self.scaler.load_state_dict(state["scaler"])
             self.sampler.load_state_dict(state["sampler"])
             _set_rng_state(state["rng"])
             self.step, self.tokens = int(state["step"]), int(state["tokens"])
             self.skipped, self.parent = int(state.get("skipped", 0)), state.get("parent")
+            self.saved_average = state.get("averaging")
             self.resumed_from = Path(source)
         else:
             self.resumed_from = None
@@ -395,8 +405,15 @@ class _Trainer:
     def _fork(self, init_from: str) -> None:
         try:
             path = ckpt.resolve_checkpoint(init_from)
-            optimizer = self.optimizer if self.cfg.init_optimizer else None
-            state = load_training_state(path, self.model, optimizer)
+            state = load_training_state(path, self.model, None)
+            if self.cfg.init_optimizer:  # checked first: a state of another kind loads silently
+                if "optimizer" not in state:  # e.g. `evertrain train average` output
+                    raise ConfigError(
+                        f"init_from: {path} holds no optimizer state (an averaged model); "
+                        "set init_optimizer: false"
+                    )
+                self._check_optimizer_kind(state, f"init_from: {path}", "set init_optimizer: false")
+                state = load_training_state(path, self.model, self.optimizer)
         except ckpt.CheckpointError as error:
             raise ConfigError(f"init_from: {error}") from None
         meta = state["meta"]
@@ -413,8 +430,6 @@ class _Trainer:
         sharded = self.cfg.parallel.strategy == "fsdp"  # every rank writes its shards
         if self.info.is_main or sharded:
             state = {
-                # FSDP: the optimizer moments are in the DCP shards, not in state.pt
-                "optimizer": None if sharded else self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict(),
                 "sampler": self.sampler.state_dict(),
                 "rng": _rng_state(),
@@ -428,16 +443,28 @@ class _Trainer:
                 "model_config": self.model_config.__dict__,
             }
             meta = {"step": self.step, "tokens": self.tokens, "eval": eval_losses, "pinned": pinned}
+            average = None
+            if self.averager is not None:
+                state["averaging"] = self.averager.state_dict()
+                average = self.averager.saved_weights()
+                meta["eval_avg"] = dict(self.average_eval) if eval_losses else {}
             try:
                 if sharded:
+                    # FSDP: the optimizer moments are in the DCP shards, not in state.pt
                     path = save_dcp_checkpoint(
                         self.checkpoints_dir, name, model=self.model, optimizer=self.optimizer,
-                        state=state, meta=meta, info=self.info,
+                        state={**state, "optimizer": None}, meta=meta, info=self.info,
                     )  # fmt: skip
                 else:
-                    path = ckpt.save_checkpoint(
-                        self.checkpoints_dir, name, model=self.model, state=state, meta=meta
-                    )
+                    with evaluation_point(self.optimizer):  # schedule-free: save the averaged x
+                        path = ckpt.save_checkpoint(
+                            self.checkpoints_dir,
+                            name,
+                            model=self.model,
+                            state={**state, "optimizer": self.optimizer.state_dict()},
+                            meta=meta,
+                            average=average,
+                        )
             except OSError as error:  # e.g. disk full: free what the partial write took
                 storage.remove_partial_writes(self.checkpoints_dir, pid=os.getpid())
                 if error.filename is None:  # a write() names no file: name the checkpoint
@@ -448,6 +475,20 @@ class _Trainer:
             ckpt.write_manifest(self.out_dir, self.parent)
         distributed.barrier(self.info)
         return path
+
+    def _check_optimizer_kind(self, state: dict[str, Any], where: str, fix: str) -> None:
+        # AdamW moments and schedule-free state do not convert into each other.
+        saved, wanted = saved_optimizer_name(state), self.cfg.optimizer.name
+        if saved != wanted:
+            raise ConfigError(
+                f"{where}: its optimizer state is {saved}'s, this run's optimizer.name is "
+                f"{wanted}; {fix}"
+            )
+
+    def optimizer_train_mode(self) -> None:
+        """Schedule-free: a restored state is in eval mode (checkpoints hold x); go back to y."""
+        if is_schedule_free(self.optimizer):
+            self.optimizer.train()
 
     def _save_preempted(
         self,
@@ -488,18 +529,27 @@ class _Trainer:
         return last_checkpoint
 
     def _evaluate(self) -> dict[str, float]:
+        """Eval losses of the live weights; those of the average go to ``self.average_eval``."""
         losses: dict[str, float] = {}
+        self.average_eval = {}
         if self.info.is_main or fsdp.is_sharded(self.model):  # FSDP: every rank's shards needed
-            losses = evaluate(
-                self.model,
-                self.eval_sets,
-                seq_len=self.cfg.model.seq_len,
-                batch_size=self.cfg.batch_size,
-                eval_tokens=self.cfg.data.eval_tokens,
-                device=self.device,
-                autocast=self.autocast,
-            )
+            with evaluation_point(self.optimizer):  # schedule-free: evaluate the averaged x
+                losses = self._eval_losses()
+            if self.averager is not None:  # rank 0 only (averaging is refused with FSDP)
+                with self.averager.swapped_in(self.model) as present:
+                    self.average_eval = self._eval_losses() if present else {}
         return distributed.broadcast_object(losses, self.info)
+
+    def _eval_losses(self) -> dict[str, float]:
+        return evaluate(
+            self.model,
+            self.eval_sets,
+            seq_len=self.cfg.model.seq_len,
+            batch_size=self.cfg.batch_size,
+            eval_tokens=self.cfg.data.eval_tokens,
+            device=self.device,
+            autocast=self.autocast,
+        )
 
     # ------------------------------------------------------------------ the loop
     def train(
@@ -511,6 +561,17 @@ class _Trainer:
         cfg, info = self.cfg, self.info
         self._build()
         self._restore(resume, start_over_if_corrupt)
+        self.optimizer_train_mode()
+        self.averager = None  # rank 0 alone averages: only rank 0 evaluates and saves
+        self.average_eval: dict[str, float] = {}
+        if info.is_main:
+            self.averager = make_averager(
+                cfg.averaging,
+                self.model,
+                self.saved_average,
+                step=self.step,
+                tokens=self.tokens,
+            )
         started = time.perf_counter()
         tokens_per_step = cfg.tokens_per_step
         # The budget is in tokens: a resume with another batch size trains the remaining tokens
@@ -601,6 +662,8 @@ class _Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 self.step += 1
                 self.tokens += tokens_per_step
+                if self.averager is not None:
+                    self.averager.update(self.model, self.step, self.tokens)
                 if not finite:
                     if cfg.nonfinite == "stop":
                         logger.log(
@@ -660,6 +723,9 @@ class _Trainer:
                             "step": self.step,
                             "tokens": self.tokens,
                             "eval": final_eval,
+                            # the average's losses: a key of their own, so readers of "eval"
+                            # see the live weights only
+                            **({"eval_avg": self.average_eval} if self.average_eval else {}),
                         }
                     )
                     if bar is not None:
