@@ -35,14 +35,20 @@ class _LazyCommand:
 #: here, not read from the modules, so that listing them imports nothing (a test checks that
 #: each line still matches the loaded command's own help).
 LAZY_COMMANDS: dict[str, _LazyCommand] = {
-    "schedule": _LazyCommand("evertrain.schedules.cli", "app", "LR schedules: show, plot, export."),
+    "schedule": _LazyCommand(
+        "evertrain.schedules.cli", "app", "LR schedules: show, plot, export, refine."
+    ),
     "law": _LazyCommand(
         "evertrain.laws.cli", "app", "Loss-curve laws: fit, predict, optimize, compare."
     ),
     "data": _LazyCommand(
         "evertrain.data.cli", "app", "Corpora to token shards; inspect prepared data."
     ),
-    "train": _LazyCommand("evertrain.train.cli", "app", "The reference GPT trainer."),
+    "train": _LazyCommand(
+        "evertrain.train.cli",
+        "app",
+        "The trainer (evertrain GPT or a Hugging Face causal LM): run, fork, export, average.",
+    ),
     "continual": _LazyCommand(
         "evertrain.continual.cli", "app", "Continual pre-training plans and recipes."
     ),

@@ -19,7 +19,10 @@ from evertrain.train.preempt import (  # 75, EX_TEMPFAIL; stdlib only, no torch
     RunPreempted,
 )
 
-app = typer.Typer(help="The reference GPT trainer.", no_args_is_help=True)
+app = typer.Typer(
+    help="The trainer (evertrain GPT or a Hugging Face causal LM): run, fork, export, average.",
+    no_args_is_help=True,
+)
 
 EXIT_NONFINITE = 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT: a second Ctrl-C, no checkpoint of the current step
