@@ -14,6 +14,7 @@ from evertrain.data import cli as data_cli
 from evertrain.laws import cli as laws_cli
 from evertrain.schedules import cli as schedules_cli
 from evertrain.train import cli as train_cli
+from evertrain.tune import cli as tune_cli
 
 app = typer.Typer(
     name="evertrain",
@@ -28,6 +29,7 @@ app.add_typer(laws_cli.app, name="law", help="Loss-curve laws: fit, predict, opt
 app.add_typer(data_cli.app, name="data", help="Corpora to token shards; inspect prepared data.")
 app.add_typer(train_cli.app, name="train", help="The reference GPT trainer.")
 app.add_typer(continual_cli.app, name="continual", help="Continual pre-training plans and recipes.")
+app.add_typer(tune_cli.app, name="tune", help="Tuning in the loop: PBT on Ray Tune.")
 
 # Top-level commands owned by the continual area: `evertrain demo`, `evertrain report`.
 # A command may carry click context settings (`demo` collects stray arguments to name them).
