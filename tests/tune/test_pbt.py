@@ -108,7 +108,9 @@ def test_exploit_copies_the_donors_state_and_resume_records_the_perturbed_config
             used = schedule(record["tokens"] - TOKENS_PER_STEP)
             assert used == pytest.approx(record["lr"], rel=1e-12, abs=1e-15)
     replay = from_spec(realised_mixture(member_dir)["code"])
-    assert replay(0) == pytest.approx(0.3) and replay(INTERVAL) == pytest.approx(new_hypers["replay"])
+    assert replay(0) == pytest.approx(0.3) and replay(INTERVAL) == pytest.approx(
+        new_hypers["replay"]
+    )
 
     # A restart of the same member from its own checkpoint copies nothing.
     write_bundle(member_dir, tmp_path / "own", member="member_0", hypers=new_hypers)
@@ -180,7 +182,10 @@ def no_ray_start(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         (["--population", "1", "--perturb", "peak"], "--population: 1"),
         (["--population", "2", "--perturb", "peak,momentum"], "--perturb: momentum"),
-        (["--population", "2", "--perturb", "peak", "--interval-tokens", "2048"], "--interval-tokens"),
+        (
+            ["--population", "2", "--perturb", "peak", "--interval-tokens", "2048"],
+            "--interval-tokens",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_2_before_ray(
@@ -232,7 +237,9 @@ def test_importing_the_cli_imports_neither_ray_nor_torch() -> None:
 
 # ------------------------------------------------------------------ the real thing, on Ray
 @pytest.mark.slow
-def test_pbt_on_local_ray_exploits_a_better_member(tmp_path: Path, tiny_data: dict[str, str]) -> None:
+def test_pbt_on_local_ray_exploits_a_better_member(
+    tmp_path: Path, tiny_data: dict[str, str]
+) -> None:
     pytest.importorskip("ray.tune")
     from evertrain.continual.runs import load_run
     from evertrain.tune.ray_pbt import run_pbt

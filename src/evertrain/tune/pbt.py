@@ -216,7 +216,9 @@ def initial_hypers(setup: PBTSetup) -> list[dict[str, float]]:
 
 def explore(hypers: dict[str, float], rng: random.Random) -> dict[str, float]:
     """PBT's explore: each value times 0.8 or 1.2 (a replay share kept within [0, 1])."""
-    return {name: _bounded(name, value * rng.choice(PERTURB_FACTORS)) for name, value in hypers.items()}
+    return {
+        name: _bounded(name, value * rng.choice(PERTURB_FACTORS)) for name, value in hypers.items()
+    }
 
 
 def _bounded(name: str, value: float) -> float:
@@ -357,7 +359,9 @@ def realised_mixture(run_dir: str | Path) -> dict[str, Any]:
     mixtures = [(int(e["tokens"]), e["config"]["data"].get("mixture")) for e in entries]
     first = mixtures[0][1]
     if first is None or all(m == first for _, m in mixtures):
-        return dict(first) if first else {name: 1.0 for name in entries[0]["config"]["data"]["train"]}
+        return (
+            dict(first) if first else {name: 1.0 for name in entries[0]["config"]["data"]["train"]}
+        )
     result: dict[str, Any] = {}
     for name in first:
         points: list[list[float]] = []
@@ -431,7 +435,9 @@ def write_outputs(setup: PBTSetup, summary: dict[str, Any]) -> dict[str, Path]:
 def results_table(summary: dict[str, Any]) -> str:
     """Members (winner first marked ``*``), their final loss and hyper-parameters, exploits."""
     names = summary["perturb"]
-    header = f"{'member':<14} {'final loss':>10} " + " ".join(f"{n:>10}" for n in names) + " exploits"
+    header = (
+        f"{'member':<14} {'final loss':>10} " + " ".join(f"{n:>10}" for n in names) + " exploits"
+    )
     lines = [header]
     for row in summary["members"]:
         mark = "*" if row["member"] == summary["winner"] else " "
