@@ -112,6 +112,14 @@ def test_exploit_copies_the_donors_state_and_resume_records_the_perturbed_config
         new_hypers["replay"]
     )
 
+    # The results list every exploit (also one a later exploit's lineage copy would drop).
+    pbt.record_exploit(setup, event)
+    (member_dir / pbt.EVENTS_NAME).unlink()  # as when member_0 itself is exploited later
+    summary = pbt.summarise(setup, {"member_0": new_hypers, "member_1": new_hypers})
+    assert summary["exploits"] == [event]
+    assert {row["member"]: row["final_eval"] for row in summary["members"]}["member_0"]
+    assert from_spec(_yaml.load(pbt.write_outputs(setup, summary)["schedule"].read_text()))
+
     # A restart of the same member from its own checkpoint copies nothing.
     write_bundle(member_dir, tmp_path / "own", member="member_0", hypers=new_hypers)
     assert adopt_bundle(member_dir, tmp_path / "own", member="member_0", hypers=new_hypers) is None

@@ -80,6 +80,11 @@ def pbt_command(
 
         require_ray()  # the install hint, before any folder is made
         out.mkdir(parents=True, exist_ok=True)
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        typer.echo(
+            f"PBT: {population} members in {setup.members_dir} (the config's out_dir is not "
+            f"used), exploring {','.join(setup.perturb)} every {interval_tokens} tokens, on {where}"
+        )
         with FolderLock(out, what="PBT folder"):
             summary = run_pbt(setup, address=address, cpus=cpus, gpus_per_member=gpus_per_member)
     except (ConfigError, TuneError, OutputPathError, FolderLockedError) as error:

@@ -47,6 +47,9 @@ PERTURB_FACTORS = (0.8, 1.2)
 #: The initial population spreads each perturbed value log-uniformly over [1/2, 2] x the config's.
 INITIAL_SPREAD = 2.0
 EVENTS_NAME = "pbt_events.jsonl"
+#: OUT/exploits/<member>.jsonl: every exploit each member made (its lineage file loses the ones a
+#: later exploit of that member replaced); one file per member, so no two processes append to one.
+EXPLOITS_DIR = "exploits"
 BUNDLE_META = "pbt.json"
 BUNDLE_CHECKPOINT = "checkpoint"
 LOG_NAME = "log.jsonl"
@@ -279,7 +282,7 @@ def adopt_bundle(
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoints = run_dir / "checkpoints"
     if checkpoints.exists():
-        # The member's own lineage lost: PBT replaces it (its events file keeps the record).
+        # PBT replaces the member's own lineage (OUT/exploits keeps the record of its exploits).
         shutil.rmtree(checkpoints)
     checkpoints.mkdir()
     # Copy under a temporary name, then rename: a crash leaves no half checkpoint that looks valid.
@@ -305,8 +308,17 @@ def adopt_bundle(
     return event
 
 
-def read_events(run_dir: str | Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / EVENTS_NAME
+def record_exploit(setup: PBTSetup, event: dict[str, Any]) -> None:
+    """Append ``event`` to ``OUT/exploits/<member>.jsonl``."""
+    folder = Path(setup.out) / EXPLOITS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{event['member']}.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(event) + "\n")
+
+
+def read_events(run_dir: str | Path, name: str = EVENTS_NAME) -> list[dict[str, Any]]:
+    """The events in ``run_dir/name`` (a member's lineage file by default)."""
+    path = Path(run_dir) / name
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
@@ -377,9 +389,13 @@ def realised_mixture(run_dir: str | Path) -> dict[str, Any]:
 
 def summarise(setup: PBTSetup, members: dict[str, dict[str, float]]) -> dict[str, Any]:
     """The results of a finished population: every member's final eval and hyper-parameters,
-    the exploit events (each once), and the winner (lowest mean final eval loss)."""
-    rows, events = [], []
-    seen: set[tuple[Any, ...]] = set()
+    every exploit event (``OUT/exploits``), and the winner (lowest mean final eval loss)."""
+    rows = []
+    events = [
+        event
+        for path in sorted((Path(setup.out) / EXPLOITS_DIR).glob("*.jsonl"))
+        for event in read_events(path.parent, path.name)
+    ]
     for name, hypers in sorted(members.items()):
         run_dir = setup.members_dir / name
         evals = final_eval(run_dir)
@@ -392,13 +408,9 @@ def summarise(setup: PBTSetup, members: dict[str, dict[str, float]]) -> dict[str
                 "final_loss": mean_eval(evals),
                 "hypers": hypers,
                 "exploits_in_lineage": len(lineage),
+                "lineage": lineage,  # the exploits behind the weights it ended with
             }
         )
-        for event in lineage:  # a lineage copied from a donor repeats the donor's events
-            key = (event["member"], event["donor"], event["step"])
-            if key not in seen:
-                seen.add(key)
-                events.append(event)
     ranked = [row for row in rows if not math.isnan(row["final_loss"])]
     if not ranked:
         raise TuneError(f"{setup.members_dir}: no member logged an evaluation")

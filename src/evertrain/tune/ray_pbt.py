@@ -34,6 +34,7 @@ from evertrain.tune.pbt import (
     initial_hypers,
     mean_eval,
     member_config,
+    record_exploit,
     summarise,
     write_bundle,
     write_outputs,
@@ -45,6 +46,11 @@ INSTALL_HINT = 'PBT needs Ray Tune: pip install "evertrain[tune]" (or pip instal
 
 def require_ray() -> Any:
     """Import and return ``ray`` (with ``ray.tune``), or raise :class:`TuneError` with the hint."""
+    # Read by Ray at import: no usage statistics sent home, every member's progress line (not
+    # "repeated 3x"), and no status tables (verbose=0 below).
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     try:
         import ray
         import ray.tune  # noqa: F401  (the extra installs both; a bare ray lacks tune's deps)
@@ -98,6 +104,8 @@ def train_member(config: dict[str, Any], setup: PBTSetup) -> None:
     if bundle is not None:
         with bundle.as_directory() as folder:
             event = adopt_bundle(run_dir, folder, member=name, hypers=hypers)
+            if event is not None:  # every exploit, also of lineages a later exploit replaces
+                record_exploit(setup, event)
             tokens = int(json.loads((Path(folder) / "pbt.json").read_text())["tokens"])
         if event is not None:
             print(
@@ -142,9 +150,6 @@ def run_pbt(
     from ray import tune
     from ray.tune.schedulers import PopulationBasedTraining
 
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network calls home
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")  # every member's progress line, not "repeated 3x"
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no status tables
     if address:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
     else:
