@@ -52,6 +52,7 @@ LAZY_COMMANDS: dict[str, _LazyCommand] = {
     "continual": _LazyCommand(
         "evertrain.continual.cli", "app", "Continual pre-training plans and recipes."
     ),
+    "tune": _LazyCommand("evertrain.tune.cli", "app", "Tuning in the loop: PBT on Ray Tune."),
     # Top-level commands owned by the continual area: `evertrain demo`, `evertrain report`.
     "demo": _LazyCommand(
         "evertrain.continual.cli",

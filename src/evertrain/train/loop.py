@@ -212,6 +212,7 @@ def run(
     progress: bool = True,
     *,
     start_over_if_corrupt: bool = False,
+    stop_at_tokens: int | None = None,
 ) -> RunResult:
     """Train ``cfg`` to ``budget_tokens``; with ``resume=True`` continue from the newest valid checkpoint.
 
@@ -225,6 +226,9 @@ def run(
     A resume whose every checkpoint is corrupt raises
     :class:`~evertrain.train.recovery.AllCheckpointsCorrupt` unless ``start_over_if_corrupt``;
     a full disk or read-only folder raises :class:`~evertrain.train.storage.StorageError`.
+    ``stop_at_tokens`` pauses the run at the first step that reaches it (eval and checkpoint
+    there, as at the end), for a caller that trains a run in legs (evertrain.tune) without
+    changing its budget or schedule; ``run(cfg, resume=True)`` continues it.
     """
     if not isinstance(cfg, TrainConfig):
         cfg = TrainConfig.model_validate(cfg)
@@ -248,7 +252,7 @@ def run(
         # SIGTERM/SIGINT: finish the step and save (preempt.py); handlers restored on return.
         with hold_run_folder(cfg.out_dir, info), preempt.PreemptionGuard() as preemption:
             trainer = _Trainer(cfg, info, device, progress)
-            result = trainer.train(resume, preemption, start_over_if_corrupt)
+            result = trainer.train(resume, preemption, start_over_if_corrupt, stop_at_tokens)
     except OSError as error:  # a full disk / read-only folder: one line, not a traceback
         if trainer is None or not storage.is_storage_error(error, Path(cfg.out_dir)):
             raise
@@ -557,6 +561,7 @@ class _Trainer:
         resume: bool,
         preemption: preempt.PreemptionGuard,
         start_over_if_corrupt: bool = False,
+        stop_at_tokens: int | None = None,
     ) -> RunResult:
         cfg, info = self.cfg, self.info
         self._build()
@@ -580,6 +585,9 @@ class _Trainer:
         total_steps = self.step + budget_total_steps(
             max(0, cfg.budget_tokens - self.tokens), tokens_per_step
         )
+        if stop_at_tokens is not None:  # a pause: the last step of this leg, not of the run
+            leg = budget_total_steps(max(0, stop_at_tokens - self.tokens), tokens_per_step)
+            total_steps = min(total_steps, self.step + leg)
         model: torch.nn.Module = self.model
         if cfg.compile:
             model = torch.compile(model)

@@ -1,0 +1,12 @@
+"""evertrain.tune: tuning in the loop (PBT on Ray Tune).
+
+Composes the other rooms through their public APIs: each member is an ordinary
+:func:`evertrain.train.run` in its own run folder, its hyper-parameters applied to the
+:class:`~evertrain.train.TrainConfig` with the schedule algebra (``scale``) and ``data.mixture``.
+
+- ``pbt``: the Ray-free parts of Population Based Training (inputs, explore, exploit = adopt a
+  donor's checkpoint bundle, the winner's realised schedule and mixture, the results);
+- ``ray_pbt``: the Ray Tune trainable and :func:`~evertrain.tune.ray_pbt.run_pbt` (needs the
+  ``evertrain[tune]`` extra, imported only when called);
+- ``cli``: ``evertrain tune pbt``.
+"""

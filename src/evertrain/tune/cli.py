@@ -1,0 +1,95 @@
+"""`evertrain tune ...`: tuning in the loop (PBT on Ray Tune).
+
+Ray, torch and the trainer are imported inside the command: `evertrain.cli` imports this module
+at start-up, and Ray is an optional extra (``evertrain[tune]``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from evertrain._cli import fail
+from evertrain._lock import FolderLock, FolderLockedError
+from evertrain._paths import OutputPathError, check_output_dir
+
+app = typer.Typer(help="Tuning in the loop: PBT on Ray Tune.", no_args_is_help=True)
+
+
+@app.callback()
+def _callback() -> None:
+    """Tuning in the loop: Population Based Training of evertrain runs on Ray Tune."""
+
+
+def _check_out(out: Path) -> None:
+    check_output_dir(out, "-o")
+    members = out / "members"
+    if members.is_dir() and any(members.iterdir()):
+        raise OutputPathError(
+            f"-o: {out} already holds a PBT population ({members}); choose a new -o folder"
+        )
+
+
+@app.command("pbt")
+def pbt_command(
+    config: Path = typer.Argument(..., help="training config YAML (see docs/train.md)"),
+    population: int = typer.Option(4, "--population", "-n", help="members (>= 2)"),
+    perturb: str = typer.Option(
+        "peak", "--perturb", help="comma list of hyper-parameters to explore: peak, replay"
+    ),
+    interval_tokens: int = typer.Option(
+        ..., "--interval-tokens", help="tokens each member trains between exploit/explore steps"
+    ),
+    address: str = typer.Option(
+        None, "--address", help="an existing Ray cluster (e.g. ray://head:10001); default: local"
+    ),
+    out: Path = typer.Option(Path("pbt"), "--out", "-o", help="folder for members and results"),
+    replay_source: str = typer.Option(
+        None, "--replay-source", help="the replay dataset of data.mixture (default: smaller weight)"
+    ),
+    seed: int = typer.Option(0, "--seed", help="seed of the initial population and explore"),
+    cpus: int = typer.Option(
+        None, "--cpus", help="CPUs of the local Ray instance (default: min(population, cores))"
+    ),
+    gpus_per_member: float = typer.Option(0.0, "--gpus-per-member", help="GPUs per member"),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="override a config field: --set batch_size=8 (repeatable)"
+    ),
+) -> None:
+    """Population Based Training: members exploit (copy a better member's checkpoint) and
+    explore (perturb peak LR / replay share); writes the winner's schedule and mixture specs."""
+    from evertrain.train import ConfigError
+    from evertrain.tune.pbt import TuneError, prepare, results_table
+
+    try:
+        _check_out(out)
+        setup = prepare(
+            config,
+            out=out,
+            population=population,
+            perturb=perturb,
+            interval_tokens=interval_tokens,
+            replay_source=replay_source,
+            seed=seed,
+            overrides=overrides,
+        )
+        if cpus is not None and cpus < 1:
+            raise TuneError(f"--cpus: {cpus} is not positive; give 1 or more")
+        from evertrain.tune.ray_pbt import require_ray, run_pbt
+
+        require_ray()  # the install hint, before any folder is made
+        out.mkdir(parents=True, exist_ok=True)
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        typer.echo(
+            f"PBT: {population} members in {setup.members_dir} (the config's out_dir is not "
+            f"used), exploring {','.join(setup.perturb)} every {interval_tokens} tokens, on {where}"
+        )
+        with FolderLock(out, what="PBT folder"):
+            summary = run_pbt(setup, address=address, cpus=cpus, gpus_per_member=gpus_per_member)
+    except (ConfigError, TuneError, OutputPathError, FolderLockedError) as error:
+        fail(error)
+    typer.echo(results_table(summary))
+    for kind, path in summary["outputs"].items():
+        typer.echo(f"{kind}: {path}")
+    typer.echo(f"members are run folders: evertrain report {setup.members_dir}/member_* -o report")
