@@ -601,6 +601,10 @@ def cpt_optimize(
     warmup: Annotated[int | None, typer.Option(help="re-warm steps (default: steps/50)")] = None,
     floor_ratio: Annotated[float, typer.Option(help="final LR as a share of the peak")] = 0.1,
     families: Annotated[str, typer.Option(help="schedule families searched")] = "cosine,wsd",
+    peaks: Annotated[
+        str | None,
+        typer.Option(help="peak LRs searched, comma-separated (default: 7 over the fitted peaks)"),
+    ] = None,
     interval: Annotated[float, typer.Option("--interval", help="band level")] = 0.9,
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="JSON with the chosen recipe")
@@ -616,6 +620,12 @@ def cpt_optimize(
         parse_goal(goal)  # a bad goal fails before the law is read
         if not 0.0 <= floor_ratio <= 1.0:
             raise ValueError(f"--floor-ratio {floor_ratio:g} must be in [0, 1]")
+        try:
+            peak_list = [float(v) for v in peaks.split(",") if v.strip()] if peaks else None
+        except ValueError:
+            raise ValueError(f"--peaks {peaks!r} must be comma-separated numbers") from None
+        if peak_list is not None and (not peak_list or min(peak_list) <= 0):
+            raise ValueError(f"--peaks {peaks!r}: give one or more LRs > 0")
         law = load_cpt_law(law_json)
         level = interval if law.bootstrap else None
         result = law.optimize(
@@ -624,6 +634,7 @@ def cpt_optimize(
             warmup=warmup,
             floor_ratio=floor_ratio,
             families=[f.strip() for f in families.split(",") if f.strip()],
+            peaks=peak_list,
             interval=level,
         )
         recipe, prediction = result["recipe"], result["prediction"]

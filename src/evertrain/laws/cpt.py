@@ -440,7 +440,9 @@ class CPTLaw:
         interval: float | None = None,
     ) -> dict[str, Any]:
         """The recipe (schedule family, peak LR, replay ratio) best for ``goal`` at a stage of
-        ``steps`` updates (default: the longest fitted run). See :func:`parse_goal`."""
+        ``steps`` updates (default: the longest fitted run). See :func:`parse_goal`. The default
+        search: replay 0, 0.05, ..., 0.5; 7 peaks geometrically spaced over the fitted runs'
+        peaks (0.5x-2x when they share one); ``families`` cosine and WSD."""
         self._require()
         objective = parse_goal(goal)
         steps = int(steps or max(self.fitted_steps or [0]))
@@ -451,8 +453,12 @@ class CPTLaw:
             raise LawError(f"warmup={warmup} must be in [0, steps={steps})")
         replays = list(replays) if replays is not None else list(np.linspace(0.0, 0.5, 11))
         if peaks is None:
+            # within the fitted peaks (the law interpolates there); one fitted peak: 0.5x-2x it
             fitted = self.fitted_peaks or [float(np.max(self.base_lr))]  # type: ignore[arg-type]
-            peaks = list(np.geomspace(0.5 * min(fitted), 1.5 * max(fitted), 7))
+            low, high = min(fitted), max(fitted)
+            if high <= low * 1.001:
+                low, high = 0.5 * low, 2.0 * high
+            peaks = [float(f"{p:.4g}") for p in np.geomspace(low, high, 7)]
         bad = [f for f in families if f not in ("cosine", "wsd")]
         if bad:
             raise LawError(f"schedule families {bad}: choose from cosine, wsd")
@@ -512,15 +518,22 @@ class CPTLaw:
             )
         return notes
 
-    def reference_losses(self) -> dict[str, float]:
-        """Both distributions' losses of the base at the stages' start (update ``offset - 1``)."""
+    def predict_base(self, steps: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]:
+        """Both distributions' losses on the base curve at base updates ``steps`` (< offset)."""
         params = self._require()
         assert self.base_lr is not None and self.offset is not None
-        point = np.array([self.offset - 1])
-        out = {}
-        for d in DISTRIBUTIONS:
-            out[d] = float(_annealing(params[d], self.warmup_steps).predict_lr(self.base_lr, point)[0])
-        return out
+        points = np.asarray(steps, dtype=np.int64)
+        if points.ndim != 1 or len(points) == 0 or points.min() < 0 or points.max() >= self.offset:
+            raise LawError(f"base steps must be updates in [0, {self.offset - 1}]")
+        return {
+            d: _annealing(params[d], self.warmup_steps).predict_lr(self.base_lr, points)
+            for d in DISTRIBUTIONS
+        }
+
+    def reference_losses(self) -> dict[str, float]:
+        """Both distributions' losses of the base at the stages' start (update ``offset - 1``)."""
+        assert self.offset is not None or self._require()
+        return {d: float(v[0]) for d, v in self.predict_base([int(self.offset or 1) - 1]).items()}
 
     # ---- JSON ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -743,7 +756,7 @@ def parse_goal(goal: str) -> Any:
 def recipe_spec(family: str, peak: float, steps: int, warmup: int, floor_ratio: float) -> dict[str, Any]:
     """The stage schedule of a searched recipe: ``cosine`` or ``wsd`` (20 % linear decay) from a
     linear re-warm of ``warmup`` steps to ``peak``, down to ``floor_ratio x peak``."""
-    floor = peak * floor_ratio
+    floor = float(f"{peak * floor_ratio:.6g}")  # a readable spec: no 0.00030000000000000003
     if family == "cosine":
         return {"name": "cosine", "peak": peak, "total": steps, "warmup": warmup, "floor": floor}
     return {"name": "wsd", "peak": peak, "total": steps, "warmup": warmup,
