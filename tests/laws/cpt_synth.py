@@ -30,7 +30,9 @@ def true_law() -> CPTLaw:
     return CPTLaw(CPT_TRUE, base_lr=base_lr[:OFFSET], offset=OFFSET, warmup_steps=WARMUP)
 
 
-def make_runs(noise: float = 0.0, seed: int = 0, every: int = 20) -> tuple[BaseRun, list[ContinualRun]]:
+def make_runs(
+    noise: float = 0.0, seed: int = 0, every: int = 20
+) -> tuple[BaseRun, list[ContinualRun]]:
     rng = np.random.default_rng(seed)
     law = true_law()
     base_lr = lr_array(BASE_SPEC, 3000)

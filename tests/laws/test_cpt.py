@@ -119,7 +119,9 @@ def test_bad_goal_names_the_forms(goal: str) -> None:
 def test_parse_recipe_forms(tmp_path) -> None:
     r = parse_recipe("schedule=cosine:peak=3e-4,total=2000,warmup=40;replay=0.25")
     assert (r.replay, r.steps) == (0.25, 2000)
-    (tmp_path / "r.yaml").write_text("schedule: {name: constant, peak: 1e-4}\nreplay: 0.1\ntokens: 8192\n")
+    (tmp_path / "r.yaml").write_text(
+        "schedule: {name: constant, peak: 1e-4}\nreplay: 0.1\ntokens: 8192\n"
+    )
     r = parse_recipe(str(tmp_path / "r.yaml"), tokens_per_step=256)
     assert r.steps == 32
     with pytest.raises(LawError, match="replay"):
@@ -133,7 +135,9 @@ def test_parse_recipe_forms(tmp_path) -> None:
 TOKENS_PER_STEP = 256
 
 
-def _write_run(folder, lr, steps, loss, *, schedule, mixture=None, meta=None, eval_names=("web", "code")):
+def _write_run(
+    folder, lr, steps, loss, *, schedule, mixture=None, meta=None, eval_names=("web", "code")
+):
     """A run folder as `evertrain train run` leaves it: config.yaml, log.jsonl (train records
     with the LR every step; eval records {name: loss} after update k at record step k+1)."""
     folder.mkdir(parents=True)
@@ -222,7 +226,10 @@ def test_cli_run_without_per_distribution_eval_is_one_line_exit_2(run_folders, t
     [
         (["cpt", "optimize", "LAW", "--goal", "cheapest"], "weighted:W"),
         (["cpt", "predict", "LAW", "schedule=cosine:peak=1e-3,total=100;replay=1.5"], "replay"),
-        (["cpt", "predict", "missing.json", "schedule=constant:peak=1e-3;steps=10"], "does not exist"),
+        (
+            ["cpt", "predict", "missing.json", "schedule=constant:peak=1e-3;steps=10"],
+            "does not exist",
+        ),
     ],
 )
 def test_cli_bad_input_exit_2(run_folders, tmp_path, argv, needle) -> None:
@@ -242,7 +249,11 @@ def test_csv_runs(tmp_path) -> None:
         at = dict(zip(steps.tolist(), range(len(steps)), strict=True))
         for k, rate in enumerate(lr):
             i = at.get(k)
-            cells = ("", "") if i is None else (repr(float(loss["old"][i])), repr(float(loss["new"][i])))
+            cells = (
+                ("", "")
+                if i is None
+                else (repr(float(loss["old"][i])), repr(float(loss["new"][i])))
+            )
             rows.append(f"{k},{float(rate)!r},{cells[0]},{cells[1]}")
         path.write_text("\n".join(rows) + "\n")
 

@@ -21,6 +21,17 @@ from evertrain.laws.base import (
     load_law,
     make_law,
 )
+from evertrain.laws.cpt import (
+    BaseRun,
+    ContinualRun,
+    CPTLaw,
+    CPTPrediction,
+    Recipe,
+    load_cpt_law,
+    parse_goal,
+    parse_recipe,
+    read_cpt_runs,
+)
 from evertrain.laws.curves import (
     SHARED_CURVES,
     SHARED_FIT,
@@ -34,17 +45,6 @@ from evertrain.laws.curves import (
     lr_array,
     shared_curve_lr,
     shared_curves_dir,
-)
-from evertrain.laws.cpt import (
-    BaseRun,
-    ContinualRun,
-    CPTLaw,
-    CPTPrediction,
-    Recipe,
-    load_cpt_law,
-    parse_goal,
-    parse_recipe,
-    read_cpt_runs,
 )
 from evertrain.laws.intervals import Band, bootstrap_law, coverage, law_band
 from evertrain.laws.mpl import MultiPowerLaw

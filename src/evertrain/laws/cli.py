@@ -205,7 +205,9 @@ def _write_prediction_csv(path: Path, steps: Any, lr: Any, pred: Any, band: Any 
     for index, (step, rate, value) in enumerate(
         zip(steps.tolist(), lr.tolist(), pred.tolist(), strict=True)
     ):
-        extra = [] if band is None else [repr(float(band.lower[index])), repr(float(band.upper[index]))]
+        extra = (
+            [] if band is None else [repr(float(band.lower[index])), repr(float(band.upper[index]))]
+        )
         writer.writerow([step, repr(rate), repr(value), *extra])
     atomic_write_text(path, buffer.getvalue())
 
@@ -456,7 +458,9 @@ def _write_cpt_csv(path: Path, prediction: Any) -> None:
     writer = csv.writer(buffer)
     header = ["step", "lr"]
     for d in DISTRIBUTIONS:
-        header += [f"loss_{d}"] + ([f"loss_{d}_lower", f"loss_{d}_upper"] if prediction.lower else [])
+        header += [f"loss_{d}"] + (
+            [f"loss_{d}_lower", f"loss_{d}_upper"] if prediction.lower else []
+        )
     writer.writerow(header)
     for i, step in enumerate(prediction.steps.tolist()):
         row = [step, repr(float(prediction.lr[i]))]
@@ -520,7 +524,9 @@ def cpt_fit(
         )
         for d, report in law.fit_report["per_distribution"].items():
             params = ", ".join(f"{k}={v:.4g}" for k, v in law.params[d].items())  # type: ignore[index]
-            typer.echo(f"  {d}: PredE={report['prede']:.5f} WorstE={report['worste']:.5f}  {params}")
+            typer.echo(
+                f"  {d}: PredE={report['prede']:.5f} WorstE={report['worste']:.5f}  {params}"
+            )
         if not law.kappa_fitted:
             typer.echo("  kappa not fitted (one replay ratio): fixed at 1")
 

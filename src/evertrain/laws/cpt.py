@@ -371,7 +371,9 @@ class CPTLaw:
 
         self.base_lr = base.lr[:offset].copy()
         self.offset = offset
-        self.warmup_steps = warmup_length(self.base_lr) if self.warmup_steps is None else self.warmup_steps
+        self.warmup_steps = (
+            warmup_length(self.base_lr) if self.warmup_steps is None else self.warmup_steps
+        )
         self.tokens_per_step = base.tokens_per_step or self.tokens_per_step
         replays = sorted({r.replay for r in runs})
         self.kappa_fitted = len(replays) >= 2
@@ -573,7 +575,12 @@ def cpt_law_from_dict(payload: Mapping[str, Any]) -> CPTLaw:
         )
     options = dict(payload.get("options") or {})
     try:
-        law = CPTLaw(payload["params"], base_lr=payload["base_lr"], bootstrap=payload.get("bootstrap"), **options)
+        law = CPTLaw(
+            payload["params"],
+            base_lr=payload["base_lr"],
+            bootstrap=payload.get("bootstrap"),
+            **options,
+        )
     except TypeError as exc:
         raise LawError(f"bad options in the cpt law JSON: {exc}") from exc
     law.fit_report = dict(payload.get("fit") or {})
@@ -604,7 +611,9 @@ class _Model:
         self.series = series
         probe = AnnealingLaw(warmup="peak", warmup_steps=warmup_steps)
         self.eta = [probe.effective_lr(s.lr) for s in series]
-        self.s1 = np.concatenate([np.cumsum(e)[s.points] for e, s in zip(self.eta, series, strict=True)])
+        self.s1 = np.concatenate(
+            [np.cumsum(e)[s.points] for e, s in zip(self.eta, series, strict=True)]
+        )
         self.s1_cpt = np.concatenate([s.s1_cpt for s in series])
         self.keep = np.concatenate([np.full(len(s.points), 1.0 - s.replay) for s in series])
         self.in_stage = self.s1_cpt > 0
@@ -649,7 +658,17 @@ def _params(theta: np.ndarray) -> dict[str, float]:
 
 def _bounds(loss: np.ndarray, kappa_free: bool) -> tuple[np.ndarray, np.ndarray]:
     top = float(loss.max())
-    lower = [0.0, math.log(1e-6), 1e-3, math.log(1e-8), math.log(1e-6), -top, math.log(1e-6), 1e-2, 0.0]
+    lower = [
+        0.0,
+        math.log(1e-6),
+        1e-3,
+        math.log(1e-8),
+        math.log(1e-6),
+        -top,
+        math.log(1e-6),
+        1e-2,
+        0.0,
+    ]
     upper = [top, math.log(1e4), 3.0, math.log(1e8), math.log(0.5), top, math.log(1e8), 10.0, 20.0]
     if not kappa_free:
         lower[8], upper[8] = 1.0 - 1e-12, 1.0 + 1e-12
@@ -695,7 +714,9 @@ def _fit_distribution(
     else:
         stage_area = model.s1_cpt[model.in_stage]
         scale = 1.0 / float(np.median(stage_area)) if len(stage_area) else 1.0
-        grid = itertools.product((0.3, 0.5, 0.8), (0.99, 0.999), (0.3, 1.0, 3.0, 10.0), (0.5, 1.0, 2.0))
+        grid = itertools.product(
+            (0.3, 0.5, 0.8), (0.99, 0.999), (0.3, 1.0, 3.0, 10.0), (0.5, 1.0, 2.0)
+        )
         candidates = []
         for alpha, lam, e_rel, beta in grid:
             p = _linear_start(model, loss, alpha, lam, e_rel * scale, beta)
@@ -753,7 +774,9 @@ def parse_goal(goal: str) -> Any:
     )
 
 
-def recipe_spec(family: str, peak: float, steps: int, warmup: int, floor_ratio: float) -> dict[str, Any]:
+def recipe_spec(
+    family: str, peak: float, steps: int, warmup: int, floor_ratio: float
+) -> dict[str, Any]:
     """The stage schedule of a searched recipe: ``cosine`` or ``wsd`` (20 % linear decay) from a
     linear re-warm of ``warmup`` steps to ``peak``, down to ``floor_ratio x peak``."""
     floor = float(f"{peak * floor_ratio:.6g}")  # a readable spec: no 0.00030000000000000003
@@ -793,16 +816,22 @@ def parse_recipe(text: str, *, default_steps: int | None = None,
         )
     unknown = sorted(set(mapping) - {"schedule", "replay", "steps", "tokens", "name"})
     if unknown:
-        raise LawError(f"recipe {text!r}: unknown fields {unknown}; use schedule, replay, steps|tokens, name")
+        raise LawError(
+            f"recipe {text!r}: unknown fields {unknown}; use schedule, replay, steps|tokens, name"
+        )
     try:
         replay = float(mapping.get("replay", 0.0))
     except (TypeError, ValueError):
-        raise LawError(f"recipe {text!r}: replay={mapping.get('replay')!r} is not a number") from None
+        raise LawError(
+            f"recipe {text!r}: replay={mapping.get('replay')!r} is not a number"
+        ) from None
     schedule = mapping["schedule"]
     steps: Any = mapping.get("steps")
     if steps is None and mapping.get("tokens") is not None:
         if not tokens_per_step:
-            raise LawError(f"recipe {text!r}: tokens= needs the law's tokens_per_step (not recorded): give steps=")
+            raise LawError(
+                f"recipe {text!r}: tokens= needs the law's tokens_per_step (not recorded): give steps="
+            )
         steps = round(float(mapping["tokens"]) / tokens_per_step)
     if steps is None:
         steps = schedule_total(schedule, tokens_per_step=tokens_per_step) or default_steps
@@ -830,14 +859,22 @@ def _eval_table(path: Path) -> tuple[list[int], list[dict[str, float]]]:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line torn by a crash mid-write
-        if isinstance(record, dict) and record.get("kind") == "eval" and isinstance(record.get("eval"), dict):
+        if (
+            isinstance(record, dict)
+            and record.get("kind") == "eval"
+            and isinstance(record.get("eval"), dict)
+        ):
             if int(record.get("step", 0)) >= 1:
                 updates.append(int(record["step"]) - 1)
-                values.append({str(k): float(v) for k, v in record["eval"].items() if v is not None})
+                values.append(
+                    {str(k): float(v) for k, v in record["eval"].items() if v is not None}
+                )
     return updates, values
 
 
-def _per_distribution(path: Path, names: Mapping[str, list[str]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _per_distribution(
+    path: Path, names: Mapping[str, list[str]]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     updates, values = _eval_table(path)
     if not updates:
         raise LawError(
@@ -856,9 +893,13 @@ def _per_distribution(path: Path, names: Mapping[str, list[str]]) -> tuple[np.nd
             )
         out[d] = [float(np.mean([row[n] for n in names[d]])) if all(n in row for n in names[d])
                   else math.nan for row in values]  # fmt: skip
-    keep = np.array([all(math.isfinite(out[d][i]) for d in DISTRIBUTIONS) for i in range(len(updates))])
+    keep = np.array(
+        [all(math.isfinite(out[d][i]) for d in DISTRIBUTIONS) for i in range(len(updates))]
+    )
     steps = np.asarray(updates, dtype=np.int64)[keep]
-    order = np.unique(steps, return_index=True)[1]  # a resumed run may repeat an eval: keep the first
+    order = np.unique(steps, return_index=True)[
+        1
+    ]  # a resumed run may repeat an eval: keep the first
     return steps[order], {d: np.asarray(out[d])[keep][order] for d in DISTRIBUTIONS}
 
 
@@ -892,7 +933,9 @@ def _replay_ratio(path: Path, old: list[str]) -> float:
         weights[name] = float(weight)
     total = sum(weights.values())
     if total <= 0:
-        raise LawError(f"run {path}: data.mixture has no positive weight: give the replay with --replay")
+        raise LawError(
+            f"run {path}: data.mixture has no positive weight: give the replay with --replay"
+        )
     return sum(w for n, w in weights.items() if n in old) / total
 
 
@@ -933,13 +976,17 @@ def read_cpt_runs(
     if not paths:
         raise LawError("give one to three continual runs after the base run (the first RUN)")
     if replay is not None and len(replay) not in (0, len(paths)):
-        raise LawError(f"--replay given {len(replay)} times for {len(paths)} continual runs: once per run")
+        raise LawError(
+            f"--replay given {len(replay)} times for {len(paths)} continual runs: once per run"
+        )
     for path in [base_path, *paths]:
         if not path.exists():
             raise LawError(f"run {path} does not exist")
     if all(p.is_file() and p.suffix.lower() in (".csv", ".tsv") for p in [base_path, *paths]):
         if not replay:
-            raise LawError("CSV continual runs record no replay ratio: give --replay R once per run")
+            raise LawError(
+                "CSV continual runs record no replay ratio: give --replay R once per run"
+            )
         return _read_csv_runs(base_path, paths, list(replay))
     for path in [base_path, *paths]:
         if not (path.is_dir() and (path / "log.jsonl").is_file()):
@@ -974,7 +1021,9 @@ def read_cpt_runs(
     return base_run, out
 
 
-def _read_csv_runs(base: Path, paths: list[Path], replay: list[float]) -> tuple[BaseRun, list[ContinualRun]]:
+def _read_csv_runs(
+    base: Path, paths: list[Path], replay: list[float]
+) -> tuple[BaseRun, list[ContinualRun]]:
     import csv
 
     def table(path: Path) -> dict[str, np.ndarray]:
@@ -987,7 +1036,9 @@ def _read_csv_runs(base: Path, paths: list[Path], replay: list[float]) -> tuple[
         columns = {}
         for c in need:
             try:
-                columns[c] = np.array([float(r[c]) if r[c] not in ("", None) else math.nan for r in rows])
+                columns[c] = np.array(
+                    [float(r[c]) if r[c] not in ("", None) else math.nan for r in rows]
+                )
             except ValueError as exc:
                 raise LawError(f"run {path}: column {c!r}: {exc}") from None
         return columns
@@ -1002,7 +1053,9 @@ def _read_csv_runs(base: Path, paths: list[Path], replay: list[float]) -> tuple[
             )
         has = np.isfinite(cols["loss_old"]) & np.isfinite(cols["loss_new"])
         if not has.any():
-            raise LawError(f"run {path}: no row has both loss_old and loss_new (per-distribution eval)")
+            raise LawError(
+                f"run {path}: no row has both loss_old and loss_new (per-distribution eval)"
+            )
         return cols["lr"], steps[has], {"old": cols["loss_old"][has], "new": cols["loss_new"][has]}
 
     lr, steps, loss = curve(base)
@@ -1010,5 +1063,7 @@ def _read_csv_runs(base: Path, paths: list[Path], replay: list[float]) -> tuple[
     out = []
     for path, ratio in zip(paths, replay, strict=True):
         stage_lr, stage_steps, stage_loss = curve(path)
-        out.append(ContinualRun(path.stem, stage_lr, float(ratio), len(lr), stage_steps, stage_loss))
+        out.append(
+            ContinualRun(path.stem, stage_lr, float(ratio), len(lr), stage_steps, stage_loss)
+        )
     return base_run, out

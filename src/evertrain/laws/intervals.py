@@ -118,7 +118,10 @@ def bootstrap_law(
     draws = []
     for _ in range(n):
         loss = np.concatenate(
-            [p * np.exp(block_resample(r, b, rng)) for p, r, b in zip(fitted, residuals, blocks, strict=True)]
+            [
+                p * np.exp(block_resample(r, b, rng))
+                for p, r, b in zip(fitted, residuals, blocks, strict=True)
+            ]
         )
         draws.append(refit(loss, params))
     return {
@@ -152,7 +155,9 @@ def law_band(
     draws = np.array([law.predict_lr(lr, steps, p) for p in boot["params"]])
     noise = boot.get("residual_quantiles") if kind == "prediction" else None
     lower, upper = band_from_draws(draws, noise, level)
-    return Band(pred=pred, lower=np.minimum(lower, pred), upper=np.maximum(upper, pred), level=level)
+    return Band(
+        pred=pred, lower=np.minimum(lower, pred), upper=np.maximum(upper, pred), level=level
+    )
 
 
 def coverage(band: Band, loss: np.ndarray) -> float:
@@ -192,7 +197,10 @@ def bootstrap_cpt(
         quantiles[d] = pooled_quantiles(residuals)
         for b in range(n):
             loss = np.concatenate(
-                [p * np.exp(block_resample(r, k, rng)) for p, r, k in zip(fitted, residuals, blocks, strict=True)]
+                [
+                    p * np.exp(block_resample(r, k, rng))
+                    for p, r, k in zip(fitted, residuals, blocks, strict=True)
+                ]
             )
             params, _ = _fit_distribution(
                 list(series), loss, law.warmup_steps, kappa_free=law.kappa_fitted, n_starts=1,
