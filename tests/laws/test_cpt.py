@@ -194,8 +194,12 @@ def test_cli_fit_predict_optimize(run_folders, tmp_path) -> None:
     assert "old: PredE=" in result.output and out.is_file()
     recipe = "schedule=cosine:peak=1e-3,total=1000,warmup=20,floor=1e-4;replay=0.2"
     csv_out = tmp_path / "pred.csv"
-    result = cli.invoke(app, ["cpt", "predict", str(out), recipe, "--csv", str(csv_out)])
+    png = tmp_path / "pred.png"
+    result = cli.invoke(
+        app, ["cpt", "predict", str(out), recipe, "--csv", str(csv_out), "--plot", str(png)]
+    )
     assert result.exit_code == 0, result.output
+    assert png.stat().st_size > 0
     assert "[90% band]" in result.output
     header = csv_out.read_text().splitlines()[0].split(",")
     assert header == ["step", "lr", "loss_old", "loss_old_lower", "loss_old_upper",

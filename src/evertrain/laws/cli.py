@@ -553,6 +553,9 @@ def cpt_predict(
             "--csv", help="CSV step,lr,loss_old[_lower,_upper],loss_new[...] (several: PATH_N.csv)"
         ),
     ] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="PNG of every recipe's curves with bands")
+    ] = None,
 ) -> None:
     """Predict the old- and new-data loss curves of continual recipes; print the final losses."""
 
@@ -560,6 +563,8 @@ def cpt_predict(
         from evertrain.laws.cpt import load_cpt_law, parse_recipe
 
         targets = [check_output_file(t, "--csv") for t in _prediction_csv_paths(csv_path, recipes)]
+        if plot is not None:
+            check_output_file(plot, "--plot")
         law = load_cpt_law(law_json)
         level = interval if interval is not None else (0.9 if law.bootstrap else None)
         parsed = [
@@ -586,6 +591,10 @@ def cpt_predict(
             )
         if csv_path:
             typer.echo(f"csv -> {', '.join(str(t) for t in targets)}")
+        if plot is not None:
+            from evertrain.laws.plots import plot_cpt
+
+            typer.echo(f"plot -> {plot_cpt([p for _, p in rows], plot)}")
 
     _run(body)
 
