@@ -4,6 +4,10 @@ numpy/scipy only. Two laws share one interface (:class:`Law`):
 
 * :class:`MultiPowerLaw` (``"mpl"``, Luo et al. 2025),
 * :class:`AnnealingLaw` (``"annealing"``, Tissue et al. 2024).
+
+:class:`CPTLaw` (Wang, Tissue et al. 2025) predicts continual stages (old- and new-data losses
+of a recipe: schedule, replay ratio, length) from a base run and a few continual runs;
+:mod:`evertrain.laws.intervals` gives every law bootstrap prediction bands.
 """
 
 from evertrain.laws._ld import multi_power_ld, multi_power_ld_naive
@@ -16,6 +20,17 @@ from evertrain.laws.base import (
     law_from_dict,
     load_law,
     make_law,
+)
+from evertrain.laws.cpt import (
+    BaseRun,
+    ContinualRun,
+    CPTLaw,
+    CPTPrediction,
+    Recipe,
+    load_cpt_law,
+    parse_goal,
+    parse_recipe,
+    read_cpt_runs,
 )
 from evertrain.laws.curves import (
     SHARED_CURVES,
@@ -31,10 +46,24 @@ from evertrain.laws.curves import (
     shared_curve_lr,
     shared_curves_dir,
 )
+from evertrain.laws.intervals import Band, bootstrap_law, coverage, law_band
 from evertrain.laws.mpl import MultiPowerLaw
 
 __all__ = [
     "AnnealingLaw",
+    "Band",
+    "BaseRun",
+    "CPTLaw",
+    "CPTPrediction",
+    "ContinualRun",
+    "Recipe",
+    "bootstrap_law",
+    "coverage",
+    "law_band",
+    "load_cpt_law",
+    "parse_goal",
+    "parse_recipe",
+    "read_cpt_runs",
     "LAWS",
     "SHARED_CURVES",
     "SHARED_FIT",

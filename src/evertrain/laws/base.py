@@ -109,10 +109,13 @@ class FitResult:
     seed: int
     curves: list[str] = field(default_factory=list)
     method: str = "multistart"
+    bootstrap: dict[str, Any] | None = None  # resampled parameter sets for bands (intervals.py)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary (residuals as lists)."""
+        extra = {"bootstrap": self.bootstrap} if self.bootstrap else {}
         return {
+            **extra,
             "law": self.law,
             "params": self.params,
             "options": self.options,
@@ -170,6 +173,8 @@ class Law:
                     f"{self.name} law params missing {missing}: give all of {list(self.param_names)}"
                 )
             self.params = {p: float(params[p]) for p in self.param_names}
+        #: bootstrap resamples (``intervals.bootstrap_law``): set by ``fit(bootstrap=N)``
+        self.bootstrap: dict[str, Any] | None = None
 
     # ---- options (subclasses add theirs) ------------------------------------------------------
     def options(self) -> dict[str, Any]:
@@ -222,6 +227,48 @@ class Law:
         self, lr: np.ndarray, steps: np.ndarray, params: dict[str, float]
     ) -> np.ndarray:
         raise NotImplementedError
+
+    def predict_band(
+        self,
+        schedule: Any,
+        steps: Sequence[int] | np.ndarray,
+        level: float = 0.9,
+        *,
+        tokens_per_step: float | None = None,
+        kind: str = "prediction",
+    ) -> Any:
+        """The prediction at ``steps`` with its bootstrap band (an ``intervals.Band``: ``pred``,
+        ``lower``, ``upper``); needs a law fitted with ``bootstrap=N``."""
+        from evertrain.laws.intervals import law_band
+
+        steps = np.asarray(steps, dtype=np.int64)
+        lr = lr_array(schedule, int(steps.max()) + 1, tokens_per_step=tokens_per_step)
+        return law_band(self, lr, steps, level, kind=kind)
+
+    def refitter(self, curves: list[LossCurve]) -> Any:
+        """``refit(loss, start_params) -> params``: a local L-BFGS-B refit of this law on
+        ``curves``' steps and LRs with the losses replaced (the bootstrap's inner loop; the
+        arrays are prepared once)."""
+        self._setup(curves)
+        data = self._prepare(curves, "coarse" if self._has_coarse else "exact")
+        bounds = self._bounds(curves)
+        lower = np.array([b[0] for b in bounds])
+        upper = np.array([b[1] for b in bounds])
+
+        def refit(loss: np.ndarray, start: Mapping[str, float]) -> dict[str, float]:
+            with single_threaded_blas():
+                result = minimize(
+                    self._objective,
+                    np.clip(self._theta(start), lower, upper),
+                    args=(data, loss),
+                    jac=True,
+                    method="L-BFGS-B",
+                    bounds=bounds,
+                    options={"maxiter": 300, "ftol": 1e-11, "gtol": 1e-8},
+                )
+            return self._params(result.x)
+
+        return refit
 
     # ---- scoring ------------------------------------------------------------------------------
     def score(self, curves: Sequence[LossCurve] | Mapping[str, LossCurve]) -> dict[str, Any]:
@@ -311,6 +358,8 @@ class Law:
         init: Mapping[str, float] | None = None,
         maxiter: int = 2000,
         method: str | None = None,
+        bootstrap: int = 0,
+        bootstrap_block: int | None = None,
     ) -> FitResult:
         """Fit the law's parameters to ``curves``; sets ``self.params`` and returns a FitResult.
 
@@ -319,6 +368,9 @@ class Law:
         objective, the best is polished on the accurate ("fine") one. Laws may offer other
         methods (``fit_methods``; ``None`` picks ``default_fit_method``), e.g. the multi-power
         law's ``"reference"``. The reported residuals and metrics are always exact.
+        ``bootstrap=N`` (> 0) also draws N block-bootstrap refits for bands
+        (:mod:`evertrain.laws.intervals`; ``bootstrap_block`` points per block, default
+        ``ceil(n^(1/3))``), kept in ``self.bootstrap`` and the FitResult.
         """
         curve_list = _as_list(curves)
         if not curve_list:
@@ -339,15 +391,27 @@ class Law:
                 f"init= sets a starting point of method='multistart' only; method={method!r} "
                 "starts from its own fixed protocol: drop init or pass method='multistart'"
             )
+        if bootstrap < 0 or bootstrap == 1:
+            raise LawError(f"bootstrap={bootstrap}: give 0 (no bands) or >= 2 resamples")
         self._check_identifiable(curve_list)
         self._setup(curve_list)
         # L-BFGS-B calls BLAS on a handful of numbers per iteration: threads only cost there
         with single_threaded_blas():
             if method != "multistart":
-                return self._fit_other(method, curve_list, seed=seed, started=time.perf_counter())
-            return self._fit_multistart(
-                curve_list, seed=seed, n_starts=n_starts, init=init, maxiter=maxiter
+                result = self._fit_other(method, curve_list, seed=seed, started=time.perf_counter())
+            else:
+                result = self._fit_multistart(
+                    curve_list, seed=seed, n_starts=n_starts, init=init, maxiter=maxiter
+                )
+        self.bootstrap = None
+        if bootstrap:
+            from evertrain.laws.intervals import bootstrap_law
+
+            self.bootstrap = bootstrap_law(
+                self, curve_list, n=bootstrap, block=bootstrap_block, seed=seed
             )
+            result.bootstrap = self.bootstrap
+        return result
 
     def _fit_multistart(
         self,
@@ -457,7 +521,10 @@ class Law:
 
     # ---- JSON ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"law": self.name, "params": self._require_params(), "options": self.options()}
+        payload = {"law": self.name, "params": self._require_params(), "options": self.options()}
+        if self.bootstrap:
+            payload["bootstrap"] = self.bootstrap
+        return payload
 
     def save(self, path: str | Path) -> Path:
         """Write ``{"law", "params", "options"}`` as JSON, atomically."""
@@ -495,6 +562,10 @@ def make_law(name: str, **options: Any) -> Law:
 
 def law_from_dict(payload: Mapping[str, Any]) -> Law:
     """Rebuild a fitted law from :meth:`Law.to_dict` / :meth:`FitResult.to_dict` output."""
+    if payload.get("law") == "cpt":
+        raise LawError(
+            "this is a cpt law JSON: use `evertrain law cpt predict` / evertrain.laws.load_cpt_law"
+        )
     if "law" not in payload or "params" not in payload:
         raise LawError(
             "a law JSON needs the keys 'law' and 'params' (write it with law.save or FitResult.save)"
@@ -503,9 +574,11 @@ def law_from_dict(payload: Mapping[str, Any]) -> Law:
     if name not in LAWS:
         raise LawError(f"unknown law {name!r}: choose one of {sorted(LAWS)}")
     try:
-        return LAWS[name](payload["params"], **dict(payload.get("options") or {}))
+        law = LAWS[name](payload["params"], **dict(payload.get("options") or {}))
     except TypeError as exc:
         raise LawError(f"bad options for the {name} law: {exc}") from exc
+    law.bootstrap = payload.get("bootstrap") or None
+    return law
 
 
 def load_law(path: str | Path) -> Law:

@@ -107,6 +107,14 @@ def fit(
         float | None,
         typer.Option("--tokens-per-step", help="tokens per optimizer step (token-unit --schedule)"),
     ] = None,
+    bootstrap: Annotated[
+        int,
+        typer.Option(
+            "--bootstrap",
+            help="block-bootstrap refits kept in the fit JSON for `law predict --interval` bands "
+            "(0: none, the fast default)",
+        ),
+    ] = 0,
 ) -> None:
     """Fit a law to logged runs (or, with --example 25M, to the packaged published curves);
     write the fit JSON and a plot of fitted vs logged. Prints where each curve's per-step LR
@@ -115,6 +123,8 @@ def fit(
     def body() -> None:
         # every output is checked before the fit: a bad -o must not cost the fit
         check_output_file(output, "-o")
+        if bootstrap < 0 or bootstrap == 1:
+            raise ValueError(f"--bootstrap {bootstrap}: give 0 (no bands) or >= 2 resamples")
         plot_target = check_output_file(
             plot or output.with_suffix(".png"), "--plot" if plot else "-o (its .png plot)"
         )
@@ -128,7 +138,7 @@ def fit(
         loaded = _fit_curves(list(curves or []), example, list(schedule or []), read)
         options = {"warmup": warmup} if law == "annealing" else {}
         model = make_law(law, **options)
-        result = model.fit(loaded, seed=seed, method=method)
+        result = model.fit(loaded, seed=seed, method=method, bootstrap=bootstrap)
         result.save(output)
         plot_path = plot_fit(model, loaded, plot_target)
         typer.echo(
@@ -188,12 +198,17 @@ def _is_token_spec(spec: str) -> bool:
         return False  # a bad spec: schedule_total names it with its own message
 
 
-def _write_prediction_csv(path: Path, steps: Any, lr: Any, pred: Any) -> None:
+def _write_prediction_csv(path: Path, steps: Any, lr: Any, pred: Any, band: Any = None) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["step", "lr", "pred"])
-    for step, rate, value in zip(steps.tolist(), lr.tolist(), pred.tolist(), strict=True):
-        writer.writerow([step, repr(rate), repr(value)])
+    writer.writerow(["step", "lr", "pred"] + (["lower", "upper"] if band is not None else []))
+    for index, (step, rate, value) in enumerate(
+        zip(steps.tolist(), lr.tolist(), pred.tolist(), strict=True)
+    ):
+        extra = (
+            [] if band is None else [repr(float(band.lower[index])), repr(float(band.upper[index]))]
+        )
+        writer.writerow([step, repr(rate), repr(value), *extra])
     atomic_write_text(path, buffer.getvalue())
 
 
@@ -235,6 +250,14 @@ def predict(
             help="tokens per optimizer step: needed by token-unit specs (step k uses s(k x N))",
         ),
     ] = None,
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            "--interval",
+            help="prediction band at this level (e.g. 0.9), from the fit's bootstrap "
+            "(`law fit --bootstrap N`): printed, plotted, and lower/upper columns in --csv",
+        ),
+    ] = None,
 ) -> None:
     """Predict whole loss curves for schedules; print each final loss, plot them together."""
 
@@ -252,7 +275,17 @@ def predict(
                     "optimizer step) so step k is evaluated at k x tokens_per_step"
                 )
         law = load_law(fit_json)
+        if interval is not None:
+            from evertrain.laws.intervals import check_level
+
+            check_level(interval)
+            if not law.bootstrap:
+                raise ValueError(
+                    f"--interval: {fit_json} has no bootstrap resamples; refit with "
+                    "`evertrain law fit ... --bootstrap 200`"
+                )
         predictions = {}
+        bands = {}
         for index, spec in enumerate(specs):
             total = steps or schedule_total(spec, tokens_per_step=tokens_per_step)
             if total is None:
@@ -261,19 +294,26 @@ def predict(
             grid = np.unique(np.r_[np.arange(1, total, stride), total - 1])
             lr = lr_array(spec, total, tokens_per_step=tokens_per_step)
             pred = law.predict_lr(lr, grid)
+            band = None
+            if interval is not None:
+                from evertrain.laws.intervals import law_band
+
+                band = law_band(law, lr, grid, interval)
             label = schedule_label(spec)
-            predictions[label if label not in predictions else f"{label} ({index + 1})"] = (
-                grid,
-                lr[grid],
-                pred,
-            )
+            key = label if label not in predictions else f"{label} ({index + 1})"
+            predictions[key] = (grid, lr[grid], pred)
+            if band is not None:
+                bands[key] = band
             if csv_targets:
-                _write_prediction_csv(csv_targets[index], grid, lr[grid], pred)
-        plot_predictions(law, predictions, output)
+                _write_prediction_csv(csv_targets[index], grid, lr[grid], pred, band)
+        plot_predictions(law, predictions, output, bands=bands)
         width = max(len(label) for label in predictions)
         typer.echo(f"{'schedule':<{width}}  final loss")
         for label, (grid, _, pred) in sorted(predictions.items(), key=lambda item: item[1][2][-1]):
-            typer.echo(f"{label:<{width}}  {pred[-1]:.5f}  (step {int(grid[-1])})")
+            extra = ""
+            if label in bands:
+                extra = f"  [{bands[label].lower[-1]:.5f}, {bands[label].upper[-1]:.5f}] ({interval:.0%} band)"
+            typer.echo(f"{label:<{width}}  {pred[-1]:.5f}  (step {int(grid[-1])}){extra}")
         typer.echo(f"plot -> {output}" + (f", csv -> {csv_path}" if csv_path else ""))
 
     _run(body)
@@ -389,5 +429,256 @@ def compare(
             )
         if json_out is not None:
             atomic_write_json(json_out, {"steps": steps, "law": law.to_dict(), "ranking": ranking})
+
+    _run(body)
+
+
+# --------------------------------------------------------------------------------------------
+# `evertrain law cpt fit | predict | optimize`
+# --------------------------------------------------------------------------------------------
+
+cpt_app = typer.Typer(
+    help="The continual pre-training law: fit on a base run and continual runs, predict "
+    "old- and new-data losses of any recipe, optimise a recipe for a goal.",
+    no_args_is_help=True,
+)
+app.add_typer(cpt_app, name="cpt")
+
+
+def _band_text(value: float, lower: Any, upper: Any) -> str:
+    if lower is None:
+        return f"{value:.5f}"
+    return f"{value:.5f} [{float(lower[-1]):.5f}, {float(upper[-1]):.5f}]"
+
+
+def _write_cpt_csv(path: Path, prediction: Any) -> None:
+    from evertrain.laws.cpt import DISTRIBUTIONS
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    header = ["step", "lr"]
+    for d in DISTRIBUTIONS:
+        header += [f"loss_{d}"] + (
+            [f"loss_{d}_lower", f"loss_{d}_upper"] if prediction.lower else []
+        )
+    writer.writerow(header)
+    for i, step in enumerate(prediction.steps.tolist()):
+        row = [step, repr(float(prediction.lr[i]))]
+        for d in DISTRIBUTIONS:
+            row.append(repr(float(prediction.loss[d][i])))
+            if prediction.lower:
+                row += [repr(float(prediction.lower[d][i])), repr(float(prediction.upper[d][i]))]
+        writer.writerow(row)
+    atomic_write_text(path, buffer.getvalue())
+
+
+@cpt_app.command("fit")
+def cpt_fit(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="the base run first, then one to three continual runs from it: evertrain run "
+            "folders (eval losses per distribution) or CSV files (step, lr, loss_old, loss_new)"
+        ),
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="law JSON to write")] = Path(
+        "cpt_law.json"
+    ),
+    old: Annotated[
+        list[str] | None,
+        typer.Option("--old", help="eval name(s) of the old data (default: continual.json's)"),
+    ] = None,
+    new: Annotated[
+        list[str] | None,
+        typer.Option("--new", help="eval name(s) of the new data (default: continual.json's)"),
+    ] = None,
+    replay: Annotated[
+        list[float] | None,
+        typer.Option(
+            "--replay", help="replay ratio per continual run, in order (default: data.mixture)"
+        ),
+    ] = None,
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", help="block-bootstrap refits for bands (0: none)")
+    ] = 50,
+    seed: Annotated[int, typer.Option(help="seed of the bootstrap")] = 0,
+) -> None:
+    """Fit the CPT law (Wang, Tissue et al. 2025) to a base run and its continual runs."""
+
+    def body() -> None:
+        from evertrain.laws.cpt import CPTLaw, read_cpt_runs
+
+        check_output_file(output, "-o")
+        if len(runs) < 2 or len(runs) > 4:
+            raise ValueError(
+                f"give the base run then one to three continual runs ({len(runs)} RUN given)"
+            )
+        if bootstrap < 0 or bootstrap == 1:
+            raise ValueError(f"--bootstrap {bootstrap}: give 0 (no bands) or >= 2 resamples")
+        base, stages = read_cpt_runs(runs[0], runs[1:], old=old, new=new, replay=replay)
+        law = CPTLaw().fit(base, stages, bootstrap=bootstrap, seed=seed)
+        law.save(output)
+        typer.echo(
+            f"cpt law on {base.name} + {', '.join(s.name for s in stages)} "
+            f"(replay {', '.join(f'{s.replay:g}' for s in stages)}) -> {output}"
+        )
+        for d, report in law.fit_report["per_distribution"].items():
+            params = ", ".join(f"{k}={v:.4g}" for k, v in law.params[d].items())  # type: ignore[index]
+            typer.echo(
+                f"  {d}: PredE={report['prede']:.5f} WorstE={report['worste']:.5f}  {params}"
+            )
+        if not law.kappa_fitted:
+            typer.echo("  kappa not fitted (one replay ratio): fixed at 1")
+
+    _run(body)
+
+
+@cpt_app.command("predict")
+def cpt_predict(
+    law_json: Annotated[Path, typer.Argument(help="law JSON from `evertrain law cpt fit`")],
+    recipes: Annotated[
+        list[str],
+        typer.Argument(
+            help="recipes: 'schedule=SPEC;replay=R;steps=N' (or tokens=T), or a YAML file/mapping "
+            "with schedule, replay, steps|tokens"
+        ),
+    ],
+    interval: Annotated[
+        float | None,
+        typer.Option("--interval", help="band level (default 0.9 when the law has a bootstrap)"),
+    ] = None,
+    csv_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv", help="CSV step,lr,loss_old[_lower,_upper],loss_new[...] (several: PATH_N.csv)"
+        ),
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="PNG of every recipe's curves with bands")
+    ] = None,
+) -> None:
+    """Predict the old- and new-data loss curves of continual recipes; print the final losses."""
+
+    def body() -> None:
+        from evertrain.laws.cpt import load_cpt_law, parse_recipe
+
+        targets = [check_output_file(t, "--csv") for t in _prediction_csv_paths(csv_path, recipes)]
+        if plot is not None:
+            check_output_file(plot, "--plot")
+        law = load_cpt_law(law_json)
+        level = interval if interval is not None else (0.9 if law.bootstrap else None)
+        parsed = [
+            parse_recipe(
+                text,
+                default_steps=max(law.fitted_steps or [0]) or None,
+                tokens_per_step=law.tokens_per_step,
+            )
+            for text in recipes
+        ]
+        rows = []
+        for index, recipe in enumerate(parsed):
+            prediction = law.predict(recipe, interval=level)
+            rows.append((recipe.label(), prediction))
+            if targets:
+                _write_cpt_csv(targets[index], prediction)
+        width = max(len(label) for label, _ in rows)
+        band = f" [{level:.0%} band]" if level else ""
+        typer.echo(f"{'recipe':<{width}}  old-data loss{band}  new-data loss{band}")
+        for label, p in rows:
+            typer.echo(
+                f"{label:<{width}}  {_band_text(p.final('old'), p.lower.get('old'), p.upper.get('old'))}"
+                f"  {_band_text(p.final('new'), p.lower.get('new'), p.upper.get('new'))}"
+            )
+        if csv_path:
+            typer.echo(f"csv -> {', '.join(str(t) for t in targets)}")
+        if plot is not None:
+            from evertrain.laws.plots import plot_cpt
+
+            typer.echo(f"plot -> {plot_cpt([p for _, p in rows], plot)}")
+
+    _run(body)
+
+
+@cpt_app.command("optimize")
+def cpt_optimize(
+    law_json: Annotated[Path, typer.Argument(help="law JSON from `evertrain law cpt fit`")],
+    goal: Annotated[
+        str,
+        typer.Option(
+            "--goal",
+            help="weighted:W (minimise W new + (1-W) old), forget:X (min new-data loss, old-data "
+            "loss at most +X % over the base), or new",
+        ),
+    ],
+    steps: Annotated[
+        int | None, typer.Option(help="stage length in steps (default: longest fitted run)")
+    ] = None,
+    warmup: Annotated[int | None, typer.Option(help="re-warm steps (default: steps/50)")] = None,
+    floor_ratio: Annotated[float, typer.Option(help="final LR as a share of the peak")] = 0.1,
+    families: Annotated[str, typer.Option(help="schedule families searched")] = "cosine,wsd",
+    peaks: Annotated[
+        str | None,
+        typer.Option(help="peak LRs searched, comma-separated (default: 7 over the fitted peaks)"),
+    ] = None,
+    interval: Annotated[float, typer.Option("--interval", help="band level")] = 0.9,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="JSON with the chosen recipe")
+    ] = None,
+) -> None:
+    """Search replay ratio (0 to 0.5), peak LR and schedule family (cosine, WSD) for a goal."""
+
+    def body() -> None:
+        from evertrain.laws.cpt import load_cpt_law, parse_goal, schedule_label
+
+        if output is not None:
+            check_output_file(output, "-o")
+        parse_goal(goal)  # a bad goal fails before the law is read
+        if not 0.0 <= floor_ratio <= 1.0:
+            raise ValueError(f"--floor-ratio {floor_ratio:g} must be in [0, 1]")
+        try:
+            peak_list = [float(v) for v in peaks.split(",") if v.strip()] if peaks else None
+        except ValueError:
+            raise ValueError(f"--peaks {peaks!r} must be comma-separated numbers") from None
+        if peak_list is not None and (not peak_list or min(peak_list) <= 0):
+            raise ValueError(f"--peaks {peaks!r}: give one or more LRs > 0")
+        law = load_cpt_law(law_json)
+        level = interval if law.bootstrap else None
+        result = law.optimize(
+            goal,
+            steps=steps,
+            warmup=warmup,
+            floor_ratio=floor_ratio,
+            families=[f.strip() for f in families.split(",") if f.strip()],
+            peaks=peak_list,
+            interval=level,
+        )
+        recipe, prediction = result["recipe"], result["prediction"]
+        typer.echo(f"goal {goal}: best of {result['searched']} recipes")
+        typer.echo(
+            f"  schedule {schedule_label(recipe.schedule)}  replay {recipe.replay:g}  steps {recipe.steps}"
+        )
+        for d in ("old", "new"):
+            typer.echo(
+                f"  {d}-data loss {_band_text(prediction.final(d), prediction.lower.get(d), prediction.upper.get(d))}"
+                f"  (base at the stage start {result['reference'][d]:.5f})"
+            )
+        if level is None:
+            typer.echo("  no bands: the law was fitted with --bootstrap 0")
+        for note in result["extrapolates"]:
+            typer.echo(f"  warning: {note}: the law extrapolates there")
+        if output is not None:
+            atomic_write_json(
+                output,
+                {
+                    "goal": goal,
+                    "recipe": {"schedule": recipe.schedule, "replay": recipe.replay, "steps": recipe.steps},
+                    "final": result["final"],
+                    "band": {d: [float(prediction.lower[d][-1]), float(prediction.upper[d][-1])]
+                             for d in prediction.lower},
+                    "reference": result["reference"],
+                    "extrapolates": result["extrapolates"],
+                },
+            )  # fmt: skip
+            typer.echo(f"  -> {output}")
 
     _run(body)

@@ -60,6 +60,11 @@ def plot_fit(
         )
         top.plot(curve.steps, curve.loss, ".", color=color, markersize=3, alpha=0.6)
         top.plot(dense, law.predict_lr(curve.lr, dense), "-", color=color, label=curve.name)
+        if getattr(law, "bootstrap", None):
+            from evertrain.laws.intervals import law_band
+
+            band = law_band(law, curve.lr, dense)
+            top.fill_between(dense, band.lower, band.upper, color=color, alpha=0.2)
         pred = law.predict_lr(curve.lr, curve.steps)
         bottom.plot(curve.steps, (pred - curve.loss) / curve.loss, "-", color=color)
     bottom.axhline(0.0, color="black", linewidth=0.5)
@@ -78,15 +83,19 @@ def plot_predictions(
     predictions: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
     path: str | Path,
     title: str | None = None,
+    bands: Mapping[str, Any] | None = None,
 ) -> Path:
     """Predicted loss curves (top) and their LR schedules (bottom): ``{label: (steps, lr, pred)}``,
-    the final loss of each in the legend."""
+    the final loss of each in the legend; ``bands[label]`` (an ``intervals.Band`` or any object
+    with ``lower``/``upper`` arrays at the same steps) is drawn as a shaded band."""
     plt = _pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, height_ratios=[3, 1.3])
     finals = [float(pred[-1]) for _, _, pred in predictions.values()]
     for index, (label, (steps, lr, pred)) in enumerate(predictions.items()):
         color = f"C{index % 10}"
         top.plot(steps, pred, color=color, label=f"{label}: final {pred[-1]:.4f}")
+        if bands and label in bands:
+            top.fill_between(steps, bands[label].lower, bands[label].upper, color=color, alpha=0.2)
         bottom.plot(steps, lr, color=color)
     if finals:
         # zoom on the part of the curves that differs, not the early transient
@@ -130,3 +139,25 @@ def plot_held_out(
     ax.legend(fontsize=7)
     ax.set_title(title)
     return _save(fig, path)
+
+
+def plot_cpt(predictions: Sequence[Any], path: str | Path, title: str | None = None) -> Path:
+    """Old-data (solid) and new-data (dashed) predicted losses of CPT recipes
+    (``CPTPrediction`` objects), bands shaded where present, LRs below."""
+    plt = _pyplot()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, height_ratios=[3, 1.3])
+    for index, p in enumerate(predictions):
+        color = f"C{index % 10}"
+        for d, style in (("old", "-"), ("new", "--")):
+            top.plot(p.steps, p.loss[d], style, color=color, label=f"{p.recipe.label()} ({d})")
+            if p.lower:
+                top.fill_between(p.steps, p.lower[d], p.upper[d], color=color, alpha=0.15)
+        bottom.plot(p.steps, p.lr, color=color)
+    return _finish(
+        fig,
+        top,
+        bottom,
+        path,
+        labels=("predicted loss (cpt)", "learning rate"),
+        title=title or "CPT law: old data (solid), new data (dashed)",
+    )

@@ -1,0 +1,269 @@
+"""The CPT law: its formula, fitting known parameters back, prediction, optimisation, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from evertrain.laws import LawError
+from evertrain.laws.cli import app
+from evertrain.laws.cpt import (
+    CPTLaw,
+    Recipe,
+    load_cpt_law,
+    parse_goal,
+    parse_recipe,
+    read_cpt_runs,
+    shift_term,
+)
+
+from .cpt_synth import CPT_TRUE, OFFSET, STAGES, make_runs, true_law
+
+
+def test_formula_matches_hand_computed_values() -> None:
+    """Three base updates at LR 1, 1, 0.5, then a stage at 0.5, 1 (replay 0.2), by hand."""
+    params = {"L0": 1.0, "A": 2.0, "alpha": 0.5, "C": 0.1, "lam": 0.5,
+              "B": 0.3, "E": 2.0, "beta": 1.0, "kappa": 2.0}  # fmt: skip
+    law = CPTLaw({"old": params, "new": params}, base_lr=[1.0, 1.0, 0.5], offset=3, warmup_steps=0)
+    recipe = Recipe(np.array([0.5, 1.0]), 0.2, 2)
+    pred = law.predict(recipe, [0, 1])
+    # update 3 (stage 0): S1 = 3.0; drops 0, 0, .5, 0 -> m = 0, 0, .5, .25 -> S2 = .75
+    # S1cpt = .5; shift = .3 * .8^2 * (1 - (1 + 2 * .8 * .5)^-1)
+    at0 = 1.0 + 2.0 * 3.0**-0.5 - 0.1 * 0.75 + 0.3 * 0.64 * (1 - 1 / 1.8)
+    # update 4 (stage 1): S1 = 4.0; drop -.5 -> m = .125 - .5 = -.375 -> S2 = .375; S1cpt = 1.5
+    at1 = 1.0 + 2.0 * 4.0**-0.5 - 0.1 * 0.375 + 0.3 * 0.64 * (1 - 1 / (1 + 2 * 0.8 * 1.5))
+    assert pred.loss["old"] == pytest.approx([at0, at1], rel=1e-12)
+    assert shift_term(np.array([0.0]), 0.0, 1.0, 1.0, 1.0, 1.0)[0] == 0.0
+    # no shift at all when every token is replayed old data
+    assert shift_term(np.array([5.0]), 1.0 - 1e-12, 0.3, 2.0, 1.0, 2.0)[0] == pytest.approx(0.0)
+
+
+def test_rewarm_raises_the_loss_through_the_annealing_term() -> None:
+    """The base branches at its peak (1e-3): re-warming to 2e-3 is negative annealing."""
+    law = true_law()
+    no_shift = {d: {**p, "B": 0.0} for d, p in CPT_TRUE.items()}
+    at = np.array([10])
+
+    def loss(rate: float) -> float:
+        lr = np.full(200, rate)
+        return float(law.predict_with(no_shift, Recipe(lr, 0.0, 200), at, lr)["old"][0])
+
+    assert loss(2e-3) > law.reference_losses()["old"] > loss(1e-3) > loss(1e-4)
+
+
+def test_fit_recovers_known_parameters_to_one_percent() -> None:
+    base, runs = make_runs(noise=2e-4)
+    law = CPTLaw().fit(base, runs)
+    assert law.kappa_fitted
+    for d, truth in CPT_TRUE.items():
+        for name, value in truth.items():
+            assert law.params[d][name] == pytest.approx(value, rel=0.01), (d, name)
+
+
+def test_one_replay_ratio_fixes_kappa_and_predicting_another_warns() -> None:
+    base, runs = make_runs()
+    law = CPTLaw().fit(base, runs[:1])
+    assert not law.kappa_fitted and law.params["old"]["kappa"] == pytest.approx(1.0)
+    with pytest.warns(UserWarning, match="kappa was not fitted"):
+        law.predict(Recipe(STAGES["cos0"][0], 0.3, 2000))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        law.predict(Recipe(STAGES["cos0"][0], 0.0, 2000))
+
+
+def test_predict_held_out_recipe_and_json_round_trip(tmp_path) -> None:
+    base, runs = make_runs()
+    law = CPTLaw().fit(base, runs)
+    recipe = Recipe({"name": "wsd", "peak": 1e-3, "total": 1500, "warmup": 30,
+                     "decay_fraction": 0.2, "floor": 1e-4}, 0.1, 1500)  # fmt: skip
+    truth = true_law().predict(recipe)
+    pred = law.predict(recipe)
+    for d in ("old", "new"):
+        assert np.max(np.abs(pred.loss[d] / truth.loss[d] - 1)) < 1e-4
+    law.save(tmp_path / "law.json")
+    again = load_cpt_law(tmp_path / "law.json")
+    assert again.predict(recipe).loss["new"] == pytest.approx(pred.loss["new"], rel=1e-12)
+
+
+def test_optimize_meets_the_goal_and_beats_the_grid() -> None:
+    law = true_law()
+    law.fitted_steps, law.fitted_peaks, law.fitted_replays = [2000], [5e-4, 2e-3], [0.0, 0.5]
+    ref = law.reference_losses()
+    result = law.optimize("forget:1", peaks=[5e-4, 1e-3, 2e-3])
+    assert result["final"]["old"] <= 1.01 * ref["old"]
+    # nothing feasible on the same grid has a lower new-data loss
+    for family in ("cosine", "wsd"):
+        for peak in (5e-4, 1e-3, 2e-3):
+            for replay in np.linspace(0, 0.5, 11):
+                from evertrain.laws.cpt import recipe_spec
+
+                r = Recipe(recipe_spec(family, peak, 2000, 40, 0.1), float(replay), 2000)
+                p = law.predict(r, [1999])
+                if p.final("old") <= 1.01 * ref["old"]:
+                    assert p.final("new") >= result["final"]["new"] - 1e-12
+    weighted = law.optimize("weighted:0", peaks=[5e-4, 1e-3])  # all weight on the old data
+    assert weighted["recipe"].replay == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("goal", ["weighted:2", "forget:x", "best", "forget:-1"])
+def test_bad_goal_names_the_forms(goal: str) -> None:
+    with pytest.raises(LawError, match="weighted:W"):
+        parse_goal(goal)
+
+
+def test_parse_recipe_forms(tmp_path) -> None:
+    r = parse_recipe("schedule=cosine:peak=3e-4,total=2000,warmup=40;replay=0.25")
+    assert (r.replay, r.steps) == (0.25, 2000)
+    (tmp_path / "r.yaml").write_text(
+        "schedule: {name: constant, peak: 1e-4}\nreplay: 0.1\ntokens: 8192\n"
+    )
+    r = parse_recipe(str(tmp_path / "r.yaml"), tokens_per_step=256)
+    assert r.steps == 32
+    with pytest.raises(LawError, match="replay"):
+        parse_recipe("schedule=cosine:peak=3e-4,total=10;replay=1.5")
+
+
+# --------------------------------------------------------------------------------------------
+# Run folders as the trainer writes them, and the CLI
+# --------------------------------------------------------------------------------------------
+
+TOKENS_PER_STEP = 256
+
+
+def _write_run(
+    folder, lr, steps, loss, *, schedule, mixture=None, meta=None, eval_names=("web", "code")
+):
+    """A run folder as `evertrain train run` leaves it: config.yaml, log.jsonl (train records
+    with the LR every step; eval records {name: loss} after update k at record step k+1)."""
+    folder.mkdir(parents=True)
+    train = {"web": "data/web", "code": "data/code"} if mixture else {"web": "data/web"}
+    mix = "null" if mixture is None else json.dumps(mixture)
+    (folder / "config.yaml").write_text(
+        f"out_dir: {folder}\nschedule: {json.dumps(schedule)}\nbatch_size: 8\n"
+        f"data:\n  train: {json.dumps(train)}\n  mixture: {mix}\n"
+    )
+    lines = []
+    eval_at = dict(zip(steps.tolist(), range(len(steps)), strict=True))
+    for k in range(len(lr)):
+        lines.append({"kind": "train", "step": k + 1, "tokens": (k + 1) * TOKENS_PER_STEP,
+                      "lr": float(lr[k]), "loss": 3.0})  # fmt: skip
+        if k in eval_at:
+            i = eval_at[k]
+            values = {"web": float(loss["old"][i]), "code": float(loss["new"][i])}
+            lines.append({"kind": "eval", "step": k + 1, "tokens": (k + 1) * TOKENS_PER_STEP,
+                          "eval": {n: values[n] for n in eval_names}})  # fmt: skip
+    (folder / "log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    if meta is not None:
+        (folder / "continual.json").write_text(json.dumps(meta))
+
+
+@pytest.fixture(scope="module")
+def run_folders(tmp_path_factory):
+    from .cpt_synth import BASE_SPEC
+
+    root = tmp_path_factory.mktemp("cpt_runs")
+    base, runs = make_runs(every=100)
+    _write_run(root / "base", base.lr, base.steps, base.loss, schedule=BASE_SPEC)
+    for run in runs:
+        meta = {"old": ["web"], "new": ["code"], "offset_tokens": OFFSET * TOKENS_PER_STEP}
+        mixture = {"web": run.replay, "code": 1.0 - run.replay}
+        _write_run(root / run.name, run.lr, run.steps, run.loss, schedule=run.schedule,
+                   mixture=mixture, meta=meta)  # fmt: skip
+    return root
+
+
+def test_read_run_folders(run_folders) -> None:
+    base, runs = read_cpt_runs(run_folders / "base", [run_folders / n for n in STAGES])
+    assert base.tokens_per_step == TOKENS_PER_STEP
+    assert [r.replay for r in runs] == [0.0, 0.25, 0.5]
+    assert {r.offset for r in runs} == {OFFSET}
+    assert runs[0].steps[0] == 99  # record step 100 is update 99
+
+
+def test_cli_fit_predict_optimize(run_folders, tmp_path) -> None:
+    cli = CliRunner()
+    out = tmp_path / "law.json"
+    args = ["cpt", "fit", str(run_folders / "base"), *(str(run_folders / n) for n in STAGES)]
+    result = cli.invoke(app, [*args, "-o", str(out), "--bootstrap", "4"])
+    assert result.exit_code == 0, result.output
+    assert "old: PredE=" in result.output and out.is_file()
+    recipe = "schedule=cosine:peak=1e-3,total=1000,warmup=20,floor=1e-4;replay=0.2"
+    csv_out = tmp_path / "pred.csv"
+    png = tmp_path / "pred.png"
+    result = cli.invoke(
+        app, ["cpt", "predict", str(out), recipe, "--csv", str(csv_out), "--plot", str(png)]
+    )
+    assert result.exit_code == 0, result.output
+    assert png.stat().st_size > 0
+    assert "[90% band]" in result.output
+    header = csv_out.read_text().splitlines()[0].split(",")
+    assert header == ["step", "lr", "loss_old", "loss_old_lower", "loss_old_upper",
+                      "loss_new", "loss_new_lower", "loss_new_upper"]  # fmt: skip
+    result = cli.invoke(app, ["cpt", "optimize", str(out), "--goal", "weighted:0.5"])
+    assert result.exit_code == 0, result.output
+    assert "replay" in result.output and "new-data loss" in result.output
+
+
+def test_cli_run_without_per_distribution_eval_is_one_line_exit_2(run_folders, tmp_path) -> None:
+    from .cpt_synth import BASE_SPEC
+
+    base, _ = make_runs(every=100)
+    _write_run(tmp_path / "base_web_only", base.lr, base.steps, base.loss, schedule=BASE_SPEC,
+               eval_names=("web",))  # fmt: skip
+    result = CliRunner().invoke(
+        app, ["cpt", "fit", str(tmp_path / "base_web_only"), str(run_folders / "cos0"),
+              "-o", str(tmp_path / "law.json"), "--bootstrap", "0"],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "base_web_only" in lines[0] and "code" in lines[0]
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["cpt", "optimize", "LAW", "--goal", "cheapest"], "weighted:W"),
+        (["cpt", "predict", "LAW", "schedule=cosine:peak=1e-3,total=100;replay=1.5"], "replay"),
+        (
+            ["cpt", "predict", "missing.json", "schedule=constant:peak=1e-3;steps=10"],
+            "does not exist",
+        ),
+    ],
+)
+def test_cli_bad_input_exit_2(run_folders, tmp_path, argv, needle) -> None:
+    law = true_law()
+    law.save(tmp_path / "law.json")
+    argv = [str(tmp_path / "law.json") if a == "LAW" else a for a in argv]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2, result.output
+    assert needle in result.output and "Traceback" not in result.output
+
+
+def test_csv_runs(tmp_path) -> None:
+    base, runs = make_runs(every=100)
+
+    def write(path, lr, steps, loss):
+        rows = ["step,lr,loss_old,loss_new"]
+        at = dict(zip(steps.tolist(), range(len(steps)), strict=True))
+        for k, rate in enumerate(lr):
+            i = at.get(k)
+            cells = (
+                ("", "")
+                if i is None
+                else (repr(float(loss["old"][i])), repr(float(loss["new"][i])))
+            )
+            rows.append(f"{k},{float(rate)!r},{cells[0]},{cells[1]}")
+        path.write_text("\n".join(rows) + "\n")
+
+    write(tmp_path / "base.csv", base.lr[:OFFSET], base.steps, base.loss)
+    write(tmp_path / "s.csv", runs[0].lr, runs[0].steps, runs[0].loss)
+    with pytest.raises(LawError, match="--replay"):
+        read_cpt_runs(tmp_path / "base.csv", [tmp_path / "s.csv"])
+    b, r = read_cpt_runs(tmp_path / "base.csv", [tmp_path / "s.csv"], replay=[0.0])
+    assert r[0].offset == OFFSET and not math.isnan(b.loss["old"][0])
