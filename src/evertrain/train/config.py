@@ -25,6 +25,7 @@ from pydantic import (
 
 from evertrain import _yaml
 from evertrain.schedules import Schedule, from_spec
+from evertrain.train.autolrs import parse_auto_spec
 from evertrain.train.budget import total_steps as _steps_for_budget
 
 
@@ -232,7 +233,8 @@ class TrainConfig(_Strict):
         if isinstance(value, dict):
             value = spec_numbers(value)  # numbers written as text ('3e-3') are numbers
         try:
-            return from_spec(value)
+            # `name: auto` is the trainer's own LR search (train/autolrs.py), not a library family
+            return parse_auto_spec(value) or from_spec(value)
         except ValueError as error:  # ScheduleError names the schedule field itself
             raise ValueError(f"{value!r} is not a valid schedule ({error})") from error
 

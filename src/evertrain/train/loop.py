@@ -39,6 +39,7 @@ from evertrain.data import (
     check_same_tokenizer,
     iter_eval_batches,
 )
+from evertrain.train import autolrs
 from evertrain.train import checkpoint as ckpt
 from evertrain.train import distributed, fsdp, lifeline, preempt, recovery, storage
 from evertrain.train.allocator import tune_glibc_malloc
@@ -360,6 +361,7 @@ class _Trainer:
             self.scaler.load_state_dict(state["scaler"])
             self.sampler.load_state_dict(state["sampler"])
             _set_rng_state(state["rng"])
+            self.autolrs_state = state.get("autolrs")
             self.step, self.tokens = int(state["step"]), int(state["tokens"])
             self.skipped, self.parent = int(state.get("skipped", 0)), state.get("parent")
             self.resumed_from = Path(source)
@@ -407,6 +409,7 @@ class _Trainer:
                 "scaler": self.scaler.state_dict(),
                 "sampler": self.sampler.state_dict(),
                 "rng": _rng_state(),
+                "autolrs": autolrs.checkpoint_state(self),  # an auto schedule's chosen LRs
                 "step": self.step,
                 "tokens": self.tokens,
                 "skipped": self.skipped,
@@ -515,6 +518,8 @@ class _Trainer:
             model = DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
+        # schedule: auto (autolrs.py) searches each stage's LR; before the log is opened
+        self.search = autolrs.attach(self, total_steps)
         logger = RunLogger(self.out_dir, tensorboard=cfg.tensorboard, enabled=info.is_main)
         nan_steps = _nan_hook_steps()
         clip = cfg.optimizer.grad_clip or math.inf
@@ -541,6 +546,8 @@ class _Trainer:
             )
         try:
             while self.step < total_steps:
+                if self.search is not None:  # at a stage's start: try its candidate LRs first
+                    self.search.before_step(model, logger)
                 step_start = time.perf_counter()
                 tokens_before = self.tokens
                 progress_value = self.tokens if self.unit == "tokens" else self.step
