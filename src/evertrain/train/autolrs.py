@@ -17,8 +17,8 @@ they are counted (``search_tokens`` in the ``autolrs`` log record) but are no pa
 
 What differs from the paper: candidates come from a deterministic log-grid (``rounds`` > 1 refines
 it around the best LR so far) instead of Gaussian-process Bayesian optimisation; the forecast is
-fitted to the candidate's *training* losses (the paper evaluates a validation subset); the stage
-length stays fixed (the paper doubles it as training goes on).
+fitted to the candidate's *training* losses (the paper forecasts the validation loss); every stage
+has the one length the spec sets.
 
 The realised schedule (warmup, then one constant LR per stage) is a ``piecewise_linear`` spec that
 the trainer itself evaluates, written to ``realised_schedule.yaml`` after each stage: training
