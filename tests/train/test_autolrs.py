@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from evertrain import _yaml
-from evertrain.train import TrainConfig, history, run
-from evertrain.train import autolrs
+from evertrain.train import TrainConfig, autolrs, history, run
 from evertrain.train.autolrs import AutoSchedule, fit_exponential, forecast_loss
 from evertrain.train.config import ConfigError
 
@@ -142,7 +141,9 @@ def test_a_clearly_best_lr_is_chosen_over_a_divergent_one(tmp_path: Path, tiny_d
     assert sorted(by_lr) == pytest.approx([1e-5, math.sqrt(1e-5 * 10.0), 10.0])
     assert record["chosen"] == pytest.approx(math.sqrt(1e-5 * 10.0))
     divergent = by_lr[10.0]["forecast"]
-    assert divergent is None or divergent > max(c["forecast"] for c in by_lr.values() if c["lr"] < 10)
+    assert divergent is None or divergent > max(
+        c["forecast"] for c in by_lr.values() if c["lr"] < 10
+    )
 
 
 # ---------------------------------------------------------------------------- exact resume

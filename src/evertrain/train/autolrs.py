@@ -282,8 +282,8 @@ def _finite_or_none(values: list[float]) -> list[float | None]:
 class Search:
     """One run's search: the stages' chosen LRs, the realised schedule, the search cost.
 
-    Created by :func:`attach`; the loop calls :meth:`before_step` before every main-path step and
-    stores :meth:`state_dict` in each checkpoint.
+    Created by :func:`attach_search`; the loop calls :meth:`before_step` before every main-path
+    step and stores :meth:`state_dict` in each checkpoint.
     """
 
     def __init__(self, trainer: Any, spec: AutoSchedule, total_steps: int, state: Any) -> None:
@@ -493,7 +493,7 @@ def _drop_unchosen_records(out_dir: Path, chosen: int) -> None:
         atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
 
 
-def attach(trainer: Any, total_steps: int) -> Search | None:
+def attach_search(trainer: Any, total_steps: int) -> Search | None:
     """The run's :class:`Search` when its schedule is ``auto`` (else ``None``); sets the
     trainer's schedule to the realised one. Call before the run's logger opens ``log.jsonl``."""
     spec = trainer.schedule
@@ -525,7 +525,7 @@ def attach(trainer: Any, total_steps: int) -> Search | None:
     return search
 
 
-def checkpoint_state(trainer: Any) -> dict[str, Any] | None:
+def search_checkpoint_state(trainer: Any) -> dict[str, Any] | None:
     """What a checkpoint stores of the run's search (``None`` for a fixed schedule)."""
     search = getattr(trainer, "search", None)
     return search.state_dict() if search is not None else None
@@ -534,10 +534,10 @@ def checkpoint_state(trainer: Any) -> dict[str, Any] | None:
 __all__ = [
     "AutoSchedule",
     "Search",
-    "attach",
+    "attach_search",
     "candidate_grid",
-    "checkpoint_state",
     "fit_exponential",
     "forecast_loss",
     "parse_auto_spec",
+    "search_checkpoint_state",
 ]

@@ -39,10 +39,10 @@ from evertrain.data import (
     check_same_tokenizer,
     iter_eval_batches,
 )
-from evertrain.train import autolrs
 from evertrain.train import checkpoint as ckpt
 from evertrain.train import distributed, fsdp, lifeline, preempt, recovery, storage
 from evertrain.train.allocator import tune_glibc_malloc
+from evertrain.train.autolrs import attach_search, search_checkpoint_state
 from evertrain.train.budget import schedule_fit_warning
 from evertrain.train.budget import total_steps as budget_total_steps
 from evertrain.train.config import ConfigError, TrainConfig
@@ -409,7 +409,7 @@ class _Trainer:
                 "scaler": self.scaler.state_dict(),
                 "sampler": self.sampler.state_dict(),
                 "rng": _rng_state(),
-                "autolrs": autolrs.checkpoint_state(self),  # an auto schedule's chosen LRs
+                "autolrs": search_checkpoint_state(self),  # an auto schedule's chosen LRs
                 "step": self.step,
                 "tokens": self.tokens,
                 "skipped": self.skipped,
@@ -519,7 +519,7 @@ class _Trainer:
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
         # schedule: auto (autolrs.py) searches each stage's LR; before the log is opened
-        self.search = autolrs.attach(self, total_steps)
+        self.search = attach_search(self, total_steps)
         logger = RunLogger(self.out_dir, tensorboard=cfg.tensorboard, enabled=info.is_main)
         nan_steps = _nan_hook_steps()
         clip = cfg.optimizer.grad_clip or math.inf
