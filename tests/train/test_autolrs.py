@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from evertrain import _yaml
 from evertrain.train import TrainConfig, autolrs, history, run
 from evertrain.train.autolrs import AutoSchedule, fit_exponential, forecast_loss
 from evertrain.train.config import ConfigError
 
-from .conftest import make_config
+from .conftest import fork_child, make_config, rank_env
 
 # 12 steps of 256 tokens: warmup 2, stages [2, 6), [6, 10), [10, 12); 3 candidates x 3 steps each.
 AUTO = {
@@ -192,3 +194,24 @@ def test_resume_after_a_crash_mid_search_is_exact(
     monkeypatch.setattr(autolrs, "candidate_step", real_step)
     run(cfg, resume=True, progress=False)
     _same_run(tmp_path / "r", tuned)
+
+
+def test_two_ddp_ranks_search_like_one_process(tuned: Path, tmp_path: Path, tiny_data) -> None:
+    """Two forked gloo ranks (the global batch split between them) choose the single process's
+    LRs: the forecasts come from all-reduced losses and rank 0's choice is broadcast."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    cfg = auto_config(tmp_path / "ddp", tiny_data)
+
+    def body() -> int:
+        run(cfg, progress=False)
+        return 3 if torch.distributed.is_initialized() else 0
+
+    children = [fork_child(body, rank_env(rank, port)) for rank in range(2)]
+    assert [os.waitpid(pid, 0)[1] for pid in children] == [0, 0]
+    ddp, single = history(tmp_path / "ddp", "autolrs"), history(tuned, "autolrs")
+    assert [r["chosen"] for r in ddp] == [r["chosen"] for r in single]
+    assert [loss for *_, loss in losses(tmp_path / "ddp")] == pytest.approx(
+        [loss for *_, loss in losses(tuned)], rel=1e-4
+    )

@@ -336,7 +336,11 @@ class Search:
         if stage is None or self.trainer.step != stage[0]:
             return
         start, end = stage
-        record = self._search(model, start, end)
+        from evertrain.train import distributed
+
+        # Every rank forecasts from the same all-reduced losses; rank 0's choice is made binding
+        # anyway, since ranks on different LRs would drift apart without any error.
+        record = distributed.broadcast_object(self._search(model, start, end), self.trainer.info)
         self.chosen.append({"start": start, "end": end, "lr": record["chosen"]})
         self.trainer.schedule = self.realised()
         logger.log(record)
