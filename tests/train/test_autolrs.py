@@ -215,3 +215,39 @@ def test_two_ddp_ranks_search_like_one_process(tuned: Path, tmp_path: Path, tiny
     assert [loss for *_, loss in losses(tmp_path / "ddp")] == pytest.approx(
         [loss for *_, loss in losses(tuned)], rel=1e-4
     )
+
+
+def test_candidate_grid_keeps_the_range_ends_and_refines_around_the_best() -> None:
+    grid, spacing = autolrs.candidate_grid(1e-4, 1e-2, 3)
+    assert grid[0] == 1e-4 and grid[-1] == 1e-2  # exact, as written in the spec
+    assert grid[1] == pytest.approx(1e-3) and spacing == pytest.approx(math.log(10))
+    refined, finer = autolrs.candidate_grid(1e-4, 1e-2, 3, best=1e-3, spacing=spacing)
+    assert refined == pytest.approx([1e-3 / math.sqrt(10), 1e-3, 1e-3 * math.sqrt(10)])
+    assert finer == pytest.approx(spacing / 2)
+    clipped, _ = autolrs.candidate_grid(1e-4, 1e-2, 3, best=1e-2, spacing=spacing)
+    assert max(clipped) == 1e-2 and min(clipped) == pytest.approx(1e-2 / math.sqrt(10))
+
+
+def test_a_second_round_trains_only_new_lrs(tmp_path: Path, tiny_data) -> None:
+    cfg = auto_config(tmp_path / "r", tiny_data, rounds=2, stage_steps=10, horizon=3)
+    run(cfg, progress=False)
+    (record,) = history(tmp_path / "r", "autolrs")
+    tried = [c["lr"] for c in record["candidates"]]
+    assert len(tried) == 5  # 3 + the 2 new neighbours of the best (the best is not retrained)
+    assert record["search_steps"] == 5 * 3
+    assert tried[:3] == pytest.approx([1e-4, 1e-3, 1e-2])
+    best_first = min(record["candidates"][:3], key=lambda c: c["forecast"])["lr"]
+    cell = (best_first / 10**0.5 * (1 - 1e-9), best_first * 10**0.5 * (1 + 1e-9))
+    assert all(cell[0] <= lr <= cell[1] for lr in tried[3:])
+    best = min(record["candidates"], key=lambda c: c["forecast"])
+    assert record["chosen"] == best["lr"]
+
+
+def test_a_continual_stage_on_an_auto_base_is_refused_in_one_line(tuned: Path) -> None:
+    # The base's LR state cannot be read from an auto spec: a one-line ContinualError (exit 2 in
+    # the CLI), never a traceback. (Reading tuned/realised_schedule.yaml instead would lift this.)
+    from evertrain.continual.runner import ContinualError, base_info
+
+    with pytest.raises(ContinualError, match="unknown schedule name='auto'") as caught:
+        base_info(tuned)
+    assert "\n" not in str(caught.value)

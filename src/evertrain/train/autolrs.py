@@ -60,7 +60,8 @@ class AutoSchedule(Schedule):
             warmup (exactly one of the two).
         candidates: LRs tried per round (>= 2), a log-grid over the range.
         rounds: 1 = one grid over [lr_min, lr_max]; each further round tries ``candidates`` LRs on
-            a grid one old grid-spacing either side of the best LR so far.
+            a grid over the best LR's cell (half the last grid spacing either side), so the
+            spacing shrinks ``candidates - 1`` times a round.
         horizon: steps each candidate trains (the paper's tau'); the forecast is at the stage end.
         forecast: ``exponential`` (fit ``a + b*exp(-c*t)``) or ``last_mean`` (mean of the last
             ``last_k`` losses); the exponential fit falls back to ``last_mean`` when it fails.
@@ -254,10 +255,12 @@ def candidate_grid(
     lr_min: float, lr_max: float, count: int, best: float | None = None, spacing: float = 0.0
 ) -> tuple[list[float], float]:
     """``count`` log-spaced LRs and their log-spacing: over ``[lr_min, lr_max]`` for the first
-    round, else over ``best * exp(+-spacing)`` clipped to the range (the refinement)."""
+    round, else over the cell ``best * exp(+-spacing / 2)`` clipped to the range (a refinement:
+    the neighbours one ``spacing`` away were tried and forecast worse)."""
     low, high = math.log(lr_min), math.log(lr_max)
     if best is not None:
-        low, high = max(low, math.log(best) - spacing), min(high, math.log(best) + spacing)
+        half = spacing / 2
+        low, high = max(low, math.log(best) - half), min(high, math.log(best) + half)
     grid = [float(lr) for lr in np.exp(np.linspace(low, high, count))]
     # exp(log(x)) need not be x: keep the range's own ends exact (1e-4, not 1.0000000000000009e-4)
     grid[0] = lr_min if low == math.log(lr_min) else grid[0]
@@ -370,8 +373,8 @@ class Search:
                 spec.lr_min, spec.lr_max, spec.candidates, best, spacing
             )
             for lr in grid:
-                if lr in tried:
-                    continue
+                if any(math.isclose(lr, done, rel_tol=1e-9) for done in tried):
+                    continue  # the best LR itself (odd counts): trained already
                 self._load(snapshot)
                 losses = self._train_candidate(model, lr, horizon)
                 forecast, used = forecast_loss(
