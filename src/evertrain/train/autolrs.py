@@ -532,6 +532,23 @@ def attach_search(trainer: Any, total_steps: int) -> Search | None:
     return search
 
 
+def resumed_search_state(schedule: Schedule, state: dict[str, Any]) -> dict[str, Any] | None:
+    """The search state a resume continues from (``state`` is the checkpoint's training state),
+    checked before the resume records anything: a run trained on another schedule cannot
+    continue on an auto one (its steps so far have no place in a stage layout, and the realised
+    schedule could not replay them)."""
+    search_state = state.get("autolrs")
+    if isinstance(schedule, AutoSchedule) and search_state is None and int(state["step"]) > 0:
+        from evertrain.train.config import ConfigError
+
+        raise ConfigError(
+            f"schedule: this run trained {int(state['step'])} steps on another schedule, so it "
+            "cannot resume on an auto one; start a new run with init_from (a fork) to search "
+            "from its checkpoint"
+        )
+    return search_state
+
+
 def search_checkpoint_state(trainer: Any) -> dict[str, Any] | None:
     """What a checkpoint stores of the run's search (``None`` for a fixed schedule)."""
     search = getattr(trainer, "search", None)
@@ -546,5 +563,6 @@ __all__ = [
     "fit_exponential",
     "forecast_loss",
     "parse_auto_spec",
+    "resumed_search_state",
     "search_checkpoint_state",
 ]

@@ -42,7 +42,7 @@ from evertrain.data import (
 from evertrain.train import checkpoint as ckpt
 from evertrain.train import distributed, fsdp, lifeline, preempt, recovery, storage
 from evertrain.train.allocator import tune_glibc_malloc
-from evertrain.train.autolrs import attach_search, search_checkpoint_state
+from evertrain.train.autolrs import attach_search, resumed_search_state, search_checkpoint_state
 from evertrain.train.budget import schedule_fit_warning
 from evertrain.train.budget import total_steps as budget_total_steps
 from evertrain.train.config import ConfigError, TrainConfig
@@ -361,7 +361,7 @@ class _Trainer:
             self.scaler.load_state_dict(state["scaler"])
             self.sampler.load_state_dict(state["sampler"])
             _set_rng_state(state["rng"])
-            self.autolrs_state = state.get("autolrs")
+            self.autolrs_state = resumed_search_state(self.schedule, state)
             self.step, self.tokens = int(state["step"]), int(state["tokens"])
             self.skipped, self.parent = int(state.get("skipped", 0)), state.get("parent")
             self.resumed_from = Path(source)
