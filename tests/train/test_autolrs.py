@@ -256,8 +256,10 @@ def test_a_continual_stage_on_an_auto_base_is_refused_in_one_line(tuned: Path) -
 def test_resuming_a_fixed_schedule_run_on_auto_is_refused(tmp_path: Path, tiny_data) -> None:
     fixed = make_config(tmp_path / "r", {"prose": tiny_data["prose"]}, budget_tokens=4 * 256)
     run(fixed, progress=False)
+    recorded = (tmp_path / "r" / "config_history.jsonl").read_text()
     switched = {**auto_config(tmp_path / "r", tiny_data), "budget_tokens": 12 * 256}
     with pytest.raises(ConfigError, match="cannot resume on an auto one; start a new run with"):
         run(switched, resume=True, progress=False)
     assert len(history(tmp_path / "r")) == 4  # the run's log is kept as it was
-    assert not (tmp_path / "r" / "config_history.jsonl").exists()  # refused before recording
+    # refused before the resume records the changed config
+    assert (tmp_path / "r" / "config_history.jsonl").read_text() == recorded
