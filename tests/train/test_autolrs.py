@@ -75,10 +75,22 @@ def test_auto_spec_parses_round_trips_and_names_bad_fields(tmp_path: Path, tiny_
         cfg.schedule(0)
 
 
-def test_warmup_longer_than_the_run_is_a_config_error(tmp_path: Path, tiny_data) -> None:
-    with pytest.raises(ConfigError, match="warmup=12 leaves no step to search"):
-        run(auto_config(tmp_path / "r", tiny_data, warmup=12, stage_steps=4), progress=False)
-    assert not (tmp_path / "r" / "checkpoints").exists()
+def test_an_auto_schedule_that_cannot_fit_the_run_is_refused_before_any_work(
+    tmp_path: Path, tiny_data
+) -> None:
+    for bad, message in [
+        ({"warmup": 12}, "warmup=12 leaves no step to search in a run of 12 steps"),
+        ({"stage_steps": None, "stages": 5, "horizon": 3}, "horizon=3 is longer than a stage (2"),
+    ]:
+        cfg = auto_config(tmp_path / "r", tiny_data, **bad)
+        cfg["schedule"] = {k: v for k, v in cfg["schedule"].items() if v is not None}
+        with pytest.raises(ValueError, match="schedule: auto") as caught:
+            TrainConfig.model_validate(cfg)
+        assert message in str(caught.value)
+    fsdp = {**auto_config(tmp_path / "r", tiny_data), "parallel": {"strategy": "fsdp"}}
+    with pytest.raises(ValueError, match="use parallel.strategy: ddp"):
+        TrainConfig.model_validate(fsdp)
+    assert not (tmp_path / "r").exists()
 
 
 # ---------------------------------------------------------------------------- the forecast

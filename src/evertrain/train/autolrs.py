@@ -500,30 +500,44 @@ def _drop_unchosen_records(out_dir: Path, chosen: int) -> None:
         atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
 
 
+def auto_schedule_problem(schedule: Schedule, total_steps: int, strategy: str) -> str | None:
+    """Why an ``auto`` ``schedule`` cannot train a run of ``total_steps`` steps under the
+    parallel ``strategy`` (one line naming the field and the fix), or ``None`` when it can (or the
+    schedule is not ``auto``). TrainConfig checks it at validation, before any work."""
+    if not isinstance(schedule, AutoSchedule):
+        return None
+    if strategy == "fsdp":
+        return (
+            "schedule: an auto schedule snapshots whole state_dicts in memory, which sharded "
+            "FSDP parameters do not have; use parallel.strategy: ddp (or none) with auto"
+        )
+    if schedule.warmup >= total_steps:
+        return (
+            f"schedule: auto warmup={schedule.warmup} leaves no step to search in a run of "
+            f"{total_steps} steps; lower warmup or raise budget_tokens"
+        )
+    if schedule.stages is not None:
+        stage = -(-(total_steps - schedule.warmup) // schedule.stages)
+        if schedule.horizon > stage:
+            return (
+                f"schedule: auto horizon={schedule.horizon} is longer than a stage ({stage} "
+                f"steps: {total_steps - schedule.warmup} after warmup / stages={schedule.stages}); "
+                "lower horizon or stages"
+            )
+    return None
+
+
 def attach_search(trainer: Any, total_steps: int) -> Search | None:
     """The run's :class:`Search` when its schedule is ``auto`` (else ``None``); sets the
     trainer's schedule to the realised one. Call before the run's logger opens ``log.jsonl``."""
     spec = trainer.schedule
     if not isinstance(spec, AutoSchedule):
         return None
-    from evertrain.train.config import ConfigError
+    problem = auto_schedule_problem(spec, total_steps, trainer.cfg.parallel.strategy)
+    if problem is not None:  # the config checked it for the budget; a resume may change it
+        from evertrain.train.config import ConfigError
 
-    if trainer.cfg.parallel.strategy == "fsdp":
-        raise ConfigError(
-            "schedule: an auto schedule snapshots whole state_dicts in memory, which sharded "
-            "FSDP parameters do not have; use parallel.strategy: ddp (or none) with auto"
-        )
-    if spec.warmup >= total_steps:
-        raise ConfigError(
-            f"schedule: auto warmup={spec.warmup} leaves no step to search in a run of "
-            f"{total_steps} steps; lower warmup or raise budget_tokens"
-        )
-    if spec.stages is not None and spec.horizon > -(-(total_steps - spec.warmup) // spec.stages):
-        raise ConfigError(
-            f"schedule: auto horizon={spec.horizon} is longer than a stage "
-            f"({total_steps - spec.warmup} steps after warmup / stages={spec.stages}); "
-            "lower horizon or stages"
-        )
+        raise ConfigError(problem)
     search = Search(trainer, spec, total_steps, getattr(trainer, "autolrs_state", None))
     if trainer.info.is_main:
         _drop_unchosen_records(Path(trainer.out_dir), len(search.chosen))
@@ -559,6 +573,7 @@ __all__ = [
     "AutoSchedule",
     "Search",
     "attach_search",
+    "auto_schedule_problem",
     "candidate_grid",
     "fit_exponential",
     "forecast_loss",

@@ -25,7 +25,7 @@ from pydantic import (
 
 from evertrain import _yaml
 from evertrain.schedules import Schedule, from_spec
-from evertrain.train.autolrs import parse_auto_spec
+from evertrain.train.autolrs import auto_schedule_problem, parse_auto_spec
 from evertrain.train.budget import total_steps as _steps_for_budget
 
 
@@ -266,6 +266,14 @@ class TrainConfig(_Strict):
     @field_serializer("schedule")
     def _serialize_schedule(self, schedule: Schedule) -> dict[str, Any] | str:
         return self.schedule_spec
+
+    @model_validator(mode="after")
+    def _auto_schedule_fits_the_run(self) -> TrainConfig:
+        # schedule: auto (train/autolrs.py) needs room for its stages and whole state_dicts
+        problem = auto_schedule_problem(self.schedule, self.total_steps, self.parallel.strategy)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
     @model_validator(mode="after")
     def _named_checkpoints_within_budget(self) -> TrainConfig:
