@@ -27,6 +27,7 @@ from pydantic import (
 
 from evertrain import _yaml
 from evertrain.schedules import Schedule, from_spec
+from evertrain.train.autolrs import auto_schedule_problem, parse_auto_spec
 from evertrain.train.budget import total_steps as _steps_for_budget
 from evertrain.train.hf_spec import (
     GPT_TAG,
@@ -336,7 +337,8 @@ class TrainConfig(_Strict):
         if isinstance(value, dict):
             value = spec_numbers(value)  # numbers written as text ('3e-3') are numbers
         try:
-            return from_spec(value)
+            # `name: auto` is the trainer's own LR search (train/autolrs.py), not a library family
+            return parse_auto_spec(value) or from_spec(value)
         except ValueError as error:  # ScheduleError names the schedule field itself
             raise ValueError(f"{value!r} is not a valid schedule ({error})") from error
 
@@ -368,6 +370,14 @@ class TrainConfig(_Strict):
     @field_serializer("schedule")
     def _serialize_schedule(self, schedule: Schedule) -> dict[str, Any] | str:
         return self.schedule_spec
+
+    @model_validator(mode="after")
+    def _auto_schedule_fits_the_run(self) -> TrainConfig:
+        # schedule: auto (train/autolrs.py) needs room for its stages and whole state_dicts
+        problem = auto_schedule_problem(self.schedule, self.total_steps, self.parallel.strategy)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
     @model_validator(mode="after")
     def _named_checkpoints_within_budget(self) -> TrainConfig:

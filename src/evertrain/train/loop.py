@@ -42,6 +42,7 @@ from evertrain.data import (
 from evertrain.train import checkpoint as ckpt
 from evertrain.train import console, distributed, fsdp, lifeline, preempt, recovery, storage
 from evertrain.train.allocator import tune_glibc_malloc
+from evertrain.train.autolrs import attach_search, resumed_search_state, search_checkpoint_state
 from evertrain.train.averaging import make_averager
 from evertrain.train.budget import schedule_fit_warning
 from evertrain.train.budget import total_steps as budget_total_steps
@@ -384,6 +385,7 @@ class _Trainer:
             self.scaler.load_state_dict(state["scaler"])
             self.sampler.load_state_dict(state["sampler"])
             _set_rng_state(state["rng"])
+            self.autolrs_state = resumed_search_state(self.schedule, state)
             self.step, self.tokens = int(state["step"]), int(state["tokens"])
             self.skipped, self.parent = int(state.get("skipped", 0)), state.get("parent")
             self.saved_average = state.get("averaging")
@@ -437,6 +439,7 @@ class _Trainer:
                 "scaler": self.scaler.state_dict(),
                 "sampler": self.sampler.state_dict(),
                 "rng": _rng_state(),
+                "autolrs": search_checkpoint_state(self),  # an auto schedule's chosen LRs
                 "step": self.step,
                 "tokens": self.tokens,
                 "skipped": self.skipped,
@@ -595,6 +598,8 @@ class _Trainer:
             model = DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
+        # schedule: auto (autolrs.py) searches each stage's LR; before the log is opened
+        self.search = attach_search(self, total_steps)
         logger = RunLogger(
             self.out_dir, tensorboard=cfg.tensorboard, enabled=info.is_main, config=cfg
         )
@@ -630,6 +635,8 @@ class _Trainer:
             )
         try:
             while self.step < total_steps:
+                if self.search is not None:  # at a stage's start: try its candidate LRs first
+                    self.search.before_step(model, logger)
                 step_start = time.perf_counter()
                 tokens_before = self.tokens
                 progress_value = self.tokens if self.unit == "tokens" else self.step
