@@ -419,7 +419,9 @@ def suggest(
                 "checkpoint_at_tokens or train the main run further"
             )
         result.budgets.append(
-            BudgetSuggestion(budget, candidates, peak=main.peak, floor=main.peak * floor)
+            BudgetSuggestion(
+                budget, candidates, peak=main.peak, floor=float(f"{main.peak * floor:.12g}")
+            )
         )
     return result
 
@@ -446,7 +448,7 @@ def _rank(
             seen.add((shape, fork))
             decay_steps = budget_steps - fork
             candidate = Candidate(shape, length, fork * step, decay_steps * step, 0.0, 0.0, 0.0)
-            spec = decay_spec(candidate, main.peak, main.peak * floor)
+            spec = decay_spec(candidate, main.peak, float(f"{main.peak * floor:.12g}"))
             lr = candidate_lr(main, fork, decay_steps, spec)
             band = law_band_at_end(law, lr, level)
             if not all(math.isfinite(v) for v in band):
