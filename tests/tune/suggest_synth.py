@@ -116,7 +116,13 @@ def make_runs(
         }
         folders.append(
             _write_run(
-                root / f"decay-{index}", branch_spec(shape, steps), life, fork, steps, rng, noise,
+                root / f"decay-{index}",
+                branch_spec(shape, steps),
+                life,
+                fork,
+                steps,
+                rng,
+                noise,
                 parent,
             )  # fmt: skip
         )

@@ -137,7 +137,6 @@ def _tiny_main(root: Path) -> Path:
     return root / "w" / "main"
 
 
-@pytest.mark.slow
 def test_branches_auto_trains_the_suggested_branches(tmp_path: Path) -> None:
     main = _tiny_main(tmp_path)
     result = _cli("continual", "branches", str(main), "--auto", "--budgets", "6144,7680",

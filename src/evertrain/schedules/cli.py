@@ -258,12 +258,18 @@ def suggest(
         "0.1,0.2,0.3", "--lengths", help="candidate decay lengths, as fractions of the budget"
     ),
     branch: list[Path] = typer.Option(
-        [], "--branch", help="a decay branch to fit on (repeatable; default: forks found beside RUN_DIR)"
+        [],
+        "--branch",
+        help="a decay branch to fit on (repeatable; default: forks found beside RUN_DIR)",
     ),
     floor: float | None = typer.Option(
-        None, "--floor", help="the decays' floor as a fraction of the main LR (default: the branch's)"
+        None,
+        "--floor",
+        help="the decays' floor as a fraction of the main LR (default: the branch's)",
     ),
-    bootstrap: int = typer.Option(100, "--bootstrap", help="bootstrap refits for the 90 % interval"),
+    bootstrap: int = typer.Option(
+        100, "--bootstrap", help="bootstrap refits for the 90 % interval"
+    ),
     output: Path | None = typer.Option(
         None, "-o", "--output", help="folder for one branch spec per budget and suggest.json"
     ),

@@ -81,7 +81,8 @@ class Candidate:
 
     @property
     def label(self) -> str:
-        return f"{self.shape} {self.decay_tokens:,} tok ({self.length:.0%})"
+        share = self.decay_tokens / (self.fork_tokens + self.decay_tokens)
+        return f"{self.shape} {self.decay_tokens:,} tok ({share:.0%})"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -279,7 +280,9 @@ def decay_spec(candidate: Candidate, peak: float, floor: float) -> dict[str, Any
     ).to_spec()
 
 
-def candidate_lr(main: MainRun, fork_step: int, decay_steps: int, spec: dict[str, Any]) -> np.ndarray:
+def candidate_lr(
+    main: MainRun, fork_step: int, decay_steps: int, spec: dict[str, Any]
+) -> np.ndarray:
     """The per-step LR a branch with ``spec`` forked at ``fork_step`` trains with, as the trainer
     applies it (token schedule of the branch evaluated at the tokens before each update)."""
     decay = lr_array(spec, decay_steps, tokens_per_step=main.tokens_per_step)
@@ -316,7 +319,9 @@ def parse_lengths(text: str) -> list[float]:
     try:
         lengths = [float(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise SuggestError(f"--lengths {text!r}: give fractions of the budget, e.g. 0.1,0.2") from None
+        raise SuggestError(
+            f"--lengths {text!r}: give fractions of the budget, e.g. 0.1,0.2"
+        ) from None
     if not lengths or any(not 0 < f < 1 for f in lengths):
         raise SuggestError(f"--lengths {text!r}: each must be in (0, 1), e.g. 0.1,0.2,0.3")
     return sorted(set(lengths))
