@@ -81,6 +81,9 @@ def test_suggest_errors_are_one_line_exit_2(runs, tmp_path: Path) -> None:
         ([str(main), "--budgets", "4e6", "--decays", "step"], "--decays"),
         ([str(main), "--budgets", "4e6", "--lengths", "1.5"], "--lengths"),
         ([str(tmp_path / "missing"), "--budgets", "4e6"], "does not exist"),
+        ([str(main), "--budgets", "4e6", "--floor", "1.5"], "--floor"),
+        ([str(main), "--budgets", "4e6", "--branch", str(tmp_path / "nope")], "--branch"),
+        ([str(main), "--budgets", "4e6", "--bootstrap", "1"], "--bootstrap"),
     ]
     for args, words in cases:
         result = _cli("schedule", "suggest", *args)

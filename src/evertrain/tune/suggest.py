@@ -36,8 +36,6 @@ DEFAULT_SHAPES = SHAPES
 DEFAULT_LENGTHS = (0.1, 0.2, 0.3)
 DEFAULT_LEVEL = 0.9
 DEFAULT_BOOTSTRAP = 100
-#: the floor (as a fraction of the main run's LR) when no fitted branch says which it used
-DEFAULT_FLOOR_FRACTION = 0.1
 
 
 class SuggestError(ValueError):
@@ -344,6 +342,25 @@ def _fork(
 # --------------------------------------------------------------------------------------------
 
 
+def _floor(given: float | None, fitted: float, branch: Path, shapes: Sequence[str]) -> float:
+    """The decays' floor / the main LR: ``--floor``, else the first fitted branch's."""
+    if given is not None and not 0 <= given < 1:
+        raise SuggestError(
+            f"--floor {given:g}: give the floor as a fraction of the main LR in [0, 1)"
+        )
+    floor = fitted if given is None else given
+    if not 0 <= floor < 1:
+        raise SuggestError(
+            f"--branch {branch}: it decays to {floor:g} x the main LR, not below it: pass --floor"
+        )
+    if floor == 0 and "exponential" in shapes:
+        raise SuggestError(
+            "--decays exponential needs a floor > 0 and the fitted branch decays to 0: pass "
+            "--floor (e.g. 0.1) or drop exponential from --decays"
+        )
+    return floor
+
+
 def fit_law(curves: list[LossCurve], *, bootstrap: int, seed: int = 0) -> MultiPowerLaw:
     law = MultiPowerLaw()
     try:
@@ -409,9 +426,7 @@ def suggest(
     if fork_tokens is not None:
         allowed = sorted({int(t) // step for t in fork_tokens if int(t) % step == 0})
     fitted = [branch_curve(main, b) for b in branch_dirs]
-    floor = floor_fraction if floor_fraction is not None else fitted[0][1]
-    if not 0 < floor < 1:
-        floor = DEFAULT_FLOOR_FRACTION
+    floor = _floor(floor_fraction, fitted[0][1], branch_dirs[0], shapes)
     law = fit_law([main_curve(main), *(c for c, _ in fitted)], bootstrap=bootstrap, seed=seed)
     result = Suggestion(main=main, branches=branch_dirs, law=law, level=level)
     for budget in sorted(budget_steps):
