@@ -106,8 +106,11 @@ def test_fork_points_snap_to_the_main_runs_checkpoints(runs) -> None:
                      lengths=[0.1, 0.2, 0.3])  # fmt: skip
     forks = {c.fork_tokens for c in result.budgets[0].candidates}
     assert forks <= set(allowed)  # 2700 and 2400 snap to 2500, 2100 to 2000
-    with pytest.raises(SuggestError, match="no checkpoint"):
+    with pytest.raises(SuggestError, match="not past the main run's fork points"):
         suggest(main, [3000 * synth.TPS], bootstrap=0, fork_tokens=[10**9])
+    # a checkpoint far before every fork would make a decay much longer than asked: refused
+    with pytest.raises(SuggestError, match="no checkpoint of it lies where"):
+        suggest(main, [30000 * synth.TPS], bootstrap=0, fork_tokens=allowed)
 
 
 def _tiny_main(root: Path) -> Path:

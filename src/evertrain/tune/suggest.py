@@ -329,11 +329,13 @@ def _fork(
     main: MainRun, budget_steps: int, length: float, allowed: Sequence[int] | None
 ) -> int | None:
     """The fork step of a decay over ``length`` of the budget; with ``allowed`` (fork steps
-    where the main run holds a checkpoint) the latest of those at or before it, or None."""
+    where the main run holds a checkpoint) the latest of those at or before it that makes the
+    decay at most twice as long as asked, or None (a far checkpoint is not that decay)."""
     wanted = int(round((1.0 - length) * budget_steps))
     if allowed is None:
         return wanted
-    earlier = [s for s in allowed if s <= wanted]
+    earliest = wanted - length * budget_steps
+    earlier = [s for s in allowed if earliest <= s <= wanted]
     return max(earlier) if earlier else None
 
 
@@ -434,9 +436,10 @@ def suggest(
         candidates = _rank(main, law, steps, shapes, lengths, floor, level, allowed)
         if not candidates:
             raise SuggestError(
-                f"budget {budget:,}: the main run has no checkpoint to fork any decay from "
-                f"(checkpoints at tokens {sorted(fork_tokens or [])}); pin one with "
-                "checkpoint_at_tokens or train the main run further"
+                f"--budgets: budget {budget:,} is not past the main run's fork points: no "
+                f"checkpoint of it lies where a decay over {', '.join(f'{f:.0%}' for f in lengths)} "
+                f"of the budget would fork (checkpoints at tokens {sorted(fork_tokens or [])}); "
+                "train the main run further with checkpoints pinned there (checkpoint_at_tokens)"
             )
         result.budgets.append(
             BudgetSuggestion(
