@@ -6,6 +6,7 @@ so the true best decay of every budget and its true final loss are known."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,18 @@ def test_suggest_prints_the_table_and_writes_branch_specs(runs, tmp_path: Path) 
     assert f"{BUDGETS[0]:,}" in result.output and f"{BUDGETS[1]:,}" in result.output
     summary = json.loads((tmp_path / "s" / "suggest.json").read_text())
     assert [b["budget_tokens"] for b in summary["budgets"]] == BUDGETS[:2]
+    for entry in summary["budgets"]:
+        # the printed interval of the best decay holds the true law's final loss
+        best = entry["best"]
+        line = next(
+            row
+            for row in result.output.splitlines()
+            if row.startswith(f"{entry['budget_tokens']:,}")
+        )
+        lower, upper = (float(x) for x in re.search(r"\[([\d.]+), ([\d.]+)\]", line).groups())
+        steps = entry["budget_tokens"] // synth.TPS
+        truth = synth.true_final(best["shape"], best["fork_tokens"] // synth.TPS, steps)
+        assert lower - 5e-5 <= truth <= upper + 5e-5  # printed with 4 decimals
     for entry in summary["budgets"]:
         spec = json.loads((tmp_path / "s" / entry["spec"]).read_text())
         schedule = from_spec(spec)  # a spec the branch machinery (and the trainer) reads
