@@ -245,3 +245,74 @@ def refine(
         f"{len(spec['knots'])} knots, peak {peak:g} at {schedule.times[top]:g} {units}, "
         f"ends at {schedule.total:g} {units}"
     )
+
+
+@app.command()
+def suggest(
+    run_dir: Path = typer.Argument(..., help="the constant-LR main run (an evertrain run folder)"),
+    budgets: str = typer.Option(..., "--budgets", help="token budgets, e.g. 1e8,2e8,4e8"),
+    decays: str = typer.Option(
+        "linear,cosine,1-sqrt,exponential", "--decays", help="candidate decay shapes"
+    ),
+    lengths: str = typer.Option(
+        "0.1,0.2,0.3", "--lengths", help="candidate decay lengths, as fractions of the budget"
+    ),
+    branch: list[Path] = typer.Option(
+        [],
+        "--branch",
+        help="a decay branch to fit on (repeatable; default: forks found beside RUN_DIR)",
+    ),
+    floor: float | None = typer.Option(
+        None,
+        "--floor",
+        help="the decays' floor as a fraction of the main LR (default: the branch's)",
+    ),
+    bootstrap: int = typer.Option(
+        100, "--bootstrap", help="bootstrap refits for the 90 % interval"
+    ),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="folder for one branch spec per budget and suggest.json"
+    ),
+) -> None:
+    """Predict, with the multi-power law fitted on RUN_DIR and a decay branch, the final loss of
+    each decay (shape x length) for every budget; print the best per budget, write its spec."""
+    # The tune room composes laws + schedules + continual; schedules itself imports none of them.
+    from evertrain.tune.suggest import (
+        SuggestError,
+        format_table,
+        parse_budgets,
+        parse_lengths,
+        parse_shapes,
+        write_specs,
+    )
+    from evertrain.tune.suggest import suggest as suggest_decays
+
+    try:
+        if output is not None:
+            check_output_dir_or_fail(output)
+        if bootstrap < 0 or bootstrap == 1:
+            raise SuggestError(f"--bootstrap {bootstrap}: give 0 (no interval) or >= 2 refits")
+        result = suggest_decays(
+            run_dir,
+            parse_budgets(budgets),
+            shapes=parse_shapes(decays),
+            lengths=parse_lengths(lengths),
+            branches=branch or None,
+            floor_fraction=floor,
+            bootstrap=bootstrap,
+        )
+    except (SuggestError, ValueError) as error:
+        fail(error)
+    typer.echo(format_table(result))
+    if output is not None:
+        for path in write_specs(result, output):
+            typer.echo(f"wrote {path}")
+
+
+def check_output_dir_or_fail(path: Path) -> None:
+    from evertrain._paths import check_output_dir
+
+    try:
+        check_output_dir(path, "-o")
+    except OutputPathError as error:
+        fail(error)
