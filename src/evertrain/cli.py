@@ -29,6 +29,9 @@ class _LazyCommand:
     attribute: str  #: a ``typer.Typer`` (a command group) or a command function
     help: str
     context_settings: dict[str, Any] | None = None  #: for a command function only
+    #: (name, module, function): commands of a higher room mounted on this group, so a lower
+    #: room never imports a higher one (``schedule suggest`` lives in the tune room)
+    extra: tuple[tuple[str, str, str], ...] = ()
 
 
 #: Every sub-command of ``evertrain``, in the order ``--help`` lists them. The help lines are
@@ -36,7 +39,10 @@ class _LazyCommand:
 #: each line still matches the loaded command's own help).
 LAZY_COMMANDS: dict[str, _LazyCommand] = {
     "schedule": _LazyCommand(
-        "evertrain.schedules.cli", "app", "LR schedules: show, plot, export, refine."
+        "evertrain.schedules.cli",
+        "app",
+        "LR schedules: show, plot, export, refine.",
+        extra=(("suggest", "evertrain.tune.cli", "suggest_command"),),
     ),
     "law": _LazyCommand(
         "evertrain.laws.cli", "app", "Loss-curve laws: fit, predict, optimize, compare."
@@ -77,6 +83,10 @@ def _load(name: str, entry: _LazyCommand) -> Any:
     """Import ``entry``'s module and turn its typer app or command function into a click command."""
     target = getattr(importlib.import_module(entry.module), entry.attribute)
     if isinstance(target, typer.Typer):
+        for extra_name, module, function in entry.extra:
+            registered = {info.name for info in target.registered_commands}
+            if extra_name not in registered:
+                target.command(extra_name)(getattr(importlib.import_module(module), function))
         command = typer.main.get_command(target)
         command.help = entry.help  # as `add_typer(help=...)` set it before the commands were lazy
     else:  # a command function: a one-command app is that command

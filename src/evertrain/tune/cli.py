@@ -93,3 +93,75 @@ def pbt_command(
     for kind, path in summary["outputs"].items():
         typer.echo(f"{kind}: {path}")
     typer.echo(f"members are run folders: evertrain report {setup.members_dir}/member_* -o report")
+
+
+# `evertrain schedule suggest`: mounted on the `schedule` group by evertrain.cli (the schedules
+# room imports nothing of ours; the tune room composes laws + schedules + continual).
+def suggest_command(
+    run_dir: Path = typer.Argument(..., help="the constant-LR main run (an evertrain run folder)"),
+    budgets: str = typer.Option(..., "--budgets", help="token budgets, e.g. 1e8,2e8,4e8"),
+    decays: str = typer.Option(
+        "linear,cosine,1-sqrt,exponential", "--decays", help="candidate decay shapes"
+    ),
+    lengths: str = typer.Option(
+        "0.1,0.2,0.3", "--lengths", help="candidate decay lengths, as fractions of the budget"
+    ),
+    branch: list[Path] = typer.Option(
+        [],
+        "--branch",
+        help="a decay branch to fit on (repeatable; default: forks found beside RUN_DIR)",
+    ),
+    floor: float | None = typer.Option(
+        None,
+        "--floor",
+        help="the decays' floor as a fraction of the main LR (default: the branch's)",
+    ),
+    bootstrap: int = typer.Option(
+        100, "--bootstrap", help="bootstrap refits for the 90 % interval"
+    ),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="folder for one branch spec per budget and suggest.json"
+    ),
+) -> None:
+    """Suggest the decay for each budget from a constant-LR run and a decay branch.
+
+    The multi-power law fitted on RUN_DIR and its decay branch predicts the final loss of each
+    decay (shape x length) for every budget; the best per budget is printed with its interval
+    and written as a branch spec."""
+    from evertrain.tune.suggest import (
+        SuggestError,
+        format_table,
+        parse_budgets,
+        parse_lengths,
+        parse_shapes,
+        write_specs,
+    )
+    from evertrain.tune.suggest import suggest as suggest_decays
+
+    try:
+        if output is not None:
+            _check_suggest_output(output)
+        if bootstrap < 0 or bootstrap == 1:
+            raise SuggestError(f"--bootstrap {bootstrap}: give 0 (no interval) or >= 2 refits")
+        result = suggest_decays(
+            run_dir,
+            parse_budgets(budgets),
+            shapes=parse_shapes(decays),
+            lengths=parse_lengths(lengths),
+            branches=branch or None,
+            floor_fraction=floor,
+            bootstrap=bootstrap,
+        )
+    except (SuggestError, ValueError) as error:
+        fail(error)
+    typer.echo(format_table(result))
+    if output is not None:
+        for path in write_specs(result, output):
+            typer.echo(f"wrote {path}")
+
+
+def _check_suggest_output(path: Path) -> None:
+    try:
+        check_output_dir(path, "-o")
+    except OutputPathError as error:
+        fail(error)
