@@ -149,11 +149,14 @@ def report_command(
     runs: list[Path] = typer.Argument(..., help="run directories (training out_dirs)"),
     out: Path = typer.Option(Path("report"), "--out", "-o", help="folder for index.html and PNGs"),
     baseline: str = typer.Option("retrain", "--baseline", help="run or recipe to compare against"),
+    law: Path | None = typer.Option(
+        None, "--law", help="a CPT law JSON (law cpt fit): overlay its predicted curves and bands"
+    ),
 ) -> None:
     """Write a self-contained HTML report (loss per distribution, LR, replay, savings) of RUNS."""
     try:
         check_output_dir(out, "--out")
-        page = write_report(runs, out, baseline=baseline)
+        page = write_report(runs, out, baseline=baseline, law=law)
     except ValueError as error:
         fail(error)
     typer.echo(str(page))
