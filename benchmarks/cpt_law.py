@@ -260,10 +260,13 @@ def run_shift(
     base_dir = Path(specs[f"seed-{SEED}/base"]["out_dir"])
     base, read = read_cpt_runs(base_dir, [s["out_dir"] for s in cells.values()])
     runs = dict(zip(cells, read, strict=True))
+    walls = [continual_runs.load_run(s["out_dir"]).wall_seconds for s in cells.values()]
     steps = len(next(iter(runs.values())).lr)
     warmup = max(1, round(0.01 * steps))  # the grid's 1 % linear re-warm, in updates
     entry: dict[str, Any] = {"datasets": {"old": bench.OLD, "new": bench.SHIFTS[shift][0],
                                           "new_label": bench.SHIFTS[shift][1]}}  # fmt: skip
+    # what training the grid cost (each run's own time, one thread; the runs went 2 at a time)
+    entry["grid_run_wall_seconds"] = sum(w or 0.0 for w in walls)
     for label, fit_keys in fit_sets.items():
         result, law, extra = evaluate(
             base, runs, fit_keys, GOAL, steps, warmup, peaks, replays, bootstrap
@@ -311,6 +314,10 @@ def scale_info(scale: bench.Scale, base_dir: Path, peaks: tuple[float, ...]) -> 
         "base_flat": summary["flat"],
         "base_flat_note": "relative D0 improvement over the base's last 20 % of tokens "
         "(benchmarks/continual.py's criterion: flat when < 0.01)",
+        "base_flat_constant_lr": summary["flat_constant_lr"],
+        "base_anneal_gain": summary["anneal_gain"],
+        "base_flat_detail_note": "the same measure over the last 20 % of the constant-LR phase "
+        "(before the release anneal), and the release anneal's own relative D0 gain",
         "stage_tokens": scale.stage_tokens,
         "evals_per_stage": scale.evals_per_stage,
         "eval_tokens": scale.eval_tokens,
@@ -475,6 +482,11 @@ def main() -> None:
     payload["scale"] = scale_info(scale, Path(specs[f"seed-{SEED}/base"]["out_dir"]), peaks)
     payload["notes"] = reading_notes(payload)
     payload["benchmark_seconds"] = time.perf_counter() - started
+    payload["benchmark_seconds_note"] = (
+        "this invocation's wall time: training only the runs not finished before, then 2 fits "
+        "per shift (bootstrap refits dominate); shifts.*.grid_run_wall_seconds: the grid runs' "
+        "own training times"
+    )
     payload["benchmark_started"] = wall_started
     payload["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "workers": args.workers, "torch_threads_per_run": 1,

@@ -35,6 +35,7 @@ def test_toy_benchmark_writes_the_evidence_keys(tmp_path):
     assert 0.0 <= payload["interval_coverage"] <= 1.0
     assert payload["grid"]["runs_per_shift"] == 12  # 2 schedules x 2 peaks x 3 replays
     strong = payload["shifts"]["strong"]
+    assert strong["grid_run_wall_seconds"] > 0
     for label in ("main", "spread"):
         result = strong[label]
         assert result["held_out"] == 9 and len(result["rows"]) == 12
