@@ -17,6 +17,7 @@ from evertrain._lock import FolderLockedError
 from evertrain._paths import check_output_dir
 from evertrain.continual import demo as continual_demo
 from evertrain.continual import runner as continual_runner
+from evertrain.continual import suggest as continual_suggest
 from evertrain.continual.branches import branch_tree, format_tree, plot_tree
 from evertrain.continual.plan import load_plan
 from evertrain.continual.report import write_report
@@ -148,11 +149,14 @@ def report_command(
     runs: list[Path] = typer.Argument(..., help="run directories (training out_dirs)"),
     out: Path = typer.Option(Path("report"), "--out", "-o", help="folder for index.html and PNGs"),
     baseline: str = typer.Option("retrain", "--baseline", help="run or recipe to compare against"),
+    law: Path | None = typer.Option(
+        None, "--law", help="a CPT law JSON (law cpt fit): overlay its predicted curves and bands"
+    ),
 ) -> None:
     """Write a self-contained HTML report (loss per distribution, LR, replay, savings) of RUNS."""
     try:
         check_output_dir(out, "--out")
-        page = write_report(runs, out, baseline=baseline)
+        page = write_report(runs, out, baseline=baseline, law=law)
     except ValueError as error:
         fail(error)
     typer.echo(str(page))
@@ -206,6 +210,12 @@ def compare_command(
     base_final_lr: float | None = typer.Option(
         None, "--base-final-lr", help="external base only: its last LR (what finetune continues at)"
     ),
+    suggest: bool = typer.Option(
+        False, "--suggest", help="fit the CPT law on the runs and print the recipe it prefers"
+    ),
+    goal: str = typer.Option(
+        "weighted:0.5", "--goal", help="--suggest's goal: weighted:W, forget:X or new"
+    ),
 ) -> None:
     """Run several recipes from the same base and report them together.
 
@@ -236,6 +246,13 @@ def compare_command(
                 base
             )  # for a checkpoint: its run's config, the LR state at its tokens
             done = [continual_runner.resolve_base(base)[0]]
+        if suggest:
+            if info is not None:
+                raise ValueError(
+                    f"--suggest fits the CPT law on the base's logged curve and {base} is a "
+                    "Hugging Face model directory: use a base trained by evertrain, or drop --suggest"
+                )
+            continual_suggest.check_suggest(done[0], recipes, list(old_sets), list(new_sets), goal)
         train = {
             k: config[k]
             for k in ("batch_size", "grad_accum", "device", "seed", "dtype", "optimizer")
@@ -261,12 +278,17 @@ def compare_command(
         page = write_report(
             done, out / "report", baseline="retrain" if "retrain" in recipes else None
         )
+        _echo_results(page)
+        typer.echo(f"report: {page}")
+        if suggest:
+            lines = continual_suggest.suggest(
+                done[0], done[1:], list(old_sets), list(new_sets), goal, out / "cpt_law.json"
+            )
+            typer.echo("\n".join(lines))
     except RunPreempted as stop:
         _preempted(stop)
     except ValueError as error:
         fail(cli_words(str(error), _COMPARE_FLAGS))
-    _echo_results(page)
-    typer.echo(f"report: {page}")
 
 
 @app.command("branches")

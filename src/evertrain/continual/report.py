@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from evertrain._atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from evertrain.continual import report_law
 from evertrain.continual.forgetting import StageOutcome, before_eval, stage_outcome
 from evertrain.continual.report_page import render_page
 from evertrain.continual.runs import Run, RunError, eval_at_tokens, load_run
@@ -475,6 +476,9 @@ def plot_panels(
                 markersize=3.5,
                 markevery=None if panel.get("kind") == "eval" else max(1, n // 8),
             )
+        if panel.get("predicted"):
+            colors = [style_of[series["label"]]["color"] for series in panel["series"]]
+            report_law.plot_predicted(ax, panel, colors)
         ax.set_title(panel["title"], fontsize=10)
         ax.set_ylabel(panel["ylabel"])
         ax.grid(alpha=0.3)
@@ -661,14 +665,20 @@ def write_report(
     baseline: str | None = "retrain",
     title: str = "evertrain continual pre-training report",
     subtitle: str = "",
+    law: Any = None,
 ) -> Path:
     """Write ``out_dir/index.html`` (self-contained, interactive) with its PNGs and JSON; return
     the HTML path.
+
+    ``law``: a fitted :class:`evertrain.laws.CPTLaw` (or its JSON's path): its predicted old-
+    and new-data curves of each continual run, with their bands, are drawn dashed over the
+    measured ones in the per-dataset panels (:mod:`evertrain.continual.report_law`).
 
     ``subtitle``: a line under the title saying what was trained (data, model size, tokens); a
     line naming the datasets, model and scale read from the runs is always added under it."""
     if not runs:
         raise ReportError("no runs given: pass one or more run directories")
+    cpt = report_law.load_law(law) if law is not None else None  # a bad law: before any work
     cache: dict[str, Run] = {}
 
     def load(path: str | Path) -> Run:
@@ -687,6 +697,11 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
 
     curves = curves_figure_data(views)
+    if cpt is not None:
+        predicted = [
+            report_law.run_predictions(cpt, v.run, v.offset_tokens, v.offset_steps) for v in views
+        ]
+        report_law.attach_predictions(curves, predicted)
     atomic_write_json(out / "curves.json", curves)
     plot_panels(curves, out / "curves.png")
 

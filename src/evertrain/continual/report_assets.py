@@ -295,6 +295,24 @@ SCRIPT = r"""
           stroke: open ? run.color : "#fff", "stroke-width": open ? 1.6 : 0.7, "data-run": i }, plot);
       }
     });
+    // a law's predicted curve of run i (panel.predicted[i]): its band shaded, the line dashed
+    (panel.predicted || []).forEach(function (p, i) {
+      if (!p || state.hidden[i]) return;
+      var run = RUNS[i], xs = xsOf(p), line = "", upper = "", lower = "";
+      for (var j = 0; j < xs.length; j++) {
+        if (!usableX(xs[j]) || (logY && !(p.y[j] > 0))) continue;
+        var px = sx(xs[j]).toFixed(1), c = line ? "L" : "M";
+        line += c + px + " " + sy(p.y[j]).toFixed(1);
+        if (p.lower) {
+          upper += c + px + " " + sy(p.upper[j]).toFixed(1);
+          lower = "L" + px + " " + sy(p.lower[j]).toFixed(1) + lower;
+        }
+      }
+      if (upper) svgEl("path", { "class": "band", d: upper + lower + "Z", fill: run.color,
+        "fill-opacity": 0.15, stroke: "none", "data-run": i }, plot);
+      if (line) svgEl("path", { "class": "predicted", d: line, fill: "none", stroke: run.color,
+        "stroke-width": 1.3, "stroke-dasharray": "5 3", "data-run": i }, plot);
+    });
     this.attachPointer(svg, m, W, H);
   };
 

@@ -1,0 +1,505 @@
+"""Evidence for the CPT law (issue 13): fit on 3 continual runs, predict a grid of held-out ones.
+
+    python benchmarks/cpt_law.py                 # the benchmark (~10 min on 2 cores)
+    python benchmarks/cpt_law.py --toy --workers 1   # tiny sizes, prints the JSON (a test runs it)
+
+The runs come from the issue-15 continual benchmark (``benchmarks/continual.py``): its data, its
+base (a 41k-parameter GPT pre-trained on 2M tokens, D0 loss flattened) and its run machinery
+(``plan_jobs`` / ``run_job`` / ``dispatch``), and its existing ``rewarm(+replay)`` sweep folders
+where they are a cell of this grid. The grid, per shift (strong: D0 -> stdlib code; weak: D0 ->
+the Python help topics), seed 0:
+
+    replay {0, 0.05, 0.1, 0.25, 0.5} x re-warm peak {1e-2, 3e-3} x schedule {cosine, WSD}
+
+(cosine re-decay and WSD, 20 % linear decay, both to 0.1 x peak after a 1 % linear re-warm).
+Missing cells are trained into ``--out``; a finished run is re-read, not retrained (the continual
+runner re-uses a folder only for the same inputs), so the script resumes where it stopped.
+
+The law (:class:`evertrain.laws.cpt.CPTLaw`, as the library ships it, no setting tuned here) is
+fitted on the base curve plus the three runs of :data:`FIT_SET` and predicts every other run of
+the grid from its schedule and replay ratio alone. Then the law chooses a recipe for
+:data:`GOAL` over the grid's box (both schedules, peaks between the grid's, replay 0..0.5); a
+choice that is not a grid cell is trained and measured. A second fit set, :data:`FIT_SET_SPREAD`
+(three runs that differ in schedule, peak and replay), is reported beside it as a variant.
+
+Writes ``benchmarks/results/cpt_law.json`` (keys in ``docs/laws.md``, "CPT law: evidence").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import continual as bench  # noqa: E402  (the sibling benchmark script: its data and runs)
+from evertrain._atomic import atomic_write_json  # noqa: E402
+from evertrain.continual import runs as continual_runs  # noqa: E402
+from evertrain.continual.jobs import Job  # noqa: E402
+from evertrain.laws.cpt import CPTLaw, Recipe, parse_goal, read_cpt_runs  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "cpt_law.json"
+REPLAYS = (0.0, 0.05, 0.1, 0.25, 0.5)
+SCHEDULES = ("cosine", "wsd")
+#: the continual benchmark's peak (its base's peak, its sweep's re-warm peak) and a lower one
+PEAKS = (1e-2, 3e-3)
+SEED = 0
+GOAL = "weighted:0.5"
+LEVEL = 0.9
+BOOTSTRAP = 100
+#: the toy's bootstrap (its bands mean nothing; the test only needs them drawn, quickly)
+TOY_BOOTSTRAP = 5
+#: The main fit set: a replay sweep at one peak and one schedule (replay 0, 0.25, 0.5 at the
+#: base's peak, cosine) -- the runs a user already has after the usual replay sweep (they are
+#: the continual benchmark's own runs), so every held-out run asks the law something it was not
+#: shown: another replay (0.05, 0.1), another peak, another schedule, or both.
+FIT_SET = (("cosine", 1e-2, 0.0), ("cosine", 1e-2, 0.25), ("cosine", 1e-2, 0.5))
+#: A variant: three runs that differ in schedule, peak and replay at once.
+FIT_SET_SPREAD = (("cosine", 1e-2, 0.0), ("wsd", 3e-3, 0.25), ("cosine", 3e-3, 0.5))
+TOY_REPLAYS = (0.0, 0.25, 0.5)
+TOY_PEAKS = (1e-2, 5e-3)
+TOY_FIT_SET = (("cosine", 1e-2, 0.0), ("cosine", 1e-2, 0.25), ("cosine", 1e-2, 0.5))
+TOY_FIT_SET_SPREAD = (("cosine", 1e-2, 0.0), ("wsd", 5e-3, 0.25), ("cosine", 5e-3, 0.5))
+
+Key = tuple[str, float, float]  # (schedule, peak, replay)
+
+
+def key_name(key: Key) -> str:
+    schedule, peak, replay = key
+    return f"{schedule}-peak{peak:g}-replay{replay:g}"
+
+
+def run_spec(specs: dict[str, dict], shift: str, key: Key, out: Path, scale: bench.Scale) -> dict:
+    """The continual benchmark's spec of this grid cell: its own sweep run where the cell is one
+    (cosine at its peak), else the same stage with the peak, schedule and replay overridden."""
+    schedule, peak, replay = key
+    own = specs[f"seed-{SEED}/{shift}/{bench.ratio_name(replay)}"]
+    if schedule == "cosine" and math.isclose(peak, scale.peak) and replay in scale.replay_ratios:
+        return own
+    overrides: dict[str, Any] = {"peak": peak, "decay_shape": schedule}
+    if replay:
+        overrides["replay"] = replay
+    return {
+        **own,
+        "recipe": "rewarm+replay" if replay else "rewarm",
+        "label": key_name(key),
+        "out_dir": str(out / "runs" / f"seed-{SEED}" / shift / key_name(key)),
+        "overrides": overrides,
+    }
+
+
+def train_missing(
+    cells: dict[str, dict], specs: dict[str, dict], workers: int, log_name: str
+) -> None:
+    """Train the cells (job name -> spec) whose folders are not finished, and the base first
+    when it is not finished either (every cell waits on it)."""
+    base = f"seed-{SEED}/base"
+    todo = {n: s for n, s in cells.items() if not bench.finished(Path(s["out_dir"]))}
+    if not todo:
+        return
+    base_done = bench.finished(Path(specs[base]["out_dir"]))
+    jobs = [
+        Job(n, float(s["stage_tokens"]), {} if base_done else {base: 1.0}) for n, s in todo.items()
+    ]
+    all_specs = dict(todo)
+    if not base_done:
+        jobs.append(Job(base, 1e15))
+        all_specs[base] = specs[base]
+    print(f"{log_name}: {len(jobs)} run(s) to train on {workers} worker(s)", flush=True)
+    bench.dispatch(jobs, all_specs, workers, Path("."))
+
+
+# --------------------------------------------------------------------------------------------
+# Fit, predict, choose
+
+
+def measured_final(run: Any) -> dict[str, float]:
+    return {"old": float(run.loss["old"][-1]), "new": float(run.loss["new"][-1])}
+
+
+def evaluate(
+    base: Any,
+    runs: dict[Key, Any],
+    fit_keys: tuple[Key, ...],
+    goal: str,
+    steps: int,
+    warmup: int,
+    peaks: tuple[float, ...],
+    replays: tuple[float, ...],
+    bootstrap: int,
+) -> tuple[dict[str, Any], CPTLaw, dict[str, Any]]:
+    """Fit on ``fit_keys``, predict every other run; the law's choice for ``goal``."""
+    started = time.perf_counter()
+    law = CPTLaw().fit(base, [runs[k] for k in fit_keys], bootstrap=bootstrap, seed=0)
+    fit_seconds = time.perf_counter() - started
+    rows: dict[str, Any] = {}
+    held: dict[str, list[float]] = {"final_old": [], "final_new": [], "curve_old": [],
+                                    "curve_new": [], "inside": []}  # fmt: skip
+    inside_by: dict[str, list[float]] = {"old": [], "new": []}
+    for key, run in runs.items():
+        recipe = Recipe(run.lr, run.replay, len(run.lr), name=key_name(key))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # replay outside the fitted ones: said in the notes
+            pred = law.predict(recipe, steps=run.steps, interval=LEVEL)
+        row: dict[str, Any] = {"schedule": key[0], "peak": key[1], "replay": key[2],
+                               "in_fit": key in fit_keys}  # fmt: skip
+        for d in ("old", "new"):
+            measured = run.loss[d]
+            rel = np.abs(pred.loss[d] - measured) / measured
+            inside = (measured >= pred.lower[d]) & (measured <= pred.upper[d])
+            row[d] = {
+                "measured_final": float(measured[-1]),
+                "predicted_final": float(pred.loss[d][-1]),
+                "band_final": [float(pred.lower[d][-1]), float(pred.upper[d][-1])],
+                "final_rel_error": float(rel[-1]),
+                "curve_rel_error": float(rel.mean()),
+                "inside_band": float(inside.mean()),
+            }
+            if key not in fit_keys:
+                held[f"final_{d}"].append(float(rel[-1]))
+                held[f"curve_{d}"].append(float(rel.mean()))
+                inside_by[d].extend(inside.astype(float).tolist())
+        rows[key_name(key)] = row
+    objective = parse_goal(goal)
+    reference = law.reference_losses()
+    grid_objective = {
+        key_name(k): objective(measured_final(r), reference)[0] for k, r in runs.items()
+    }
+    best_name = min(grid_objective, key=grid_objective.get)  # type: ignore[arg-type]
+    search_peaks = tuple(float(f"{p:.4g}") for p in np.geomspace(min(peaks), max(peaks), 7))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        choice = law.optimize(goal, steps=steps, warmup=warmup, floor_ratio=0.1,
+                              replays=list(np.linspace(0.0, max(replays), 11)),
+                              peaks=list(search_peaks), interval=LEVEL)  # fmt: skip
+    spec = choice["recipe"].schedule
+    chosen_key: Key = (spec["name"], float(spec["peak"]), round(float(choice["recipe"].replay), 6))
+    inside_all = inside_by["old"] + inside_by["new"]
+    result = {
+        "fit_set": [key_name(k) for k in fit_keys],
+        "held_out": len(runs) - len(fit_keys),
+        "prede_old": statistics.fmean(held["final_old"]),
+        "prede_new": statistics.fmean(held["final_new"]),
+        "prede_old_curve": statistics.fmean(held["curve_old"]),
+        "prede_new_curve": statistics.fmean(held["curve_new"]),
+        "worst_final_rel_error": {"old": max(held["final_old"]), "new": max(held["final_new"])},
+        "interval_coverage": statistics.fmean(inside_all),
+        "interval_coverage_by_distribution": {d: statistics.fmean(v) for d, v in inside_by.items()},
+        "interval_level": LEVEL,
+        "interval_points": len(inside_all),
+        "fit_seconds": fit_seconds,
+        "fit_prede": {d: v["prede"] for d, v in law.fit_report["per_distribution"].items()},
+        "params": law.params,
+        "kappa_fitted": law.kappa_fitted,
+        "goal": goal,
+        "best_grid_run": best_name,
+        "best_grid_objective": grid_objective[best_name],
+        "chosen": {
+            "schedule": chosen_key[0],
+            "peak": chosen_key[1],
+            "replay": chosen_key[2],
+            "predicted_final": choice["final"],
+            "predicted_objective": choice["objective"],
+            "band_final": {
+                d: [
+                    float(choice["prediction"].lower[d][-1]),
+                    float(choice["prediction"].upper[d][-1]),
+                ]
+                for d in ("old", "new")
+            },
+            "extrapolates": choice["extrapolates"],
+            "searched": choice["searched"],
+        },
+        "rows": rows,
+    }
+    return result, law, {"key": chosen_key, "grid_objective": grid_objective}
+
+
+def close_key(key: Key, grid: dict[Key, Any]) -> Key | None:
+    """The grid cell equal to ``key`` (peaks and replays compared with a tolerance)."""
+    for cell in grid:
+        if (
+            cell[0] == key[0]
+            and math.isclose(cell[1], key[1], rel_tol=1e-3)
+            and abs(cell[2] - key[2]) < 1e-6
+        ):
+            return cell
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# One shift
+
+
+def run_shift(
+    shift: str,
+    scale: bench.Scale,
+    specs: dict[str, dict],
+    out: Path,
+    workers: int,
+    grid_keys: list[Key],
+    fit_sets: dict[str, tuple[Key, ...]],
+    peaks: tuple[float, ...],
+    replays: tuple[float, ...],
+    bootstrap: int,
+) -> dict[str, Any]:
+    cells = {key: run_spec(specs, shift, key, out, scale) for key in grid_keys}
+    train_missing({f"{shift}/{key_name(k)}": s for k, s in cells.items()}, specs, workers, shift)
+    base_dir = Path(specs[f"seed-{SEED}/base"]["out_dir"])
+    base, read = read_cpt_runs(base_dir, [s["out_dir"] for s in cells.values()])
+    runs = dict(zip(cells, read, strict=True))
+    walls = [continual_runs.load_run(s["out_dir"]).wall_seconds for s in cells.values()]
+    steps = len(next(iter(runs.values())).lr)
+    warmup = max(1, round(0.01 * steps))  # the grid's 1 % linear re-warm, in updates
+    entry: dict[str, Any] = {"datasets": {"old": bench.OLD, "new": bench.SHIFTS[shift][0],
+                                          "new_label": bench.SHIFTS[shift][1]}}  # fmt: skip
+    # what training the grid cost (each run's own time, one thread; the runs went 2 at a time)
+    entry["grid_run_wall_seconds"] = sum(w or 0.0 for w in walls)
+    for label, fit_keys in fit_sets.items():
+        result, law, extra = evaluate(
+            base, runs, fit_keys, GOAL, steps, warmup, peaks, replays, bootstrap
+        )
+        chosen_key = extra["key"]
+        in_grid = close_key(chosen_key, runs)
+        objective = parse_goal(GOAL)
+        if in_grid is not None:
+            measured = measured_final(runs[in_grid])
+            source = f"grid run {key_name(in_grid)}"
+        else:
+            spec = run_spec(specs, shift, chosen_key, out, scale)
+            spec = {**spec, "label": "chosen-" + key_name(chosen_key),
+                    "out_dir": str(Path(spec["out_dir"]).with_name("chosen-" + key_name(chosen_key)))}  # fmt: skip
+            train_missing({f"{shift}/chosen-{key_name(chosen_key)}": spec}, specs, workers, shift)
+            _, (chosen_run,) = read_cpt_runs(base_dir, [spec["out_dir"]])
+            measured = measured_final(chosen_run)
+            source = f"trained: {spec['out_dir']}"
+        measured_objective = objective(measured, law.reference_losses())[0]
+        best = result["best_grid_objective"]
+        result["chosen"].update(
+            {
+                "in_grid": in_grid is not None,
+                "measured_from": source,
+                "measured_final": measured,
+                "measured_objective": measured_objective,
+            }
+        )
+        result["chosen_vs_best_gap"] = (measured_objective - best) / best
+        entry[label] = result
+    return entry
+
+
+def scale_info(scale: bench.Scale, base_dir: Path, peaks: tuple[float, ...]) -> dict[str, Any]:
+    base = continual_runs.load_run(base_dir)
+    summary = bench.base_summary(base)
+    return {
+        "model": scale.model,
+        "params": summary["params"],
+        "vocab_size": scale.vocab_size,
+        "batch_size": scale.batch_size,
+        "tokens_per_step": scale.batch_size * scale.seq_len,
+        "base_tokens": summary["tokens"],
+        "tokens_per_parameter_base": summary["tokens"] / max(1, summary["params"]),
+        "base_flat": summary["flat"],
+        "base_flat_note": "relative D0 improvement over the base's last 20 % of tokens "
+        "(benchmarks/continual.py's criterion: flat when < 0.01)",
+        "base_flat_constant_lr": summary["flat_constant_lr"],
+        "base_anneal_gain": summary["anneal_gain"],
+        "base_flat_detail_note": "the same measure over the last 20 % of the constant-LR phase "
+        "(before the release anneal), and the release anneal's own relative D0 gain",
+        "stage_tokens": scale.stage_tokens,
+        "evals_per_stage": scale.evals_per_stage,
+        "eval_tokens": scale.eval_tokens,
+        "peaks": list(peaks),
+        "seed": SEED,
+        "base_dir": str(base_dir),
+    }
+
+
+def reading_notes(payload: dict[str, Any]) -> list[str]:
+    """Sentences written from the figures (a re-run cannot leave a stale reading behind)."""
+    notes = []
+    for shift, entry in payload["shifts"].items():
+        for label in ("main", "spread"):
+            r = entry.get(label)
+            if not r:
+                continue
+            hits = [
+                f"prede_old {r['prede_old']:.4f} ({'meets' if r['prede_old'] <= 0.01 else 'misses'} <= 0.01)",
+                f"prede_new {r['prede_new']:.4f} ({'meets' if r['prede_new'] <= 0.01 else 'misses'} <= 0.01)",
+                f"coverage {r['interval_coverage']:.3f} ("
+                + ("in" if 0.8 <= r["interval_coverage"] <= 0.97 else "outside")
+                + " 0.8-0.97)",
+                f"chosen_vs_best_gap {r['chosen_vs_best_gap']:+.4f} ("
+                + ("meets" if r["chosen_vs_best_gap"] <= 0.005 else "misses")
+                + " <= 0.005)",
+            ]
+            c = r["chosen"]
+            notes.append(
+                f"{shift}, fit set {label} ({', '.join(r['fit_set'])}), {r['held_out']} held-out "
+                f"runs: " + "; ".join(hits) + f". The law chose {c['schedule']} peak "
+                f"{c['peak']:g} replay {c['replay']:g} (measured from {c['measured_from'].split(':')[0]}); "
+                f"the best grid run is {r['best_grid_run']}"
+            )
+            worst = max(
+                (row for row in r["rows"].values() if not row["in_fit"]),
+                key=lambda row: max(row["old"]["final_rel_error"], row["new"]["final_rel_error"]),
+            )
+            notes.append(
+                f"{shift}, {label}: worst held-out final error "
+                f"{max(worst['old']['final_rel_error'], worst['new']['final_rel_error']):.4f} at "
+                f"{worst['schedule']} peak {worst['peak']:g} replay {worst['replay']:g}"
+            )
+    return notes
+
+
+def markdown_table(payload: dict[str, Any]) -> str:
+    """The docs' evidence table from a results file."""
+    lines = [
+        "| shift | fit set | held out | prede_old | prede_new | curve old / new | "
+        "coverage (90 % band) | chosen (measured) | best grid run | chosen_vs_best_gap |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for shift, entry in payload["shifts"].items():
+        for label in ("main", "spread"):
+            r = entry.get(label)
+            if not r:
+                continue
+            c = r["chosen"]
+            lines.append(
+                f"| {shift} | {label} | {r['held_out']} | {r['prede_old']:.4f} | "
+                f"{r['prede_new']:.4f} | {r['prede_old_curve']:.4f} / {r['prede_new_curve']:.4f} | "
+                f"{r['interval_coverage']:.2f} | {c['schedule']} {c['peak']:.3g} r={c['replay']:g}"
+                f"{'' if c['in_grid'] else ' (trained)'} | {r['best_grid_run']} | "
+                f"{r['chosen_vs_best_gap']:+.4f} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--continual-out",
+        default=os.path.join(tempfile.gettempdir(), "evertrain-bench-continual-v2"),
+        help="benchmarks/continual.py's --out: its data, base and sweep runs are re-used",
+    )
+    parser.add_argument(
+        "--out",
+        default=os.path.join(tempfile.gettempdir(), "evertrain-bench-cpt-law"),
+        help="where the grid's new runs are trained",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="parallel runs (one thread each)")
+    parser.add_argument("--results", default=str(RESULTS), help="the JSON file to write")
+    parser.add_argument(
+        "--shifts", default=None, help="comma-separated: strong,weak (default both; --toy: strong)"
+    )
+    parser.add_argument("--tables", action="store_true", help="print the docs' table and exit")
+    parser.add_argument("--toy", action="store_true", help="tiny sizes; prints the JSON")
+    args = parser.parse_args()
+    if args.workers < 1:
+        print(f"--workers {args.workers} must be >= 1", file=sys.stderr)
+        raise SystemExit(2)
+    args.shifts = args.shifts or ("strong" if args.toy else "strong,weak")
+    shifts = [s.strip() for s in args.shifts.split(",") if s.strip()]
+    bad = [s for s in shifts if s not in bench.SHIFTS]
+    if bad or not shifts:
+        print(f"--shifts {args.shifts!r}: choose from strong, weak", file=sys.stderr)
+        raise SystemExit(2)
+    results_path = Path(args.results)
+    if args.tables:
+        print(markdown_table(json.loads(results_path.read_text())))
+        return
+    started = time.perf_counter()
+    wall_started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    if args.toy:
+        scale = replace(bench.TOY, seeds=(SEED,), replay_ratios=TOY_REPLAYS)
+        peaks, replays = TOY_PEAKS, TOY_REPLAYS
+        fit_sets = {"main": TOY_FIT_SET, "spread": TOY_FIT_SET_SPREAD}
+        continual_out = Path(args.out) / "continual"
+    else:
+        scale = replace(bench.BENCH, seeds=(SEED,))
+        peaks, replays = PEAKS, REPLAYS
+        fit_sets = {"main": FIT_SET, "spread": FIT_SET_SPREAD}
+        continual_out = Path(args.continual_out)
+    out = Path(args.out)
+    paths = bench.prepare_data(continual_out, scale)
+    _, specs = bench.plan_jobs(continual_out, scale, paths)
+    grid_keys = [(s, p, r) for s in SCHEDULES for p in peaks for r in replays]
+    payload: dict[str, Any] = {"shifts": {}}
+    for shift in shifts:
+        payload["shifts"][shift] = run_shift(
+            shift,
+            scale,
+            specs,
+            out,
+            args.workers,
+            grid_keys,
+            fit_sets,
+            peaks,
+            replays,
+            TOY_BOOTSTRAP if args.toy else BOOTSTRAP,
+        )
+    first = payload["shifts"][shifts[0]]["main"]
+    # The headline figures: the first shift's main fit set (strong, unless --shifts says otherwise)
+    for key in ("prede_old", "prede_new", "prede_old_curve", "prede_new_curve",
+                "chosen_vs_best_gap", "interval_coverage", "fit_set"):  # fmt: skip
+        payload[key] = first[key]
+    payload["headline"] = f"{shifts[0]} shift, fit set 'main'"
+    payload["targets"] = {"prede_old": "<= 0.01", "prede_new": "<= 0.01",
+                          "chosen_vs_best_gap": "<= 0.005", "interval_coverage": "0.8-0.97"}  # fmt: skip
+    payload["grid"] = {"schedules": list(SCHEDULES), "peaks": list(peaks),
+                       "replays": list(replays), "runs_per_shift": len(grid_keys),
+                       "schedule_detail": "1 % linear re-warm from 0 to the peak, then cosine "
+                       "(or WSD: constant, 20 % linear decay) to 0.1 x peak, per stage"}  # fmt: skip
+    payload["fit_sets"] = {
+        "main": {"runs": [key_name(k) for k in fit_sets["main"]],
+                 "why": "the usual replay sweep at one peak and schedule (the continual "
+                 "benchmark's own runs): held-out runs differ in replay, peak and/or schedule"},
+        "spread": {"runs": [key_name(k) for k in fit_sets["spread"]],
+                   "why": "three runs differing in schedule, peak and replay at once"},
+    }  # fmt: skip
+    payload["method"] = (
+        f"CPTLaw().fit(base, 3 runs, bootstrap={TOY_BOOTSTRAP if args.toy else BOOTSTRAP}); each held-out run predicted from its "
+        "logged per-step LR and replay ratio at its eval steps with interval=0.9; prede_* = mean "
+        "over held-out runs of |pred - measured| / measured at the final eval (the *_curve keys: "
+        "over all the stage's evals); interval_coverage = share of held-out eval points (old and "
+        f"new) inside the 90 % band; the goal {GOAL!r} (0.5 L_new + 0.5 L_old at the end) is "
+        "optimised by CPTLaw.optimize over both schedules, 7 peaks geometric between the grid's "
+        "and replay 0..0.5 in steps of 0.05; a choice that is no grid cell is trained; "
+        "chosen_vs_best_gap = (measured objective of the choice - best grid run's) / best"
+    )
+    payload["scale"] = scale_info(scale, Path(specs[f"seed-{SEED}/base"]["out_dir"]), peaks)
+    payload["notes"] = reading_notes(payload)
+    payload["benchmark_seconds"] = time.perf_counter() - started
+    payload["benchmark_seconds_note"] = (
+        "this invocation's wall time: training only the runs not finished before, then 2 fits "
+        "per shift (bootstrap refits dominate); shifts.*.grid_run_wall_seconds: the grid runs' "
+        "own training times"
+    )
+    payload["benchmark_started"] = wall_started
+    payload["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
+                          "workers": args.workers, "torch_threads_per_run": 1,
+                          "note": "2-core machine shared with other work while measuring"}  # fmt: skip
+    payload["command"] = "python benchmarks/cpt_law.py" + (" --toy" if args.toy else "")
+    payload["scale"]["bench_scale"] = asdict(scale)
+    if args.toy:
+        print(json.dumps(payload, indent=2, default=float))
+        return
+    atomic_write_json(results_path, payload)
+    print(markdown_table(payload))
+    print(f"wrote {results_path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

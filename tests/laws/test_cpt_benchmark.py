@@ -1,0 +1,54 @@
+"""benchmarks/cpt_law.py still runs end to end (its --toy mode: a tiny base, the 2 x 2 x 3 grid,
+two fit sets) and writes every key the results file promises; its figures mean nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("tokenizers")
+
+REPO = Path(__file__).resolve().parents[2]
+HEADLINE = ("prede_old", "prede_new", "prede_old_curve", "prede_new_curve",
+            "chosen_vs_best_gap", "interval_coverage", "fit_set")  # fmt: skip
+
+
+def test_toy_benchmark_writes_the_evidence_keys(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "cpt_law.py"), "--toy", "--workers", "1",
+         "--out", str(tmp_path / "bench"), "--results", str(tmp_path / "none.json")],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert not (tmp_path / "none.json").exists()  # --toy prints, never writes a results file
+    payload = json.loads(completed.stdout[completed.stdout.index("{\n") :])
+    for key in HEADLINE:
+        assert key in payload
+    assert payload["fit_set"] == payload["fit_sets"]["main"]["runs"]
+    assert 0.0 <= payload["interval_coverage"] <= 1.0
+    assert payload["grid"]["runs_per_shift"] == 12  # 2 schedules x 2 peaks x 3 replays
+    strong = payload["shifts"]["strong"]
+    assert strong["grid_run_wall_seconds"] > 0
+    for label in ("main", "spread"):
+        result = strong[label]
+        assert result["held_out"] == 9 and len(result["rows"]) == 12
+        assert sum(row["in_fit"] for row in result["rows"].values()) == 3
+        row = next(iter(result["rows"].values()))
+        for d in ("old", "new"):
+            assert {"measured_final", "predicted_final", "band_final", "final_rel_error",
+                    "curve_rel_error", "inside_band"} <= set(row[d])  # fmt: skip
+        chosen = result["chosen"]
+        assert {"schedule", "peak", "replay", "measured_objective", "predicted_final"} <= set(
+            chosen
+        )
+        # the measured figure of the law's choice: a grid cell, or a run trained for it
+        assert chosen["in_grid"] or chosen["measured_from"].startswith("trained")
+    assert payload["scale"]["params"] > 0 and payload["benchmark_seconds"] > 0
+    assert payload["notes"]
