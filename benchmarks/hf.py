@@ -132,9 +132,16 @@ def sampler_rows(config: dict[str, Any]) -> list[tuple[Any, Any]]:
     return [sampler.next_batch() for _ in range(steps)]
 
 
-def hf_trainer_side(config: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+def hf_trainer_side(
+    config: dict[str, Any], out_dir: Path, equal_work: bool = False
+) -> dict[str, Any]:
     """Train the same model with ``transformers.Trainer`` on the same batches, optimizer and
-    schedule: per-step losses, end-to-end and median-step tokens/s."""
+    schedule: per-step losses, end-to-end and median-step tokens/s.
+
+    ``equal_work``: the Trainer also does what ``evertrain.train.run`` does at the end of a run,
+    with its own machinery: it saves a checkpoint at the last step (``save_strategy="steps"``:
+    weights, optimizer, scheduler, RNG) and evaluates the model once on ``eval_tokens`` tokens
+    (one batch here, as on the evertrain side)."""
     from transformers import (
         AutoModelForCausalLM,
         Trainer,
@@ -202,7 +209,8 @@ def hf_trainer_side(config: dict[str, Any], out_dir: Path) -> dict[str, Any]:
         max_grad_norm=opt["grad_clip"],
         gradient_accumulation_steps=1,
         logging_strategy="no",
-        save_strategy="no",
+        save_strategy="steps" if equal_work else "no",
+        save_steps=len(batches),
         report_to="none",
         use_cpu=True,
         seed=config["seed"],
@@ -219,6 +227,12 @@ def hf_trainer_side(config: dict[str, Any], out_dir: Path) -> dict[str, Any]:
         callbacks=[StepTimer()],
     )
     trainer.train()
+    if equal_work:  # the final evaluation evertrain runs: one batch's forward, no gradient
+        eval_rows = config["data"]["eval_tokens"] // config["model"]["seq_len"]
+        x_eval = torch.from_numpy(batches[0][0][:eval_rows])
+        model.eval()
+        with torch.no_grad():
+            model(input_ids=x_eval, use_cache=False)
     wall = time.perf_counter() - start
     return {
         "losses": losses,
@@ -268,18 +282,25 @@ def throughput(root: Path, repeats: int, steps: int, batch: int, seq_len: int) -
     def one(side: str, n_steps: int) -> dict[str, Any]:
         out = root / f"{side}-{next(counter)}"
         config = run_config(model_dir, data, out, steps=n_steps, batch=batch, seq_len=seq_len)
-        return evertrain_side(config) if side == "ours" else hf_trainer_side(config, out)
+        if side == "ours":
+            return evertrain_side(config)
+        return hf_trainer_side(config, out, equal_work=side == "hf")
 
-    one("ours", 3), one("hf", 3)  # warm-up: imports, allocator, first-call kernels
-    runs: dict[str, list[dict[str, Any]]] = {"ours": [], "hf": []}
+    # "hf": the Trainer doing the same work as run() (training, a final checkpoint, a final
+    # evaluation); "hf_train_only": its training loop alone (no checkpoint, no evaluation).
+    sides = ("ours", "hf", "hf_train_only")
+    for side in sides:
+        one(side, 3)  # warm-up: imports, allocator, first-call kernels
+    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
     for repeat in range(repeats):
-        # Alternate which goes first so drifting machine load biases neither side.
-        for side in ("ours", "hf") if repeat % 2 == 0 else ("hf", "ours"):
+        # Rotate which goes first so drifting machine load biases no side.
+        for side in sides[repeat % 3 :] + sides[: repeat % 3]:
             result = one(side, steps)
             runs[side].append({"wall": result["wall"], "steady": result["steady"]})
         print(
             f"repeat {repeat}: evertrain {runs['ours'][-1]['wall']:,.0f} tok/s, "
-            f"HF Trainer {runs['hf'][-1]['wall']:,.0f} tok/s",
+            f"HF Trainer {runs['hf'][-1]['wall']:,.0f} tok/s "
+            f"(training loop alone {runs['hf_train_only'][-1]['wall']:,.0f})",
             flush=True,
         )
 
@@ -301,10 +322,17 @@ def throughput(root: Path, repeats: int, steps: int, batch: int, seq_len: int) -
         "tokens_per_s": median("ours", "wall"),
         "hf_trainer_tokens_per_s": median("hf", "wall"),
         "hf_trainer_ratio": median("ours", "wall") / median("hf", "wall"),
+        "hf_trainer_ratio_definition": (
+            "end to end, equal work: both train the 12 steps, save a checkpoint at the end "
+            "(weights + optimizer state) and evaluate once on the same number of tokens"
+        ),
+        "hf_trainer_train_only_tokens_per_s": median("hf_train_only", "wall"),
+        "hf_trainer_ratio_vs_train_only": median("ours", "wall") / median("hf_train_only", "wall"),
         "steady_ratio": median("ours", "steady") / median("hf", "steady"),
         "spread_tokens_per_s": {
             "evertrain": spread("ours", "wall"),
             "hf_trainer": spread("hf", "wall"),
+            "hf_trainer_train_only": spread("hf_train_only", "wall"),
         },
         # Each repeat's two runs ran back to back: their ratio is less exposed to load drifting
         # between repeats than the ratio of the medians.
