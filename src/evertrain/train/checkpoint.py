@@ -120,17 +120,22 @@ def save_checkpoint(
     _write_synced(tmp / META, (json.dumps(full_meta, indent=2) + "\n").encode())
     fsync_dir(tmp)
     _test_kill_hook("before_rename", step)
+    rename_into_place(tmp, final, checkpoints_dir)
+    _test_kill_hook("after_rename", step)
+    return final
+
+
+def rename_into_place(tmp: Path, final: Path, checkpoints_dir: Path) -> None:
+    """Move a fully written checkpoint folder ``tmp`` to ``final`` (both in ``checkpoints_dir``)."""
     if final.exists():
         # Re-reaching a step after a resume: the old directory holds the same step; replace it.
-        trash = checkpoints_dir / f".trash-{name}-{os.getpid()}"
+        trash = checkpoints_dir / f".trash-{final.name}-{os.getpid()}"
         os.replace(final, trash)
         os.replace(tmp, final)
         shutil.rmtree(trash, ignore_errors=True)
     else:
         os.replace(tmp, final)
     fsync_dir(checkpoints_dir)
-    _test_kill_hook("after_rename", step)
-    return final
 
 
 def read_meta(path: Path) -> dict[str, Any]:

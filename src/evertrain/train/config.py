@@ -452,16 +452,7 @@ class TrainConfig(_Strict):
     ) -> TrainConfig:
         """Load a YAML config; ``overrides`` are ``dotted.key=value`` strings (values parsed as YAML)."""
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist; pass the path of a YAML config")
-        try:
-            raw = _yaml.load(path.read_text(encoding="utf-8")) or {}
-        except _yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({error})") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(
-                f"{path}: the top level must be a mapping of fields, got {type(raw).__name__}"
-            )
+        raw = read_yaml_mapping(path, "pass the path of a YAML config")
         # Paths in the file are read against its folder; --set paths against the shell's.
         from evertrain.train.config_paths import resolve_train_paths
 
@@ -474,6 +465,22 @@ class TrainConfig(_Strict):
 
     def to_yaml(self) -> str:
         return _yaml.dump(self.to_dict())
+
+
+def read_yaml_mapping(path: Path, missing_hint: str) -> dict[str, Any]:
+    """The mapping a YAML config file holds; ConfigError naming the file when it is missing
+    (``missing_hint`` says what to pass), not YAML, or not a mapping."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; {missing_hint}")
+    try:
+        raw = _yaml.load(path.read_text(encoding="utf-8")) or {}
+    except _yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of fields, got {type(raw).__name__}"
+        )
+    return raw
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -137,7 +137,7 @@ def save_dcp_checkpoint(
             _fsync_files(folder)
             fsync_dir(folder)
         _test_kill_hook("before_rename", step)
-        _rename_into_place(tmp, final, checkpoints_dir)
+        ckpt.rename_into_place(tmp, final, checkpoints_dir)
         _test_kill_hook("after_rename", step)
     distributed.barrier(info)
     return final
@@ -148,18 +148,6 @@ def _fsync_files(folder: Path) -> None:
         if file.is_file():
             with open(file, "rb") as handle:
                 os.fsync(handle.fileno())
-
-
-def _rename_into_place(tmp: Path, final: Path, checkpoints_dir: Path) -> None:
-    if final.exists():
-        # Re-reaching a step after a resume: the old directory holds the same step; replace it.
-        trash = checkpoints_dir / f".trash-{final.name}-{os.getpid()}"
-        os.replace(final, trash)
-        os.replace(tmp, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-    fsync_dir(checkpoints_dir)
 
 
 def _read_state(path: Path, meta: dict[str, Any]) -> dict[str, Any]:

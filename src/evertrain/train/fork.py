@@ -15,8 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from evertrain import _yaml
-from evertrain.train.config import ConfigError, TrainConfig, apply_overrides
+from evertrain.train.config import ConfigError, TrainConfig, apply_overrides, read_yaml_mapping
 from evertrain.train.config_history import trained_config
 from evertrain.train.config_paths import resolve_train_paths
 
@@ -44,16 +43,7 @@ def merge_changes(parent: dict[str, Any], changes: dict[str, Any]) -> dict[str, 
 
 
 def _read_changes(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist; pass the YAML of the fork's changes")
-    try:
-        raw = _yaml.load(path.read_text(encoding="utf-8")) or {}
-    except _yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            f"{path}: the top level must be a mapping of fields, got {type(raw).__name__}"
-        )
+    raw = read_yaml_mapping(path, "pass the YAML of the fork's changes")
     return resolve_train_paths(raw, path.parent)
 
 
