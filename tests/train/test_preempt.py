@@ -428,8 +428,11 @@ def ddp_config(out_dir: Path, data: dict[str, str]) -> dict[str, Any]:
     )
 
 
-def ddp_ranks(config_path: Path, report_dir: Path) -> list[int]:
-    """Fork two gloo ranks running the config (resume=True); each writes how it ended."""
+def ddp_ranks(
+    config_path: Path, report_dir: Path, env: dict[int, dict[str, str]] | None = None
+) -> list[int]:
+    """Fork two gloo ranks running the config (resume=True); each writes how it ended.
+    ``env``: extra variables per rank."""
     port = str(free_port())
     pids = []
     for rank in range(2):
@@ -444,7 +447,7 @@ def ddp_ranks(config_path: Path, report_dir: Path) -> list[int]:
             (report_dir / f"rank{rank}.json").write_text(json.dumps(outcome))
             return code
 
-        pids.append(fork_child(body, rank_env(rank, port)))
+        pids.append(fork_child(body, {**rank_env(rank, port), **(env or {}).get(rank, {})}))
     return pids
 
 
@@ -459,9 +462,10 @@ def test_ddp_one_rank_signalled_both_stop_at_the_same_step_and_resume_exactly(
 
     out = tmp_path / "run"
     config_path = write_config(tmp_path / "config.yaml", ddp_config(out, tiny_data))
-    pids = ddp_ranks(config_path, tmp_path)
-    wait_for_step(out, 3, pids)
-    os.kill(pids[1], signal.SIGTERM)  # only rank 1 is told; rank 0 writes the files
+    # Only rank 1 is told (SIGTERM to itself right after step 3; a signal sent from here could
+    # land after the last step on a loaded machine, where a 24-step run takes under a second);
+    # rank 0 writes the files.
+    pids = ddp_ranks(config_path, tmp_path, env={1: {"EVERTRAIN_TEST_KILL_AT": "sigterm:3"}})
     assert wait_all(pids) == [EXIT_PREEMPTED, EXIT_PREEMPTED]
     ends = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
     assert ends[0] == ends[1] and ends[0]["preempted"]

@@ -105,9 +105,13 @@ def _nan_hook_steps() -> set[int]:
 
 
 def _kill_hook(step: int) -> None:
-    # Test-only: EVERTRAIN_TEST_KILL_AT=step:<n> SIGKILLs the process right after step n.
-    if os.environ.get("EVERTRAIN_TEST_KILL_AT") == f"step:{step}":
+    # Test-only: EVERTRAIN_TEST_KILL_AT=step:<n> SIGKILLs the process right after step n;
+    # =sigterm:<n> sends it SIGTERM there (a preemption landing mid-run, whatever the load).
+    spec = os.environ.get("EVERTRAIN_TEST_KILL_AT")
+    if spec == f"step:{step}":
         os.kill(os.getpid(), signal.SIGKILL)
+    elif spec == f"sigterm:{step}":
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _rng_state() -> dict[str, Any]:
