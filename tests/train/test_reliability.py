@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -26,7 +25,7 @@ from evertrain.train import TrainConfig, history, run
 from evertrain.train import checkpoint as ckpt
 from evertrain.train.logging import read_log
 
-from .conftest import fork_child, make_config, rank_env
+from .conftest import fork_child, make_config, one_thread, rank_env
 
 runner = CliRunner()
 
@@ -40,16 +39,6 @@ def comparable(out_dir: Path) -> list[dict]:
         {k: v for k, v in record.items() if k != "tokens_per_s"}
         for record in history(out_dir, "train") + history(out_dir, "eval")
     ]
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,12 @@ checkpoint writer), resume, and require the log to equal an uninterrupted run's 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ import yaml
 from evertrain.train import TrainConfig, history, run
 from evertrain.train.checkpoint import list_checkpoints
 
-from .conftest import make_config
+from .conftest import make_config, one_thread
 
 KILL_POINTS = [
     "step:1",  # before the first checkpoint: the resume starts from scratch
@@ -81,17 +79,6 @@ def train_in_forked_child(config_path: Path, kill_at: str) -> int:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Same kernels as the OMP_NUM_THREADS=1 subprocesses."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
