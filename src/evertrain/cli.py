@@ -56,7 +56,12 @@ LAZY_COMMANDS: dict[str, _LazyCommand] = {
         "The trainer (evertrain GPT or a Hugging Face causal LM): run, fork, export, average.",
     ),
     "continual": _LazyCommand(
-        "evertrain.continual.cli", "app", "Continual pre-training plans and recipes."
+        "evertrain.continual.cli",
+        "app",
+        "Continual pre-training plans and recipes.",
+        # `branches --auto` suggests and trains decays: the tune room's command, which composes
+        # continual's listing, replaces the listing-only one (continual never imports tune).
+        extra=(("branches", "evertrain.tune.cli", "branches_command"),),
     ),
     "tune": _LazyCommand("evertrain.tune.cli", "app", "Tuning in the loop: PBT on Ray Tune."),
     # Top-level commands owned by the continual area: `evertrain demo`, `evertrain report`.
@@ -84,9 +89,14 @@ def _load(name: str, entry: _LazyCommand) -> Any:
     target = getattr(importlib.import_module(entry.module), entry.attribute)
     if isinstance(target, typer.Typer):
         for extra_name, module, function in entry.extra:
-            registered = {info.name for info in target.registered_commands}
-            if extra_name not in registered:
-                target.command(extra_name)(getattr(importlib.import_module(module), function))
+            # An extra command replaces the area's own command of that name, once (a second load,
+            # e.g. in tests, finds it registered already).
+            command_function = getattr(importlib.import_module(module), function)
+            if not any(info.callback is command_function for info in target.registered_commands):
+                target.registered_commands[:] = [
+                    info for info in target.registered_commands if info.name != extra_name
+                ]
+                target.command(extra_name)(command_function)
         command = typer.main.get_command(target)
         command.help = entry.help  # as `add_typer(help=...)` set it before the commands were lazy
     else:  # a command function: a one-command app is that command

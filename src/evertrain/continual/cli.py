@@ -295,53 +295,24 @@ def compare_command(
 def branches_command(
     run: Path = typer.Argument(..., help="the main run directory"),
     plot: Path = typer.Option(None, "--plot", help="also write the branch tree as a PNG here"),
-    auto: bool = typer.Option(
-        False, "--auto", help="train the decay `schedule suggest` picks for each --budgets"
-    ),
-    budgets: str = typer.Option(None, "--budgets", help="with --auto: token budgets, e.g. 1e8,2e8"),
-    decays: str = typer.Option("linear,cosine,1-sqrt,exponential", "--decays", help="with --auto"),
-    lengths: str = typer.Option("0.1,0.2,0.3", "--lengths", help="with --auto"),
 ) -> None:
     """List the branch tree of RUN: forks, fork points, schedules, tokens and losses.
 
-    With --auto: fit the multi-power law on RUN and its decay branches, pick the best decay per
-    budget among those forking at RUN's checkpoints, train each as ``suggest-<budget>``."""
+    (`evertrain continual branches` is this command with `--auto` added by the tune room:
+    ``evertrain.tune.cli.branches_command``, mounted over it by ``evertrain.cli``.)"""
     try:
-        if auto:
-            _auto_branches(run, budgets, decays, lengths)
-        elif budgets is not None:
-            raise ValueError("--budgets is for --auto: add --auto to train the suggested branches")
-        tree = branch_tree(run)
-        typer.echo(format_tree(tree))
-        if plot is not None:
-            plot_tree(tree, plot)
-            typer.echo(f"plot: {plot}")
-    except RunPreempted as stop:
-        _preempted(stop)
+        show_branches(run, plot)
     except (ValueError, FolderLockedError) as error:
         fail(error)
 
 
-def _auto_branches(run: Path, budgets: str | None, decays: str, lengths: str) -> None:
-    """`branches --auto`: suggest (evertrain.tune.suggest) then train the suggested branches."""
-    from evertrain.tune import suggest as S  # laws + continual composed in the tune room
-
-    if budgets is None:
-        raise ValueError("--auto needs --budgets, e.g. --budgets 1e8,2e8,4e8")
-    main = S.read_main(run)
-    forks = sorted(S.main_checkpoints(main.path))
-    result = S.suggest(
-        run,
-        S.parse_budgets(budgets),
-        shapes=S.parse_shapes(decays),
-        lengths=S.parse_lengths(lengths),
-        fork_tokens=forks,
-    )
-    typer.echo(S.format_table(result))
-    with one_line_warnings():
-        runs = S.launch(result, progress=False)
-    for budget, stage in runs.items():
-        typer.echo(f"trained {stage.out_dir} for budget {budget:,}: {stage.final_eval}")
+def show_branches(run: Path, plot: Path | None) -> None:
+    """Print RUN's branch tree (and write its plot): the listing both `branches` commands share."""
+    tree = branch_tree(run)
+    typer.echo(format_tree(tree))
+    if plot is not None:
+        plot_tree(tree, plot)
+        typer.echo(f"plot: {plot}")
 
 
 def _echo_results(page: Path) -> None:

@@ -165,3 +165,59 @@ def _check_suggest_output(path: Path) -> None:
         check_output_dir(path, "-o")
     except OutputPathError as error:
         fail(error)
+
+
+# `evertrain continual branches`: mounted over the continual room's listing command by
+# evertrain.cli, adding `--auto` (suggest, then train): the continual room never imports tune.
+def branches_command(
+    run: Path = typer.Argument(..., help="the main run directory"),
+    plot: Path = typer.Option(None, "--plot", help="also write the branch tree as a PNG here"),
+    auto: bool = typer.Option(
+        False, "--auto", help="train the decay `schedule suggest` picks for each --budgets"
+    ),
+    budgets: str = typer.Option(None, "--budgets", help="with --auto: token budgets, e.g. 1e8,2e8"),
+    decays: str = typer.Option("linear,cosine,1-sqrt,exponential", "--decays", help="with --auto"),
+    lengths: str = typer.Option("0.1,0.2,0.3", "--lengths", help="with --auto"),
+) -> None:
+    """List the branch tree of RUN: forks, fork points, schedules, tokens and losses.
+
+    With --auto: fit the multi-power law on RUN and its decay branches, pick the best decay per
+    budget among those forking at RUN's checkpoints, train each as ``suggest-<budget>``."""
+    from evertrain.continual.cli import show_branches
+    from evertrain.train.preempt import EXIT_PREEMPTED, RunPreempted
+
+    try:
+        if auto:
+            _auto_branches(run, budgets, decays, lengths)
+        elif budgets is not None:
+            raise ValueError("--budgets is for --auto: add --auto to train the suggested branches")
+        show_branches(run, plot)
+    except RunPreempted as stop:
+        # exit 75 ('retry'): the same command resumes the interrupted branch
+        typer.echo(f"{stop}; run the same command again to continue", err=True)
+        raise typer.Exit(EXIT_PREEMPTED) from None
+    except (ValueError, FolderLockedError) as error:
+        fail(error)
+
+
+def _auto_branches(run: Path, budgets: str | None, decays: str, lengths: str) -> None:
+    """`branches --auto`: suggest (evertrain.tune.suggest) then train the suggested branches."""
+    from evertrain._cli import one_line_warnings
+    from evertrain.tune import suggest as S
+
+    if budgets is None:
+        raise ValueError("--auto needs --budgets, e.g. --budgets 1e8,2e8,4e8")
+    main = S.read_main(run)
+    forks = sorted(S.main_checkpoints(main.path))
+    result = S.suggest(
+        run,
+        S.parse_budgets(budgets),
+        shapes=S.parse_shapes(decays),
+        lengths=S.parse_lengths(lengths),
+        fork_tokens=forks,
+    )
+    typer.echo(S.format_table(result))
+    with one_line_warnings():
+        runs = S.launch(result, progress=False)
+    for budget, stage in runs.items():
+        typer.echo(f"trained {stage.out_dir} for budget {budget:,}: {stage.final_eval}")
