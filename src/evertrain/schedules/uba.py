@@ -31,12 +31,22 @@ class UBA(Schedule):
     linear in ``c`` and equals ``2 phi > 0`` at ``c = 0`` and ``4`` at ``c = 2``). The paper ties
     ``phi`` to the condition number of the loss landscape; it has no default here, choose it.
 
-    Provenance of the equation: the stored copies of the paper available when this family was
-    added showed its abstract but not the equation; the formula above is the one an independent
-    public implementation writes (``eta_t = (eta_max - eta_min) * 2(1 + cos) / (2 phi +
-    (2 - phi)(1 + cos)) + eta_min``), and it meets the paper's stated property that ``phi = 2``
-    is cosine. That implementation keeps ``phi`` in ``[0, 2]``; here any ``phi > 0`` is accepted
-    (the formula stays finite and monotone). Check against the paper before relying on it.
+    Provenance of the equation (checked again 2026-12-01; still UNVERIFIED against the paper):
+    no stored copy of the paper reachable from here shows its equation. The copies found
+    (arxiv.org/abs and /html/2505.24452v1, the NeurIPS 2025 abstract page, OpenReview mirrors,
+    Hugging Face papers, ChatPaper, sciencestack, researchtrend) all stop at the abstract or the
+    first lines of the introduction, and no official code by the authors was found. The abstract
+    confirms only that UBA has one hyper-parameter ``phi``, that ``phi`` is tied to the condition
+    number, that convergence is proved for different ``phi``, and that the paper gives guidelines
+    for choosing ``phi``; it does not say that ``phi = 2`` is cosine (that is a property of the
+    formula above, not a checked statement of the paper). The formula above is the one an
+    independent public implementation writes (``eta_t = (eta_max - eta_min) * 2(1 + cos) /
+    (2 phi + (2 - phi)(1 + cos)) + eta_min``, ``phi`` kept in ``[0, 2]``); other public
+    implementations that cite the paper write different curves (e.g. ``(1 - x) ** phi``), so the
+    public code does not settle it either. Here any ``phi > 0`` is accepted (the formula stays
+    finite and monotone). No recommended ``phi`` could be read from the paper: the value used is
+    the caller's choice, not the paper's, and results for ``phi != 2`` should not be reported as
+    the paper's UBA until the formula is checked against its text.
     """
 
     name = "uba"
