@@ -20,8 +20,9 @@ to suggest):
 final validation losses; the key holds the largest over the budgets (``_mean``: their mean).
 Rerun with the same ``--out`` to continue (finished runs are re-read, a killed one resumes).
 
-``autolrs_tokens_ratio`` and ``pbt_tokens_ratio`` need the time-to-target harness
-(``benchmarks/methods.py``), which is not built yet: they are written as null with that note.
+``autolrs_tokens_ratio`` and ``pbt_tokens_ratio`` come from the time-to-target harness
+(``benchmarks/methods.py``, which writes them here when it runs): this script copies them from
+``results/methods.json`` when that file exists (null, with a note, when it does not).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -48,7 +50,7 @@ CANDIDATE_SHAPES = ("linear", "cosine", "1-sqrt")
 LENGTHS = (0.1, 0.3)
 FIT_FORK, FIT_DECAY = 0.5, 0.25  # fractions of the smallest budget
 FLOOR_FRACTION = 0.1
-HARNESS_NOTE = "needs the time-to-target harness (benchmarks/methods.py), not built yet"
+METHODS_RESULTS = Path(__file__).parent / "results" / "methods.json"
 assert set(CANDIDATE_SHAPES) <= set(SHAPES)
 
 
@@ -186,10 +188,7 @@ def measure(out: Path, scale: Scale) -> dict[str, Any]:
         "interval_coverage_train_loss": sum(r["interval_holds_train_loss"] for r in rows)
         / len(rows),
         "per_budget": per_budget,
-        "autolrs_tokens_ratio": None,
-        "autolrs_tokens_ratio_note": HARNESS_NOTE,
-        "pbt_tokens_ratio": None,
-        "pbt_tokens_ratio_note": HARNESS_NOTE,
+        **harness_ratios(),
         "setup": {
             **asdict(scale),
             "tokens_per_step": runs["tokens_per_step"],
@@ -204,6 +203,25 @@ def measure(out: Path, scale: Scale) -> dict[str, Any]:
         "suggest_seconds": suggest_seconds,
         "machine": {"python": platform.python_version(), "processor": platform.processor()},
     }
+
+
+def harness_ratios(path: Path = METHODS_RESULTS) -> dict[str, Any]:
+    """The tuners' tokens-to-target ratios of the methods harness (its results file)."""
+    if not path.exists():
+        note = f"run benchmarks/methods.py first: {path.name} is missing"
+        return {"autolrs_tokens_ratio": None, "autolrs_tokens_ratio_note": note,
+                "pbt_tokens_ratio": None, "pbt_tokens_ratio_note": note}  # fmt: skip
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import methods  # the sibling benchmark script
+
+    payload = json.loads(path.read_text())
+    ratios: dict[str, Any] = {}
+    for method, key in (("autolrs", "autolrs_tokens_ratio"), ("pbt", "pbt_tokens_ratio")):
+        if method in payload["methods"]:
+            ratio = methods.tokens_ratios(payload, method)
+            ratios[key], ratios[f"{key}_per_workload"] = ratio["value"], ratio["per_workload"]
+            ratios[f"{key}_note"] = methods.RATIO_NOTE + f"; from {path.name}"
+    return ratios
 
 
 def main() -> None:
