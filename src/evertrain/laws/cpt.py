@@ -348,7 +348,9 @@ class CPTLaw:
         seed: int = 0,
     ) -> CPTLaw:
         """Fit both distributions' parameters to the base run and one or more continual runs;
-        ``bootstrap > 0`` also draws that many block-bootstrap parameter sets for bands."""
+        ``bootstrap > 0`` also draws that many block-bootstrap parameter sets for bands and, with
+        two or more continual runs, refits once per run held out (leave-one-run-out) to widen
+        the bands to the law's error on unseen recipes (:mod:`evertrain.laws.intervals`)."""
         runs = list(runs)
         if not runs:
             raise LawError("the cpt law needs at least one continual run besides the base run")
@@ -403,11 +405,24 @@ class CPTLaw:
         self.params = params
         self.fit_report = report
         if bootstrap > 0:
-            from evertrain.laws.intervals import bootstrap_cpt
+            from evertrain.laws.intervals import (
+                BAND_BOOTSTRAP_ONLY,
+                BAND_WITH_CV,
+                bootstrap_cpt,
+                cross_validate_cpt,
+            )
 
             self.bootstrap = bootstrap_cpt(
                 self, series, losses, n=bootstrap, block=block, seed=seed
             )
+            # the bootstrap only sees the fitted runs' noise; holding each run out measures the
+            # law's error on a recipe it was not fitted on, which the band must also cover
+            cv = cross_validate_cpt(
+                self, base, runs, n_starts=n_starts, n_bootstrap=min(bootstrap, 20), seed=seed
+            )
+            if cv is not None:
+                self.bootstrap["cross_validation"] = cv
+            self.bootstrap["band"] = BAND_WITH_CV if cv is not None else BAND_BOOTSTRAP_ONLY
         return self
 
     def _series(
