@@ -27,6 +27,9 @@ base run's points and every continual run's points, as the annealing law's fit; 
 in ``L0, A, C, B`` given the rest, so a grid over ``(alpha, lambda, E, beta)`` is screened with
 those four by weighted least squares, and the best starts are refined by bounded
 trust-region least squares (scipy ``least_squares``, loss ``huber``).
+
+Bands (``fit(bootstrap=N)``): a block bootstrap of the residuals, widened by a leave-one-run-out
+discrepancy term when two or more continual runs are fitted (:mod:`evertrain.laws.intervals`).
 """
 
 from __future__ import annotations
@@ -223,7 +226,9 @@ class CPTLaw:
     :data:`PARAM_NAMES` and the base run's LR history the stages start from.
 
     ``bootstrap`` (optional) holds resampled parameter sets and log residuals for prediction
-    bands (:mod:`evertrain.laws.intervals`).
+    bands and, when fitted on two or more continual runs, the leave-one-run-out residuals and
+    scores that widen them to the law's error on unseen recipes (``"cross_validation"``; how
+    the band is made: ``"band"``; see :mod:`evertrain.laws.intervals`).
     """
 
     name = "cpt"

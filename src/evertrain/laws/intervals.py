@@ -236,8 +236,12 @@ def bootstrap_cpt(
 
 
 #: how a CPT band is made, recorded in the law's ``bootstrap["band"]``
-BAND_BOOTSTRAP_ONLY = "bootstrap (parameters + residual noise); one continual run: no cross-validation"
-BAND_WITH_CV = "bootstrap (parameters + residual noise), widened to the leave-one-run-out discrepancy"
+BAND_BOOTSTRAP_ONLY = (
+    "bootstrap (parameters + residual noise); one continual run: no cross-validation"
+)
+BAND_WITH_CV = (
+    "bootstrap (parameters + residual noise), widened to the leave-one-run-out discrepancy"
+)
 
 
 def conformal_quantile(scores: Sequence[float] | np.ndarray, level: float) -> float:
