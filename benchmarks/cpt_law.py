@@ -49,6 +49,7 @@ from evertrain._atomic import atomic_write_json  # noqa: E402
 from evertrain.continual import runs as continual_runs  # noqa: E402
 from evertrain.continual.jobs import Job  # noqa: E402
 from evertrain.laws.cpt import CPTLaw, Recipe, parse_goal, read_cpt_runs  # noqa: E402
+from evertrain.laws.intervals import cv_quantile  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "cpt_law.json"
 REPLAYS = (0.0, 0.05, 0.1, 0.25, 0.5)
@@ -200,6 +201,8 @@ def evaluate(
         "interval_level": LEVEL,
         "interval_points": len(inside_all),
         "fit_seconds": fit_seconds,
+        "band": law.bootstrap["band"] if law.bootstrap else None,
+        "band_cv_quantile": {d: cv_quantile(law, d, LEVEL) for d in ("old", "new")},
         "fit_prede": {d: v["prede"] for d, v in law.fit_report["per_distribution"].items()},
         "params": law.params,
         "kappa_fitted": law.kappa_fitted,
@@ -471,7 +474,9 @@ def main() -> None:
     }  # fmt: skip
     payload["method"] = (
         f"CPTLaw().fit(base, 3 runs, bootstrap={TOY_BOOTSTRAP if args.toy else BOOTSTRAP}); each held-out run predicted from its "
-        "logged per-step LR and replay ratio at its eval steps with interval=0.9; prede_* = mean "
+        "logged per-step LR and replay ratio at its eval steps with interval=0.9 (the band: "
+        "the bootstrap band widened by the leave-one-run-out discrepancy of the 3 fit runs, "
+        "evertrain.laws.intervals); prede_* = mean "
         "over held-out runs of |pred - measured| / measured at the final eval (the *_curve keys: "
         "over all the stage's evals); interval_coverage = share of held-out eval points (old and "
         f"new) inside the 90 % band; the goal {GOAL!r} (0.5 L_new + 0.5 L_old at the end) is "
@@ -484,7 +489,8 @@ def main() -> None:
     payload["benchmark_seconds"] = time.perf_counter() - started
     payload["benchmark_seconds_note"] = (
         "this invocation's wall time: training only the runs not finished before, then 2 fits "
-        "per shift (bootstrap refits dominate); shifts.*.grid_run_wall_seconds: the grid runs' "
+        "per shift (bootstrap and leave-one-run-out refits dominate); "
+        "shifts.*.grid_run_wall_seconds: the grid runs' "
         "own training times"
     )
     payload["benchmark_started"] = wall_started

@@ -27,6 +27,9 @@ base run's points and every continual run's points, as the annealing law's fit; 
 in ``L0, A, C, B`` given the rest, so a grid over ``(alpha, lambda, E, beta)`` is screened with
 those four by weighted least squares, and the best starts are refined by bounded
 trust-region least squares (scipy ``least_squares``, loss ``huber``).
+
+Bands (``fit(bootstrap=N)``): a block bootstrap of the residuals, widened by a leave-one-run-out
+discrepancy term when two or more continual runs are fitted (:mod:`evertrain.laws.intervals`).
 """
 
 from __future__ import annotations
@@ -223,7 +226,9 @@ class CPTLaw:
     :data:`PARAM_NAMES` and the base run's LR history the stages start from.
 
     ``bootstrap`` (optional) holds resampled parameter sets and log residuals for prediction
-    bands (:mod:`evertrain.laws.intervals`).
+    bands and, when fitted on two or more continual runs, the leave-one-run-out residuals and
+    scores that widen them to the law's error on unseen recipes (``"cross_validation"``; how
+    the band is made: ``"band"``; see :mod:`evertrain.laws.intervals`).
     """
 
     name = "cpt"
@@ -348,7 +353,9 @@ class CPTLaw:
         seed: int = 0,
     ) -> CPTLaw:
         """Fit both distributions' parameters to the base run and one or more continual runs;
-        ``bootstrap > 0`` also draws that many block-bootstrap parameter sets for bands."""
+        ``bootstrap > 0`` also draws that many block-bootstrap parameter sets for bands and, with
+        two or more continual runs, refits once per run held out (leave-one-run-out) to widen
+        the bands to the law's error on unseen recipes (:mod:`evertrain.laws.intervals`)."""
         runs = list(runs)
         if not runs:
             raise LawError("the cpt law needs at least one continual run besides the base run")
@@ -403,11 +410,24 @@ class CPTLaw:
         self.params = params
         self.fit_report = report
         if bootstrap > 0:
-            from evertrain.laws.intervals import bootstrap_cpt
+            from evertrain.laws.intervals import (
+                BAND_BOOTSTRAP_ONLY,
+                BAND_WITH_CV,
+                bootstrap_cpt,
+                cross_validate_cpt,
+            )
 
             self.bootstrap = bootstrap_cpt(
                 self, series, losses, n=bootstrap, block=block, seed=seed
             )
+            # the bootstrap only sees the fitted runs' noise; holding each run out measures the
+            # law's error on a recipe it was not fitted on, which the band must also cover
+            cv = cross_validate_cpt(
+                self, base, runs, n_starts=n_starts, n_bootstrap=min(bootstrap, 20), seed=seed
+            )
+            if cv is not None:
+                self.bootstrap["cross_validation"] = cv
+            self.bootstrap["band"] = BAND_WITH_CV if cv is not None else BAND_BOOTSTRAP_ONLY
         return self
 
     def _series(
