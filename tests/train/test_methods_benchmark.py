@@ -103,3 +103,16 @@ def test_toy_harness_end_to_end(tmp_path: Path) -> None:
         assert len(row["tokens_to_target"]) == 3
     # the fastest method on a workload scores > 0: someone reaches every target
     assert max(row["score"] for row in printed.values()) > 0
+
+
+def test_seed_scores_score_each_seed_on_its_own() -> None:
+    harness = _harness()
+    per_seed = {
+        "a": {"w": [100.0, 300.0]},  # fastest at seed 0, 3x slower than b at seed 1
+        "b": {"w": [200.0, 100.0]},
+        "p": {"w": [math.inf]},  # one run only (PBT): reused for every seed
+    }
+    scores = harness.seed_scores(per_seed, 2)
+    assert scores["a"] == [1.0, pytest.approx(1.0 / 3)]  # ratio 3: rho = 1 on [3, 4]
+    assert scores["b"] == [pytest.approx(2.0 / 3), 1.0]
+    assert scores["p"] == [0.0, 0.0]
