@@ -60,7 +60,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -525,7 +525,7 @@ def measure(out: Path, scale: Scale, workers: int, pbt: bool) -> dict[str, Any]:
             target = targets[w.name]["target"]
             if m == "pbt":
                 hits = [run_hit(pbt_folders[w.name], m, target, scale.pbt_population)]
-                row["peak"][w.name] = "perturbed from %g" % TUNING_PEAKS[1]
+                row["peak"][w.name] = f"perturbed from {TUNING_PEAKS[1]:g}"
             elif m == "autolrs":
                 hits = [run_hit(folder(w, m, None, s), m, target) for s in scale.seeds]
                 row["peak"][w.name] = "searched"
@@ -575,11 +575,18 @@ def measure(out: Path, scale: Scale, workers: int, pbt: bool) -> dict[str, Any]:
         },
         "protocol": __doc__.split("**Target**")[1].split("Rerun with")[0].strip(),
         "wall_seconds": round(time.perf_counter() - started, 1),
-        "train_cpu_seconds": round(sum(
-            json.loads(done.read_text()).get("cpu_seconds", 0.0)
-            for done in out.glob("*/*/*/done.json")), 1),  # fmt: skip
-        "machine": {"python": platform.python_version(), "processor": platform.processor(),
-                    "cpus": multiprocessing.cpu_count()},  # fmt: skip
+        "train_cpu_seconds": round(
+            sum(
+                json.loads(done.read_text()).get("cpu_seconds", 0.0)
+                for done in out.glob("*/*/*/done.json")
+            ),
+            1,
+        ),
+        "machine": {
+            "python": platform.python_version(),
+            "processor": platform.processor(),
+            "cpus": multiprocessing.cpu_count(),
+        },
     }
 
 

@@ -42,5 +42,7 @@ def test_every_import_points_down() -> None:
 
 def test_the_scan_sees_an_import_inside_a_function(tmp_path: Path) -> None:
     source = tmp_path / "x.py"
-    source.write_text("def f():\n    from evertrain.tune import suggest\n    import evertrain.laws.mpl\n")
+    source.write_text(
+        "def f():\n    from evertrain.tune import suggest\n    import evertrain.laws.mpl\n"
+    )
     assert _imported_rooms(source) == {"tune", "laws"}

@@ -5,12 +5,11 @@ run. The toy run also checks that every key the results file promises is written
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from ..benchmark_scripts import run_toy
 
 pytest.importorskip("torch")
 pytest.importorskip("tokenizers")
@@ -22,15 +21,7 @@ RECIPES = {"retrain", "finetune", "rewarm", "rewarm+replay", "infinite+replay"}
 @pytest.fixture(scope="module")
 def toy_payload(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
-    completed = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "continual.py"), "--toy", "--workers", "1",
-         "--out", str(out / "bench"), "--results", str(out / "none.json")],
-        capture_output=True, text=True, env=env, timeout=900,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    assert not (out / "none.json").exists()  # --toy prints, never writes a results file
-    return json.loads(completed.stdout[completed.stdout.index("{\n") :]), out / "bench"
+    return run_toy("continual.py", out, "--workers", "1"), out / "runs"
 
 
 def test_toy_run_writes_todays_keys_as_seed_means(toy_payload):

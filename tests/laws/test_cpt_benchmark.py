@@ -3,13 +3,11 @@ two fit sets) and writes every key the results file promises; its figures mean n
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from ..benchmark_scripts import run_toy
 
 pytest.importorskip("torch")
 pytest.importorskip("tokenizers")
@@ -20,15 +18,7 @@ HEADLINE = ("prede_old", "prede_new", "prede_old_curve", "prede_new_curve",
 
 
 def test_toy_benchmark_writes_the_evidence_keys(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
-    completed = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "cpt_law.py"), "--toy", "--workers", "1",
-         "--out", str(tmp_path / "bench"), "--results", str(tmp_path / "none.json")],
-        capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    assert not (tmp_path / "none.json").exists()  # --toy prints, never writes a results file
-    payload = json.loads(completed.stdout[completed.stdout.index("{\n") :])
+    payload = run_toy("cpt_law.py", tmp_path, "--workers", "1", timeout=600)
     for key in HEADLINE:
         assert key in payload
     assert payload["fit_set"] == payload["fit_sets"]["main"]["runs"]

@@ -4,20 +4,21 @@ the whole harness end to end at toy size."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from ..benchmark_scripts import run_toy
+
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _harness():
-    spec = importlib.util.spec_from_file_location("methods_bench", REPO / "benchmarks" / "methods.py")
+    spec = importlib.util.spec_from_file_location(
+        "methods_bench", REPO / "benchmarks" / "methods.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules["methods_bench"] = module  # dataclasses need the module registered
     spec.loader.exec_module(module)
@@ -88,15 +89,7 @@ def test_tokens_ratio_is_the_geometric_mean_where_both_reach() -> None:
 @pytest.mark.slow
 def test_toy_harness_end_to_end(tmp_path: Path) -> None:
     pytest.importorskip("ray")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
-    completed = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "methods.py"), "--toy", "--workers", "2",
-         "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "none.json")],
-        capture_output=True, text=True, env=env, timeout=900,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    assert not (tmp_path / "none.json").exists()
-    printed = json.loads(completed.stdout[completed.stdout.rindex("\n{\n") :])
+    printed = run_toy("methods.py", tmp_path, "--workers", "2")
     assert set(printed) == set(_harness().METHODS)
     for row in printed.values():
         assert 0.0 <= row["score"] <= 1.0

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from ..benchmark_scripts import run_toy
 
 pytest.importorskip("torch")
 pytest.importorskip("tokenizers")
@@ -17,15 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_toy_run_reports_regret_per_budget_and_the_harness_keys(tmp_path: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
-    completed = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "autotune.py"), "--toy",
-         "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "none.json")],
-        capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    assert not (tmp_path / "none.json").exists()  # --toy prints, never writes a results file
-    payload = json.loads(completed.stdout[completed.stdout.index("{\n") :])
+    payload = run_toy("autotune.py", tmp_path, timeout=600)
     for key in ("suggest_regret", "suggest_regret_mean", "autolrs_tokens_ratio",
                 "pbt_tokens_ratio", "per_budget", "setup", "wall_seconds"):  # fmt: skip
         assert key in payload, key
