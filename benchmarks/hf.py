@@ -319,14 +319,16 @@ def throughput(root: Path, repeats: int, steps: int, batch: int, seq_len: int) -
     for side in sides:
         one(side, 3)  # warm-up: imports, allocator, first-call kernels
     runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+    load: list[float] = []  # the 1-minute load average after each repeat (2 cores here)
     for repeat in range(repeats):
         # Rotate which goes first so drifting machine load biases no side.
         shift = repeat % len(sides)
         for side in sides[shift:] + sides[:shift]:
             result = one(side, steps)
             runs[side].append({"wall": result["wall"], "steady": result["steady"]})
+        load.append(os.getloadavg()[0])
         print(
-            f"repeat {repeat}: evertrain {runs['ours'][-1]['wall']:,.0f} tok/s "
+            f"repeat {repeat} (load {load[-1]:.1f}): evertrain {runs['ours'][-1]['wall']:,.0f} tok/s "
             f"(deterministic: true {runs['ours_deterministic'][-1]['wall']:,.0f}), "
             f"HF Trainer {runs['hf'][-1]['wall']:,.0f} tok/s "
             f"(training loop alone {runs['hf_train_only'][-1]['wall']:,.0f})",
@@ -373,7 +375,12 @@ def throughput(root: Path, repeats: int, steps: int, batch: int, seq_len: int) -
         "paired_ratios": [
             o["wall"] / h["wall"] for o, h in zip(runs["ours"], runs["hf"], strict=True)
         ],
+        "paired_ratios_evertrain_deterministic": [
+            o["wall"] / h["wall"]
+            for o, h in zip(runs["ours_deterministic"], runs["hf"], strict=True)
+        ],
         "runs": runs,
+        "load_average_per_repeat": load,
     }
 
 
@@ -405,6 +412,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="evertrain-bench-hf-"))
     print(f"working in {root} ...", flush=True)
     started = time.perf_counter()
+    load_at_start = os.getloadavg()[0]  # other processes share the cores: say how many ran
     parity_result = parity(root / "parity")
     print(f"parity: max |loss diff| {parity_result['parity_max_abs_loss_diff']:.3g}", flush=True)
     speed = throughput(root / "speed", args.repeats, args.steps, args.batch_size, args.seq_len)
@@ -424,6 +432,8 @@ def main() -> None:
         "transformers": transformers.__version__,
         "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "load_average_at_start": load_at_start,
         "hf_trainer_ratio": speed["hf_trainer_ratio"],
         "parity_max_abs_loss_diff": parity_result["parity_max_abs_loss_diff"],
         "parity": parity_result,
