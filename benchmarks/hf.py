@@ -422,7 +422,7 @@ def main() -> None:
         "benchmark": "evertrain.train.run vs transformers.Trainer (same Llama, data, AdamW, schedule, one process)",
         "command": "python benchmarks/hf.py "
         + " ".join(
-            f"--{k.replace('_', '-')} {v}"
+            f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")  # a switch has no value
             for k, v in vars(args).items()
             if v not in (None, False) and k != "out"
         ),
