@@ -23,6 +23,14 @@ over HF Trainer tokens/s on a ~10M-parameter Llama, end to end (model load, set-
 evertrain side also runs its final eval and checkpoint), median of interleaved repeats, with
 the median-step ratio beside it.
 
+- **determinism**: the parity runs are ``deterministic: true``. The throughput runs use both
+  trainers' default, deterministic algorithms off (evertrain's ``deterministic: false``, the
+  Trainer's ``full_determinism=False``): with them on, PyTorch fills the memory of each new
+  tensor (NaN for floats; ``torch.utils.deterministic.fill_uninitialized_memory``), work the
+  Trainer side does not do.
+  ``hf_trainer_ratio_evertrain_deterministic`` is evertrain with ``deterministic: true`` against
+  the same Trainer runs (how the ratio was measured up to 2026-12-01 13:00 UTC).
+
 If ``benchmarks/hf_fsdp.py`` exists, its ``measure()`` adds its keys (FSDP resharding and
 memory numbers) to the same JSON.
 
@@ -80,14 +88,21 @@ def write_llama(directory: Path, vocab_size: int, size: str = "tiny", seed: int 
 
 
 def run_config(
-    model_dir: Path, data_dir: Path, out_dir: Path, *, steps: int, batch: int, seq_len: int
+    model_dir: Path,
+    data_dir: Path,
+    out_dir: Path,
+    *,
+    steps: int,
+    batch: int,
+    seq_len: int,
+    deterministic: bool = True,
 ) -> dict[str, Any]:
     """The evertrain train config both sides mirror (the HF side reads the same fields)."""
     return {
         "out_dir": str(out_dir),
         "device": "cpu",
         "seed": 0,
-        "deterministic": True,
+        "deterministic": deterministic,
         "model": {"hf": str(model_dir), "seq_len": seq_len},
         "data": {"train": {"web": str(data_dir)}, "eval_tokens": batch * seq_len},
         "schedule": {"name": "cosine", "peak": 1e-3, "total": steps, "warmup": max(1, steps // 10)},
@@ -226,6 +241,9 @@ def hf_trainer_side(
         optimizers=(optimizer, scheduler),
         callbacks=[StepTimer()],
     )
+    # The Trainer side runs at its default, deterministic algorithms off (full_determinism=False;
+    # run() restores the setting it changed, so none leaks in from an evertrain run before).
+    assert not torch.are_deterministic_algorithms_enabled()
     trainer.train()
     if equal_work:  # the final evaluation evertrain runs: one batch's forward, no gradient
         eval_rows = config["data"]["eval_tokens"] // config["model"]["seq_len"]
@@ -281,24 +299,37 @@ def throughput(root: Path, repeats: int, steps: int, batch: int, seq_len: int) -
 
     def one(side: str, n_steps: int) -> dict[str, Any]:
         out = root / f"{side}-{next(counter)}"
-        config = run_config(model_dir, data, out, steps=n_steps, batch=batch, seq_len=seq_len)
-        if side == "ours":
+        config = run_config(
+            model_dir,
+            data,
+            out,
+            steps=n_steps,
+            batch=batch,
+            seq_len=seq_len,
+            deterministic=side == "ours_deterministic",  # both trainers' default is off
+        )
+        if side.startswith("ours"):
             return evertrain_side(config)
         return hf_trainer_side(config, out, equal_work=side == "hf")
 
     # "hf": the Trainer doing the same work as run() (training, a final checkpoint, a final
-    # evaluation); "hf_train_only": its training loop alone (no checkpoint, no evaluation).
-    sides = ("ours", "hf", "hf_train_only")
+    # evaluation); "hf_train_only": its training loop alone (no checkpoint, no evaluation);
+    # "ours_deterministic": evertrain with deterministic: true (the Trainer has it off).
+    sides = ("ours", "hf", "hf_train_only", "ours_deterministic")
     for side in sides:
         one(side, 3)  # warm-up: imports, allocator, first-call kernels
     runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+    load: list[float] = []  # the 1-minute load average after each repeat (2 cores here)
     for repeat in range(repeats):
         # Rotate which goes first so drifting machine load biases no side.
-        for side in sides[repeat % 3 :] + sides[: repeat % 3]:
+        shift = repeat % len(sides)
+        for side in sides[shift:] + sides[:shift]:
             result = one(side, steps)
             runs[side].append({"wall": result["wall"], "steady": result["steady"]})
+        load.append(os.getloadavg()[0])
         print(
-            f"repeat {repeat}: evertrain {runs['ours'][-1]['wall']:,.0f} tok/s, "
+            f"repeat {repeat} (load {load[-1]:.1f}): evertrain {runs['ours'][-1]['wall']:,.0f} tok/s "
+            f"(deterministic: true {runs['ours_deterministic'][-1]['wall']:,.0f}), "
             f"HF Trainer {runs['hf'][-1]['wall']:,.0f} tok/s "
             f"(training loop alone {runs['hf_train_only'][-1]['wall']:,.0f})",
             flush=True,
@@ -323,9 +354,13 @@ def throughput(root: Path, repeats: int, steps: int, batch: int, seq_len: int) -
         "hf_trainer_tokens_per_s": median("hf", "wall"),
         "hf_trainer_ratio": median("ours", "wall") / median("hf", "wall"),
         "hf_trainer_ratio_definition": (
-            "end to end, equal work: both train the 12 steps, save a checkpoint at the end "
-            "(weights + optimizer state) and evaluate once on the same number of tokens"
+            f"end to end, equal work: both train the {steps} steps, save a checkpoint at the "
+            "end (weights + optimizer state) and evaluate once on the same number of tokens; "
+            "deterministic algorithms off on both (each trainer's default)"
         ),
+        "hf_trainer_ratio_evertrain_deterministic": median("ours_deterministic", "wall")
+        / median("hf", "wall"),
+        "evertrain_deterministic_tokens_per_s": median("ours_deterministic", "wall"),
         "hf_trainer_train_only_tokens_per_s": median("hf_train_only", "wall"),
         "hf_trainer_ratio_vs_train_only": median("ours", "wall") / median("hf_train_only", "wall"),
         "steady_ratio": median("ours", "steady") / median("hf", "steady"),
@@ -333,13 +368,19 @@ def throughput(root: Path, repeats: int, steps: int, batch: int, seq_len: int) -
             "evertrain": spread("ours", "wall"),
             "hf_trainer": spread("hf", "wall"),
             "hf_trainer_train_only": spread("hf_train_only", "wall"),
+            "evertrain_deterministic": spread("ours_deterministic", "wall"),
         },
         # Each repeat's two runs ran back to back: their ratio is less exposed to load drifting
         # between repeats than the ratio of the medians.
         "paired_ratios": [
             o["wall"] / h["wall"] for o, h in zip(runs["ours"], runs["hf"], strict=True)
         ],
+        "paired_ratios_evertrain_deterministic": [
+            o["wall"] / h["wall"]
+            for o, h in zip(runs["ours_deterministic"], runs["hf"], strict=True)
+        ],
         "runs": runs,
+        "load_average_per_repeat": load,
     }
 
 
@@ -371,6 +412,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="evertrain-bench-hf-"))
     print(f"working in {root} ...", flush=True)
     started = time.perf_counter()
+    load_at_start = os.getloadavg()[0]  # other processes share the cores: say how many ran
     parity_result = parity(root / "parity")
     print(f"parity: max |loss diff| {parity_result['parity_max_abs_loss_diff']:.3g}", flush=True)
     speed = throughput(root / "speed", args.repeats, args.steps, args.batch_size, args.seq_len)
@@ -380,7 +422,7 @@ def main() -> None:
         "benchmark": "evertrain.train.run vs transformers.Trainer (same Llama, data, AdamW, schedule, one process)",
         "command": "python benchmarks/hf.py "
         + " ".join(
-            f"--{k.replace('_', '-')} {v}"
+            f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")  # a switch has no value
             for k, v in vars(args).items()
             if v not in (None, False) and k != "out"
         ),
@@ -390,6 +432,8 @@ def main() -> None:
         "transformers": transformers.__version__,
         "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "load_average_at_start": load_at_start,
         "hf_trainer_ratio": speed["hf_trainer_ratio"],
         "parity_max_abs_loss_diff": parity_result["parity_max_abs_loss_diff"],
         "parity": parity_result,

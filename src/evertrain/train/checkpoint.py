@@ -19,6 +19,7 @@ previous complete one with a warning.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import io
 import json
@@ -61,12 +62,24 @@ def _test_kill_hook(point: str, step: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+#: From this size on a file's sha256 is computed by a second thread while the main one writes it.
+HASH_BESIDE_BYTES = 4 << 20
+
+
 def _write_synced(path: Path, data: bytes) -> str:
-    with open(path, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return hashlib.sha256(data).hexdigest()
+    """Write ``data`` to ``path`` and fsync it; return its sha256.
+
+    sha256 and write() both release the GIL, so a large file is hashed beside its write instead
+    of after it: ~65 ms of the ~0.5 s a 10M-parameter model's checkpoint takes on 2 cores.
+    """
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:  # joined on any exit
+        hashing = pool.submit(hashlib.sha256, data) if len(data) >= HASH_BESIDE_BYTES else None
+        with open(path, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        digest = hashing.result() if hashing is not None else hashlib.sha256(data)
+    return digest.hexdigest()
 
 
 def model_state_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -656,7 +656,9 @@ class _Trainer:
                     sync = fsdp.gradient_sync(model, skip=micro_step < cfg.grad_accum - 1)
                     with sync:
                         with self.autocast():
-                            _, loss = model(x, y)
+                            # Only the loss is kept: a name bound to the logits (batch x seq x
+                            # vocab) would hold them through backward and the next forward.
+                            loss = model(x, y)[1]
                         if self.step + 1 in nan_steps:
                             loss = loss * float("nan")
                         loss = loss / cfg.grad_accum
