@@ -114,3 +114,14 @@ def test_mismatched_model_is_rejected(tmp_path: Path) -> None:
     other = GPT(GPTConfig(vocab_size=50, n_layer=2, n_head=2, d_model=16, seq_len=8))
     with pytest.raises(ckpt.CheckpointError, match="do not fit this model"):
         ckpt.load_checkpoint(path, other)
+
+
+@pytest.mark.parametrize("size", [100, 5 * 1024 * 1024])  # below and above HASH_BESIDE_BYTES
+def test_a_file_hashed_beside_its_write_has_its_own_sha256(tmp_path, size):
+    import hashlib
+
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    digest = ckpt._write_synced(tmp_path / "blob", data)
+    assert (tmp_path / "blob").read_bytes() == data
+    assert digest == hashlib.sha256(data).hexdigest()
+    assert (size >= ckpt.HASH_BESIDE_BYTES) == (size > 1024 * 1024)  # both paths are exercised

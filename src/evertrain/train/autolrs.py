@@ -470,7 +470,7 @@ def candidate_step(trainer: Any, model: Any, lr: float) -> float:
         y = torch.from_numpy(y).to(trainer.device, non_blocking=True)
         with fsdp.gradient_sync(model, skip=micro_step < cfg.grad_accum - 1):
             with trainer.autocast():
-                _, loss = model(x, y)
+                loss = model(x, y)[1]  # not the logits: as in the loop, they would live on
             loss = loss / cfg.grad_accum
             trainer.scaler.scale(loss).backward()
         loss_sum += loss.detach()

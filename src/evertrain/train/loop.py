@@ -203,7 +203,8 @@ def evaluate(
             dataset.val_tokens, seq_len, batch_size, max_tokens=eval_tokens
         ):
             with autocast():
-                _, loss = model(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device))
+                # only the loss: logits bound to a name would live through the next forward
+                loss = model(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device))[1]
             loss_sum += float(loss) * y.size
             token_count += y.size
         results[name] = loss_sum / max(token_count, 1)
