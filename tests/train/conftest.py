@@ -25,6 +25,22 @@ CODE = [
 ]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def default_sigint_handler() -> Iterator[None]:
+    """The preemption tests send SIGINT and expect Python's default handler before the guard.
+    A pytest started as a background job of a non-interactive shell (``cmd &``, ``nohup``)
+    inherits SIGINT ignored, and the guard rightly leaves an ignored SIGINT ignored; so the
+    suite restores Python's default for its own process (and the ranks it forks)."""
+    import signal
+
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _write_jsonl(path: Path, documents: list[str]) -> Path:
     path.write_text("\n".join(json.dumps({"text": doc}) for doc in documents), encoding="utf-8")
     return path
