@@ -214,14 +214,7 @@ def harness_ratios(path: Path = METHODS_RESULTS) -> dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import methods  # the sibling benchmark script
 
-    payload = json.loads(path.read_text())
-    ratios: dict[str, Any] = {}
-    for method, key in (("autolrs", "autolrs_tokens_ratio"), ("pbt", "pbt_tokens_ratio")):
-        if method in payload["methods"]:
-            ratio = methods.tokens_ratios(payload, method)
-            ratios[key], ratios[f"{key}_per_workload"] = ratio["value"], ratio["per_workload"]
-            ratios[f"{key}_note"] = methods.RATIO_NOTE + f"; from {path.name}"
-    return ratios
+    return methods.tuner_ratios(json.loads(path.read_text()), path.name)
 
 
 def main() -> None:

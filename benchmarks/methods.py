@@ -438,8 +438,7 @@ def run_pbt(out: Path, scale: Scale, workload: Workload, data: dict[str, str]) -
 
     folder = out / workload.name / "pbt"
     config = method_config("pbt", TUNING_PEAKS[1], 0, scale, workload, data, folder / "base-run")
-    done = folder / "done.json"
-    if done.exists() and json.loads(done.read_text()).get("config") == config:
+    if _done(folder, config):
         return folder
     if folder.exists():
         shutil.rmtree(folder)
@@ -449,7 +448,8 @@ def run_pbt(out: Path, scale: Scale, workload: Workload, data: dict[str, str]) -
                     perturb="peak", interval_tokens=scale.run_tokens // 6, seed=0)  # fmt: skip
     started = time.perf_counter()
     ray_run(setup, cpus=2)
-    atomic_write_json(done, {"config": config, "wall_seconds": time.perf_counter() - started})
+    atomic_write_json(folder / "done.json",
+                      {"config": config, "wall_seconds": time.perf_counter() - started})  # fmt: skip
     return folder
 
 
@@ -482,6 +482,7 @@ def measure(out: Path, scale: Scale, workers: int, pbt: bool) -> dict[str, Any]:
 
     # Phase 2: the target's other seeds and the refined trials (from the linear pilots).
     targets: dict[str, dict[str, Any]] = {}
+    refined_specs: dict[tuple[str, float], dict[str, Any]] = {}
     phase2 = []
     for w in scale.workloads:
         grid = {p: final_loss(Path(target_config(w, p, 0)["out_dir"])) for p in TARGET_PEAKS}
@@ -489,8 +490,8 @@ def measure(out: Path, scale: Scale, workers: int, pbt: bool) -> dict[str, Any]:
         targets[w.name] = {"peak": best_peak, "grid_seed0": {f"{p:g}": v for p, v in grid.items()}}
         phase2 += [target_config(w, best_peak, s) for s in scale.seeds[1:]]
         for p in TUNING_PEAKS:
-            spec = refined_spec(folder(w, "linear", p, 0), p, scale)
-            phase2.append(config(w, "refined", p, 0, spec))
+            refined_specs[(w.name, p)] = refined_spec(folder(w, "linear", p, 0), p, scale)
+            phase2.append(config(w, "refined", p, 0, refined_specs[(w.name, p)]))
     train_all(phase2, workers)
     for w in scale.workloads:
         peak = targets[w.name]["peak"]
@@ -506,8 +507,7 @@ def measure(out: Path, scale: Scale, workers: int, pbt: bool) -> dict[str, Any]:
             trials = {p: run_hit(folder(w, m, p, 0), m, target) for p in TUNING_PEAKS}
             peak = min(trials, key=lambda p: (trials[p].charged, trials[p].best_loss))
             chosen[(w.name, m)] = peak
-            refined = (refined_spec(folder(w, "linear", peak, 0), peak, scale)
-                       if m == "refined" else None)  # fmt: skip
+            refined = refined_specs[(w.name, peak)] if m == "refined" else None
             phase3 += [config(w, m, peak, s, refined) for s in scale.seeds[1:]]
     train_all(phase3, workers)
     pbt_folders = {w.name: run_pbt(out, scale, w, data) for w in scale.workloads} if pbt else {}
@@ -631,16 +631,21 @@ def tokens_ratios(payload: dict[str, Any], method: str) -> dict[str, Any]:
     return {"value": mean, "per_workload": per}
 
 
+def tuner_ratios(payload: dict[str, Any], source: str) -> dict[str, Any]:
+    """``autolrs_tokens_ratio`` / ``pbt_tokens_ratio`` with their per-workload values and notes,
+    as ``autotune.json`` holds them, for the tuners ``payload`` measured."""
+    ratios: dict[str, Any] = {}
+    for method, key in (("autolrs", "autolrs_tokens_ratio"), ("pbt", "pbt_tokens_ratio")):
+        if method in payload["methods"]:
+            ratio = tokens_ratios(payload, method)
+            ratios[key], ratios[f"{key}_per_workload"] = ratio["value"], ratio["per_workload"]
+            ratios[f"{key}_note"] = f"{RATIO_NOTE}; from {source}"
+    return ratios
+
+
 def update_autotune(payload: dict[str, Any], path: Path = AUTOTUNE) -> None:
     record = json.loads(path.read_text()) if path.exists() else {}
-    for method, key in (("autolrs", "autolrs_tokens_ratio"), ("pbt", "pbt_tokens_ratio")):
-        if method not in payload["methods"]:
-            continue
-        ratios = tokens_ratios(payload, method)
-        record[key] = ratios["value"]
-        record[f"{key}_per_workload"] = ratios["per_workload"]
-        record[f"{key}_note"] = RATIO_NOTE + "; from methods.json"
-    atomic_write_json(path, record)
+    atomic_write_json(path, {**record, **tuner_ratios(payload, RESULTS.name)})
 
 
 def main() -> None:
