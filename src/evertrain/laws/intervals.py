@@ -95,6 +95,19 @@ def pooled_quantiles(residuals: Sequence[np.ndarray]) -> list[float]:
     return np.quantile(pooled, np.linspace(0.0, 1.0, RESIDUAL_QUANTILES)).tolist()
 
 
+def bootstrap_record(n: int, blocks: Any, seed: int, draws: Any, quantiles: Any) -> dict[str, Any]:
+    """What a law keeps of its moving-block bootstrap (``law.bootstrap``): one shape for every
+    law, so bands are read back the same way."""
+    return {
+        "method": "moving-block residual bootstrap, local refits",
+        "n": n,
+        "block": blocks,
+        "seed": seed,
+        "params": draws,
+        "residual_quantiles": quantiles,
+    }
+
+
 def band_from_draws(
     draws: np.ndarray, residual_quantiles: Sequence[float] | None, level: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -142,14 +155,7 @@ def bootstrap_law(
             ]
         )
         draws.append(refit(loss, params))
-    return {
-        "method": "moving-block residual bootstrap, local refits",
-        "n": n,
-        "block": blocks,
-        "seed": seed,
-        "params": draws,
-        "residual_quantiles": pooled_quantiles(residuals),
-    }
+    return bootstrap_record(n, blocks, seed, draws, pooled_quantiles(residuals))
 
 
 def law_band(
@@ -225,14 +231,7 @@ def bootstrap_cpt(
                 start=law.params[d],
             )  # fmt: skip
             draws[b][d] = params
-    return {
-        "method": "moving-block residual bootstrap, local refits",
-        "n": n,
-        "block": blocks,
-        "seed": seed,
-        "params": draws,
-        "residual_quantiles": quantiles,
-    }
+    return bootstrap_record(n, blocks, seed, draws, quantiles)
 
 
 #: how a CPT band is made, recorded in the law's ``bootstrap["band"]``
