@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import faulthandler
 import json
 import os
 import random
+import signal
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,8 +34,6 @@ def default_sigint_handler() -> Iterator[None]:
     A pytest started as a background job of a non-interactive shell (``cmd &``, ``nohup``)
     inherits SIGINT ignored, and the guard rightly leaves an ignored SIGINT ignored; so the
     suite restores Python's default for its own process (and the ranks it forks)."""
-    import signal
-
     previous = signal.getsignal(signal.SIGINT)
     if previous is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -122,6 +123,8 @@ def fork_child(body: Callable[[], int], env: dict[str, str] | None = None) -> in
     if pid == 0:  # child: never return into pytest
         code = 1
         try:
+            # A hung child prints every thread's Python stack on SIGUSR1 (stack_then_kill).
+            faulthandler.register(signal.SIGUSR1, all_threads=True)
             os.environ.update(env or {})
             torch.set_num_threads(1)
             code = body()
@@ -130,6 +133,18 @@ def fork_child(body: Callable[[], int], env: dict[str, str] | None = None) -> in
         finally:
             os._exit(code)
     return pid
+
+
+def stack_then_kill(pid: int) -> None:
+    """Ask a hung :func:`fork_child` for its threads' stacks (to this stderr), then SIGKILL it:
+    a test that fails on a hang then shows where the child waited."""
+    try:
+        os.kill(pid, signal.SIGUSR1)
+        time.sleep(1.0)
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    os.waitpid(pid, 0)
 
 
 def rank_env(rank: int, port: str, world_size: int = 2) -> dict[str, str]:

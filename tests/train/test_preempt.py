@@ -8,6 +8,7 @@ ones, sent by this process at random moments after the child's log shows a chose
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import random
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from torch.nn.parallel import DistributedDataParallel
 
 from evertrain.train import TrainConfig, run
 from evertrain.train import loop as train_loop
@@ -34,7 +36,7 @@ from evertrain.train.preempt import (
     RunPreempted,
 )
 
-from .conftest import fork_child, make_config, rank_env
+from .conftest import fork_child, make_config, rank_env, stack_then_kill
 from .test_distributed import free_port
 from .test_resume import comparable, one_thread
 
@@ -110,11 +112,12 @@ def wait_all(pids: list[int], timeout: float = CHILD_TIMEOUT_S) -> list[int]:
                     -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
                 )
         if time.monotonic() > deadline:
-            for pid in pids:
-                if pid not in statuses:
-                    os.kill(pid, signal.SIGKILL)
-                    os.waitpid(pid, 0)
-            pytest.fail(f"children {[p for p in pids if p not in statuses]} hung; killed")
+            hung = [pid for pid in pids if pid not in statuses]
+            for pid in hung:
+                stack_then_kill(pid)
+            pytest.fail(
+                f"children {hung} hung (stacks above, in stderr); killed; ended: {statuses}"
+            )
         time.sleep(0.01)
     return [statuses[pid] for pid in pids]
 
@@ -439,11 +442,23 @@ def ddp_ranks(
 
         def body(rank: int = rank) -> int:
             cfg = TrainConfig.from_yaml(config_path)
+            alive: list[int] = []
+            teardown = train_loop.distributed.teardown
+
+            def counting_teardown(info: Any) -> None:
+                # DDP wrappers still alive when the group goes: their reducer would free it
+                # later with the GIL held, which can deadlock in gloo (distributed.teardown).
+                gc.collect()
+                alive.append(sum(isinstance(o, DistributedDataParallel) for o in gc.get_objects()))
+                teardown(info)
+
+            train_loop.distributed.teardown = counting_teardown
             try:
                 result, code = run(cfg, resume=True, progress=False), 0
             except RunPreempted as stop:
                 result, code = stop.result, EXIT_PREEMPTED
-            outcome = {"steps": result.steps, "preempted": result.preempted, "code": code}
+            outcome = {"steps": result.steps, "preempted": result.preempted, "code": code,
+                       "ddp_alive_at_teardown": alive}  # fmt: skip
             (report_dir / f"rank{rank}.json").write_text(json.dumps(outcome))
             return code
 
@@ -458,6 +473,7 @@ def test_ddp_one_rank_signalled_both_stop_at_the_same_step_and_resume_exactly(
         tmp_path / "reference.yaml", ddp_config(tmp_path / "ref", tiny_data)
     )
     assert wait_all(ddp_ranks(reference_path, tmp_path)) == [0, 0]
+    assert json.loads((tmp_path / "rank1.json").read_text())["ddp_alive_at_teardown"] == [0]
     reference_log, reference_weights = comparable(tmp_path / "ref"), final_weights(tmp_path / "ref")
 
     out = tmp_path / "run"
@@ -469,6 +485,7 @@ def test_ddp_one_rank_signalled_both_stop_at_the_same_step_and_resume_exactly(
     assert wait_all(pids) == [EXIT_PREEMPTED, EXIT_PREEMPTED]
     ends = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
     assert ends[0] == ends[1] and ends[0]["preempted"]
+    assert ends[0]["ddp_alive_at_teardown"] == [0]  # the traceback does not keep the reducer
     records = read_log(out / "log.jsonl")
     stopped = max(r["step"] for r in records if r["kind"] == "train")
     assert ends[0]["steps"] == stopped < DDP_STEPS

@@ -8,6 +8,7 @@ DDP averages gradients, so N processes follow the single-process trajectory to f
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -54,6 +55,16 @@ def teardown(info: DistInfo) -> None:
     """Destroy the process group :func:`setup` created (NCCL warns at exit about one left
     open, and its communicators hold GPU memory); a group the caller created is left alone."""
     if info.enabled and info.owns_group and dist.is_initialized():
+        # Gloo's worker thread frees each finished collective's tensors after the caller's wait
+        # returns, and freeing a tensor that Python knows takes the GIL. ~ProcessGroupGloo joins
+        # that thread; reached from the DDP reducer's destructor it runs with the GIL held, a
+        # deadlock when a free is still pending (seen on a loaded CPU: the reducer went with a
+        # RunPreempted's traceback after the group was destroyed). So every reducer goes first,
+        # while the group is still registered (the loop drops its DDP wrapper; collect() frees
+        # one left in a cycle); the group's own Python handle releases the GIL in its
+        # destructor, and the barrier (no tensors) leaves the worker idle before it.
+        gc.collect()
+        dist.barrier()
         dist.destroy_process_group()
 
 

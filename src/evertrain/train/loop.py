@@ -771,6 +771,10 @@ class _Trainer:
             logger.close()
             if bar is not None:
                 bar.close()
+            # Drop the DDP wrapper now, not with this frame: a RunPreempted's traceback keeps the
+            # frame, and a DDP reducer freed after the process group is destroyed frees the group
+            # with the GIL held, which can deadlock (distributed.teardown).
+            model = None
         if last_checkpoint is None and info.is_main:
             found = ckpt.latest_valid_checkpoint(self.checkpoints_dir)
             last_checkpoint = found[0] if found else None
