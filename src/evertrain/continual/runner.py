@@ -23,7 +23,7 @@ from evertrain._lock import FolderLock
 from evertrain.continual import recipes as R
 from evertrain.continual.plan import Plan, external_base_info, whole_steps
 from evertrain.continual.runs import META_FILE, load_run, write_meta
-from evertrain.schedules import Schedule, from_spec
+from evertrain.schedules import Schedule, from_spec, join
 from evertrain.schedules.summary import peak as schedule_peak
 from evertrain.train.config import ConfigError, TrainConfig, tokens_per_step
 
@@ -371,13 +371,14 @@ def train_base(
     tokens: int,
     peak: float,
     anneal_fraction: float = 0.1,
+    hold_fraction: float = 0.0,
     progress: bool = True,
 ) -> StageRun:
     """Pre-train a base on ``datasets`` with an infinite schedule (warmup → cooldown → constant
     → release anneal), pinning a checkpoint at the start of the anneal so that both annealed
     (``rewarm``/``finetune``) and constant-LR (``infinite+replay``) continuations can start from it."""
     tokens = setup.whole_steps(tokens)
-    schedule, pre_anneal = base_schedule(setup, tokens, peak, anneal_fraction)
+    schedule, pre_anneal = base_schedule(setup, tokens, peak, anneal_fraction, hold_fraction)
     config = stage_config(
         setup,
         out_dir=out_dir,
@@ -402,25 +403,52 @@ def train_base(
 
 
 def base_schedule(
-    setup: Setup, tokens: int, peak: float, anneal_fraction: float = 0.1
+    setup: Setup,
+    tokens: int,
+    peak: float,
+    anneal_fraction: float = 0.1,
+    hold_fraction: float = 0.0,
 ) -> tuple[Schedule, int]:
     """The infinite schedule :func:`train_base` trains a base of ``tokens`` on, and the token
-    count of its pinned pre-anneal checkpoint (a whole step; the anneal starts exactly there)."""
+    count of its pinned pre-anneal checkpoint (a whole step; the anneal starts exactly there).
+
+    ``hold_fraction`` > 0 ends the anneal that share of ``tokens`` early and holds its floor
+    LR to the end (a ``join`` of the infinite schedule and a constant): a base whose last
+    tokens train at the final LR, so that how flat its loss is no longer mixes in the
+    anneal's own gain. ``anneal_fraction`` stays a share of all ``tokens``.
+    """
     tokens = setup.whole_steps(tokens)
+    if not 0.0 <= hold_fraction < 1.0 - anneal_fraction:
+        raise ContinualError(
+            f"hold_fraction={hold_fraction!r} must be in [0, 1 - anneal_fraction = "
+            f"{1.0 - anneal_fraction:g}): the hold follows the anneal"
+        )
+    anneal_end = setup.round_tokens(tokens * (1.0 - hold_fraction)) if hold_fraction else tokens
+    # the anneal as long as without a hold, moved earlier by the hold (whole steps both)
     pre_anneal = setup.round_tokens(R.pre_anneal_tokens(tokens, anneal_fraction))
+    pre_anneal -= tokens - anneal_end
     schedule = R.infinite_schedule(
-        peak=peak, tokens=tokens, anneal_fraction=1 - pre_anneal / tokens
+        peak=peak, tokens=anneal_end, anneal_fraction=1 - pre_anneal / anneal_end
     )
+    if anneal_end < tokens:
+        floor = float(schedule(anneal_end))
+        schedule = join(
+            [schedule, {"name": "constant", "value": floor, "unit": "tokens"}], [anneal_end]
+        )
     return schedule, pre_anneal
 
 
 def planned_base_info(
-    setup: Setup, tokens: int, peak: float, anneal_fraction: float = 0.1
+    setup: Setup,
+    tokens: int,
+    peak: float,
+    anneal_fraction: float = 0.1,
+    hold_fraction: float = 0.0,
 ) -> R.BaseModelInfo:
     """What :func:`base_info` will read from a finished :func:`train_base` run, known before it
     trains: so ``retrain`` and ``infinite+replay`` (which needs only the pre-anneal checkpoint)
     can start while the base is still training."""
-    schedule, pre_anneal = base_schedule(setup, tokens, peak, anneal_fraction)
+    schedule, pre_anneal = base_schedule(setup, tokens, peak, anneal_fraction, hold_fraction)
     tokens = setup.whole_steps(tokens)
     return lr_state(
         schedule, tokens, setup.tokens_per_step, pre_anneal if pre_anneal < tokens else None
