@@ -17,6 +17,7 @@ HEADLINE = ("prede_old", "prede_new", "prede_old_curve", "prede_new_curve",
             "chosen_vs_best_gap", "interval_coverage", "fit_set")  # fmt: skip
 
 
+@pytest.mark.slow  # ~60 s, almost all of it CPT fits and their leave-one-run-out refits
 def test_toy_benchmark_writes_the_evidence_keys(tmp_path):
     payload = run_toy("cpt_law.py", tmp_path, "--workers", "1", timeout=600)
     for key in HEADLINE:
