@@ -394,12 +394,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--continual-out",
-        default=os.path.join(tempfile.gettempdir(), "evertrain-bench-continual-v2"),
+        default=os.path.join(tempfile.gettempdir(), "evertrain-bench-continual-v3"),
         help="benchmarks/continual.py's --out: its data, base and sweep runs are re-used",
     )
     parser.add_argument(
         "--out",
-        default=os.path.join(tempfile.gettempdir(), "evertrain-bench-cpt-law"),
+        default=os.path.join(tempfile.gettempdir(), "evertrain-bench-cpt-law-v3"),
         help="where the grid's new runs are trained",
     )
     parser.add_argument("--workers", type=int, default=2, help="parallel runs (one thread each)")

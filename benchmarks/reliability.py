@@ -278,7 +278,9 @@ class Sweep:
             write_config(run["config"], target_out, self.data, self.steps, self.interval)
         status = self.finish(run)
         said = run["stderr"].read_text(errors="replace") if run["stderr"].exists() else ""
-        lines = [line for line in said.splitlines() if line.startswith(("evertrain: warning:", "error:"))]
+        lines = [
+            line for line in said.splitlines() if line.startswith(("evertrain: warning:", "error:"))
+        ]
         messaged = [line for line in lines if "skipped" in line or "unusable" in line]
         fell_back = name != "moved_run_folder"
         silent = status == 0 and fell_back and not messaged

@@ -108,3 +108,24 @@ def test_plan_continues_the_infinite_base_from_its_pre_anneal_checkpoint(toy_dat
         match=r"base holds a run of another configuration \(data.eval.code.shards_sha256.train: ",
     ):
         run_plan(plan, progress=False)
+
+
+def test_base_schedule_with_a_hold_anneals_earlier_and_keeps_the_floor_to_the_end():
+    from evertrain.continual.runner import Setup, base_schedule, planned_base_info
+
+    setup = Setup(model={"seq_len": 64}, train={"batch_size": 16}, eval={})  # 1024 tokens a step
+    tokens = setup.whole_steps(3_000_000)
+    plain, plain_pre = base_schedule(setup, tokens, 1e-2)
+    held, held_pre = base_schedule(setup, tokens, 1e-2, hold_fraction=0.25)
+    anneal_end = setup.round_tokens(0.75 * tokens)
+    # the anneal is as long as without a hold, and starts a hold's length earlier
+    assert anneal_end - held_pre == tokens - plain_pre
+    assert held_pre % 1024 == 0 and anneal_end % 1024 == 0
+    assert held(held_pre) == pytest.approx(5e-3) and held(held_pre - 1024) == pytest.approx(5e-3)
+    assert held(anneal_end) == pytest.approx(1e-3) and held(tokens - 1) == pytest.approx(1e-3)
+    assert held((held_pre + anneal_end) / 2) == pytest.approx(3e-3, rel=1e-3)  # linear anneal
+    assert plain(held_pre) == pytest.approx(5e-3)  # without a hold: still constant there
+    info = planned_base_info(setup, tokens, 1e-2, hold_fraction=0.25)
+    assert (info.constant_lr, info.final_lr, info.floor) == pytest.approx((5e-3, 1e-3, 1e-3))
+    with pytest.raises(ContinualError, match="hold_fraction=0.95"):
+        base_schedule(setup, tokens, 1e-2, hold_fraction=0.95)
