@@ -86,8 +86,11 @@ def run_spec(specs: dict[str, dict], shift: str, key: Key, out: Path, scale: ben
     """The continual benchmark's spec of this grid cell: its own sweep run where the cell is one
     (cosine at its peak), else the same stage with the peak, schedule and replay overridden."""
     schedule, peak, replay = key
-    own = specs[f"seed-{SEED}/{shift}/{bench.ratio_name(replay)}"]
-    if schedule == "cosine" and math.isclose(peak, scale.peak) and replay in scale.replay_ratios:
+    in_sweep = replay in scale.replay_ratios
+    # a replay the sweep has no run of (a choice of the law's, e.g. 0.4): the rewarm run's spec,
+    # with the replay set below
+    own = specs[f"seed-{SEED}/{shift}/{bench.ratio_name(replay if in_sweep else 0.0)}"]
+    if schedule == "cosine" and math.isclose(peak, scale.peak) and in_sweep:
         return own
     overrides: dict[str, Any] = {"peak": peak, "decay_shape": schedule}
     if replay:

@@ -43,3 +43,27 @@ def test_toy_benchmark_writes_the_evidence_keys(tmp_path):
         assert chosen["in_grid"] or chosen["measured_from"].startswith("trained")
     assert payload["scale"]["params"] > 0 and payload["benchmark_seconds"] > 0
     assert payload["notes"]
+
+
+def test_a_chosen_replay_outside_the_sweep_gets_a_spec_of_its_own(tmp_path):
+    """The law may choose a replay the sweep has no run of (0.4 of 0, 0.25, 0.5): the measured
+    figure then comes from a run trained for it, built from the rewarm run's spec."""
+    import importlib.util
+    import sys
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("cpt_law_bench", REPO / "benchmarks/cpt_law.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["cpt_law_bench"] = module
+    spec.loader.exec_module(module)
+    scale = module.bench.TOY
+    specs = {
+        f"seed-0/strong/{module.bench.ratio_name(r)}": {"recipe": "rewarm", "out_dir": f"r{r}"}
+        for r in scale.replay_ratios
+    }
+    own = module.run_spec(specs, "strong", ("cosine", scale.peak, 0.25), tmp_path, scale)
+    assert own is specs["seed-0/strong/rewarm+replay-0.25"]  # a sweep run: its own spec
+    chosen = module.run_spec(specs, "strong", ("cosine", scale.peak, 0.4), tmp_path, scale)
+    assert chosen["recipe"] == "rewarm+replay"
+    assert chosen["overrides"] == {"peak": scale.peak, "decay_shape": "cosine", "replay": 0.4}
+    assert chosen["out_dir"].endswith("cosine-peak0.01-replay0.4")
