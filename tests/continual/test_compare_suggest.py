@@ -58,6 +58,7 @@ def _compare(toy, tmp_path, *args: str, base: str = "base"):
     )  # fmt: skip
 
 
+@pytest.mark.usefixtures("few_cpt_starts")
 def test_suggest_prints_the_laws_recipe_with_bands_and_saves_the_law(toy, tmp_path, monkeypatch):
     # 4 refits, not 30: this checks the wiring (bands drawn, printed, saved), not their width
     monkeypatch.setattr(suggest, "SUGGEST_BOOTSTRAP", 4)

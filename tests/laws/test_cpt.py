@@ -185,6 +185,7 @@ def test_read_run_folders(run_folders) -> None:
     assert runs[0].steps[0] == 99  # record step 100 is update 99
 
 
+@pytest.mark.usefixtures("few_cpt_starts")
 def test_cli_fit_predict_optimize(run_folders, tmp_path) -> None:
     cli = CliRunner()
     out = tmp_path / "law.json"

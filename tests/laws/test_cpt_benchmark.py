@@ -45,16 +45,19 @@ def test_toy_benchmark_writes_the_evidence_keys(tmp_path):
     assert payload["notes"]
 
 
-def test_a_chosen_replay_outside_the_sweep_gets_a_spec_of_its_own(tmp_path):
+def test_a_chosen_replay_outside_the_sweep_gets_a_spec_of_its_own(tmp_path, monkeypatch):
     """The law may choose a replay the sweep has no run of (0.4 of 0, 0.25, 0.5): the measured
     figure then comes from a run trained for it, built from the rewarm run's spec."""
     import importlib.util
     import sys
 
-    sys.path.insert(0, str(REPO / "benchmarks"))
+    # the script imports its sibling `continual`; both paths and modules are undone after
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    monkeypatch.setitem(sys.modules, "continual", None)  # undone after: restored or removed
+    del sys.modules["continual"]
     spec = importlib.util.spec_from_file_location("cpt_law_bench", REPO / "benchmarks/cpt_law.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["cpt_law_bench"] = module
+    monkeypatch.setitem(sys.modules, "cpt_law_bench", module)
     spec.loader.exec_module(module)
     scale = module.bench.TOY
     specs = {

@@ -110,6 +110,7 @@ def test_cli_interval_without_bootstrap_is_exit_2(tmp_path) -> None:
     assert out.exit_code == 2 and "--bootstrap" in out.output
 
 
+@pytest.mark.usefixtures("few_cpt_starts")
 def test_cpt_band_coverage_on_held_out_recipe() -> None:
     base, runs = make_runs(noise=1e-3, seed=3)
     law = CPTLaw().fit(base, runs, bootstrap=30, seed=0)

@@ -55,6 +55,7 @@ def test_conformal_quantile_by_hand() -> None:
         conformal_quantile(scores, 1.5)
 
 
+@pytest.mark.usefixtures("few_cpt_starts")
 def test_one_continual_run_keeps_the_bootstrap_band_and_says_so() -> None:
     base, runs = make_runs(noise=1e-3, seed=3, every=50)
     law = CPTLaw().fit(base, runs[:1], bootstrap=4, seed=0)
@@ -62,6 +63,7 @@ def test_one_continual_run_keeps_the_bootstrap_band_and_says_so() -> None:
     assert "cross_validation" not in law.bootstrap and cv_quantile(law, "old", 0.9) is None
 
 
+@pytest.mark.usefixtures("few_cpt_starts")
 def test_held_out_coverage_of_a_misspecified_law_needs_the_cv_term(tmp_path) -> None:
     """The law cannot express forgetting that grows with the peak; on recipes it was not fitted
     on the bootstrap band (fit noise and parameter spread) misses that error, and the band

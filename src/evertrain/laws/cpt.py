@@ -351,7 +351,7 @@ class CPTLaw:
         base: BaseRun,
         runs: Sequence[ContinualRun],
         *,
-        n_starts: int = N_STARTS,
+        n_starts: int | None = None,
         bootstrap: int = 0,
         block: int | None = None,
         seed: int = 0,
@@ -359,8 +359,11 @@ class CPTLaw:
         """Fit both distributions' parameters to the base run and one or more continual runs;
         ``bootstrap > 0`` also draws that many block-bootstrap parameter sets for bands and, with
         two or more continual runs, refits once per run held out (leave-one-run-out) to widen
-        the bands to the law's error on unseen recipes (:mod:`evertrain.laws.intervals`)."""
+        the bands to the law's error on unseen recipes (:mod:`evertrain.laws.intervals`).
+        ``n_starts``: local fits per distribution from the best grid starts (default
+        :data:`N_STARTS`, read when called)."""
         runs = list(runs)
+        n_starts = N_STARTS if n_starts is None else n_starts  # read at the call: patchable
         if not runs:
             raise LawError("the cpt law needs at least one continual run besides the base run")
         names = [base.name] + [r.name for r in runs]
