@@ -529,9 +529,11 @@ def base_summary(base: continual_runs.Run) -> dict[str, Any]:
     )
     at_pre80, loss_pre80 = loss_near(curve, 0.8 * pre_tokens)
     final = base.final_eval
-    # where the anneal ends and the hold at the floor LR begins (the end without a hold)
-    anneal_end = pre_tokens + round(0.1 * tokens)
-    _, loss_anneal_end = loss_near(curve, anneal_end) if anneal_end < tokens else (0, final[OLD])
+    # where the anneal ends and the hold at the floor LR begins: the boundary of the recorded
+    # join (runner.base_schedule); without a hold the anneal ends with the run
+    schedule = base.config.get("schedule") or {}
+    held = schedule.get("name") == "join"
+    loss_anneal_end = loss_near(curve, schedule["boundaries"][0])[1] if held else final[OLD]
     return {
         "tokens": tokens,
         "final": final,
@@ -908,7 +910,7 @@ def reading_notes(payload: dict[str, Any]) -> list[str]:
         + f"; for scale, the constant-LR phase's last 20% gave "
         f"{100 * detail['constant_lr_phase']['mean']:.1f}%, the release anneal "
         f"{100 * detail['anneal_gain']['mean']:.1f}% and the whole hold at the floor LR after it "
-        f"{100 * detail.get('hold_gain', {}).get('mean', 0.0):.1f}%"
+        f"{100 * detail['hold_gain']['mean']:.1f}%"
     )
     for shift, entry in payload["shifts"].items():
         curves = entry["curves"].get("finetune")

@@ -293,7 +293,7 @@ def cross_validate_cpt(
     for index, held in enumerate(runs):
         others = [run for run in runs if run is not held]
         fold = CPTLaw(warmup_steps=law.warmup_steps, tokens_per_step=law.tokens_per_step)
-        fold.fit(base, others, **({} if n_starts is None else {"n_starts": n_starts}))
+        fold.fit(base, others, n_starts=n_starts)
         series, losses, _ = fold._series(base, others)
         fold.bootstrap = bootstrap_cpt(fold, series, losses, n=n_bootstrap, seed=seed + 1 + index)
         recipe = Recipe(held.lr, held.replay, len(held.lr), name=held.name)
