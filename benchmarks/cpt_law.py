@@ -28,10 +28,12 @@ Writes ``benchmarks/results/cpt_law.json`` (keys in ``docs/laws.md``, "CPT law: 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
 import platform
+import random
 import statistics
 import sys
 import tempfile
@@ -73,6 +75,19 @@ TOY_REPLAYS = (0.0, 0.25, 0.5)
 TOY_PEAKS = (1e-2, 5e-3)
 TOY_FIT_SET = (("cosine", 1e-2, 0.0), ("cosine", 1e-2, 0.25), ("cosine", 1e-2, 0.5))
 TOY_FIT_SET_SPREAD = (("cosine", 1e-2, 0.0), ("wsd", 5e-3, 0.25), ("cosine", 5e-3, 0.5))
+#: Cells re-trained from the same base with other stage seeds (data order): the run-to-run noise
+#: of a final loss, the error even a law that knew each recipe's expected curve would make
+#: against one single-seed run. Both peaks, both schedules, replay 0 to 0.5.
+NOISE_CELLS = (("cosine", 1e-2, 0.0), ("cosine", 3e-3, 0.0), ("wsd", 1e-2, 0.25),
+               ("cosine", 1e-2, 0.5))  # fmt: skip
+NOISE_SEEDS = (1, 2)
+TOY_NOISE_CELLS = (("cosine", 1e-2, 0.0),)
+#: Random 3-run fit sets (two or more replay ratios, so kappa is fitted) the law is also scored
+#: on, by point fits: the two named fit sets are two designs of many, and this says how typical
+#: their figures are.
+DESIGNS = 12
+TOY_DESIGNS = 2
+DESIGN_SEED = 1
 
 Key = tuple[str, float, float]  # (schedule, peak, replay)
 
@@ -233,6 +248,108 @@ def evaluate(
     return result, law, {"key": chosen_key, "grid_objective": grid_objective}
 
 
+def held_out_errors(
+    law: CPTLaw, runs: dict[Key, Any], fit_keys: tuple[Key, ...]
+) -> dict[str, float]:
+    """Mean relative error of the final loss over the runs not in ``fit_keys`` (point law)."""
+    errors: dict[str, list[float]] = {"old": [], "new": []}
+    for key, run in runs.items():
+        if key in fit_keys:
+            continue
+        recipe = Recipe(run.lr, run.replay, len(run.lr), name=key_name(key))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pred = law.predict(recipe, steps=run.steps[-1:])
+        for d in errors:
+            measured = float(run.loss[d][-1])
+            errors[d].append(abs(float(pred.loss[d][-1]) - measured) / measured)
+    return {d: statistics.fmean(v) for d, v in errors.items()}
+
+
+def random_designs(keys: list[Key], n: int, seed: int) -> list[tuple[Key, ...]]:
+    """``n`` distinct 3-run fit sets with two or more replay ratios (seeded, reproducible)."""
+    rng = random.Random(seed)
+    designs: list[tuple[Key, ...]] = []
+    for _ in range(1000 * max(1, n)):
+        if len(designs) == n:
+            break
+        pick = tuple(sorted(rng.sample(keys, 3)))
+        if len({k[2] for k in pick}) >= 2 and pick not in designs:
+            designs.append(pick)
+    return designs
+
+
+def design_spread(base: Any, runs: dict[Key, Any], n: int) -> dict[str, Any]:
+    """The law's held-out final errors over ``n`` random fit sets (point fits, no bands)."""
+    rows = []
+    for fit_keys in random_designs(list(runs), n, DESIGN_SEED):
+        law = CPTLaw().fit(base, [runs[k] for k in fit_keys])
+        errors = held_out_errors(law, runs, fit_keys)
+        rows.append({"fit_set": [key_name(k) for k in fit_keys],
+                     "prede_old": errors["old"], "prede_new": errors["new"]})  # fmt: skip
+
+    def quantiles(values: list[float]) -> dict[str, float]:
+        q = np.quantile(values, [0.0, 0.25, 0.5, 0.75, 1.0])
+        return dict(zip(("min", "q25", "median", "q75", "max"), map(float, q), strict=True))
+
+    return {
+        "designs": len(rows),
+        "prede_old": quantiles([r["prede_old"] for r in rows]),
+        "prede_new": quantiles([r["prede_new"] for r in rows]),
+        "share_meeting_both": statistics.fmean(
+            float(r["prede_old"] <= 0.01 and r["prede_new"] <= 0.01) for r in rows
+        ),
+        "rows": rows,
+    }
+
+
+def noise_floor(
+    shift: str,
+    scale: bench.Scale,
+    specs: dict[str, dict],
+    out: Path,
+    workers: int,
+    cells: tuple[Key, ...],
+    runs: dict[Key, Any],
+    base_dir: Path,
+) -> dict[str, Any]:
+    """Re-train ``cells`` from the same base with stage seeds :data:`NOISE_SEEDS`: the spread of
+    a final loss over seeds, and the mean |single run - seed mean| / seed mean (what a law that
+    predicted each recipe's expected loss exactly would still score as prede)."""
+    jobs: dict[str, dict] = {}
+    for key in cells:
+        for seed in NOISE_SEEDS:
+            spec = copy.deepcopy(run_spec(specs, shift, key, out, scale))
+            spec["setup"]["train"]["seed"] = seed
+            name = f"{key_name(key)}-seed{seed}"
+            spec["label"] = name
+            spec["out_dir"] = str(out / "runs" / f"seed-{SEED}" / shift / "stage-seeds" / name)
+            jobs[f"{shift}/stage-seeds/{name}"] = spec
+    train_missing(jobs, specs, workers, shift)
+    _, read = read_cpt_runs(base_dir, [s["out_dir"] for s in jobs.values()])
+    repeats = dict(zip(jobs, read, strict=True))
+    per_cell: dict[str, Any] = {}
+    deviation: dict[str, list[float]] = {"old": [], "new": []}
+    rel_std: dict[str, list[float]] = {"old": [], "new": []}
+    for key in cells:
+        seeds = [runs[key]] + [repeats[f"{shift}/stage-seeds/{key_name(key)}-seed{s}"]
+                               for s in NOISE_SEEDS]  # fmt: skip
+        cell = {}
+        for d in deviation:
+            finals = np.array([float(r.loss[d][-1]) for r in seeds])
+            mean = float(finals.mean())
+            cell[d] = {"finals": finals.tolist(), "rel_std": float(finals.std(ddof=1) / mean)}
+            deviation[d].extend((np.abs(finals - mean) / mean).tolist())
+            rel_std[d].append(cell[d]["rel_std"])
+        per_cell[key_name(key)] = cell
+    return {
+        "seeds": [SEED, *NOISE_SEEDS],
+        "cells": per_cell,
+        "final_rel_std": {d: statistics.fmean(v) for d, v in rel_std.items()},
+        "perfect_law_prede": {d: statistics.fmean(v) for d, v in deviation.items()},
+    }
+
+
 def close_key(key: Key, grid: dict[Key, Any]) -> Key | None:
     """The grid cell equal to ``key`` (peaks and replays compared with a tolerance)."""
     for cell in grid:
@@ -260,6 +377,8 @@ def run_shift(
     peaks: tuple[float, ...],
     replays: tuple[float, ...],
     bootstrap: int,
+    noise_cells: tuple[Key, ...] = (),
+    designs: int = 0,
 ) -> dict[str, Any]:
     cells = {key: run_spec(specs, shift, key, out, scale) for key in grid_keys}
     train_missing({f"{shift}/{key_name(k)}": s for k, s in cells.items()}, specs, workers, shift)
@@ -303,6 +422,12 @@ def run_shift(
         )
         result["chosen_vs_best_gap"] = (measured_objective - best) / best
         entry[label] = result
+    if noise_cells:
+        entry["noise_floor"] = noise_floor(
+            shift, scale, specs, out, workers, noise_cells, runs, base_dir
+        )
+    if designs:
+        entry["designs"] = design_spread(base, runs, designs)
     return entry
 
 
@@ -366,6 +491,28 @@ def reading_notes(payload: dict[str, Any]) -> list[str]:
                 f"{shift}, {label}: worst held-out final error "
                 f"{max(worst['old']['final_rel_error'], worst['new']['final_rel_error']):.4f} at "
                 f"{worst['schedule']} peak {worst['peak']:g} replay {worst['replay']:g}"
+            )
+        floor = entry.get("noise_floor")
+        main = entry.get("main")
+        if floor and main:
+            perfect = floor["perfect_law_prede"]
+            notes.append(
+                f"{shift}: stage-seed noise of a final loss (same base, {len(floor['seeds'])} "
+                f"seeds, {len(floor['cells'])} cells): a perfect law would score prede_old "
+                f"{perfect['old']:.4f}, prede_new {perfect['new']:.4f}; the main fit set's "
+                f"{main['prede_old']:.4f} / {main['prede_new']:.4f} are "
+                f"{main['prede_old'] / max(perfect['old'], 1e-12):.0f}x / "
+                f"{main['prede_new'] / max(perfect['new'], 1e-12):.0f}x that: the law's error, "
+                "not the runs' noise"
+            )
+        designs = entry.get("designs")
+        if designs:
+            old, new = designs["prede_old"], designs["prede_new"]
+            notes.append(
+                f"{shift}: over {designs['designs']} random 3-run fit sets, prede_old median "
+                f"{old['median']:.4f} (quartiles {old['q25']:.4f}-{old['q75']:.4f}), prede_new "
+                f"median {new['median']:.4f} ({new['q25']:.4f}-{new['q75']:.4f}); "
+                f"{designs['share_meeting_both']:.0%} of the sets meet both <= 0.01"
             )
     return notes
 
@@ -455,6 +602,8 @@ def main() -> None:
             peaks,
             replays,
             TOY_BOOTSTRAP if args.toy else BOOTSTRAP,
+            TOY_NOISE_CELLS if args.toy else NOISE_CELLS,
+            TOY_DESIGNS if args.toy else DESIGNS,
         )
     first = payload["shifts"][shifts[0]]["main"]
     # The headline figures: the first shift's main fit set (strong, unless --shifts says otherwise)
@@ -486,6 +635,19 @@ def main() -> None:
         "optimised by CPTLaw.optimize over both schedules, 7 peaks geometric between the grid's "
         "and replay 0..0.5 in steps of 0.05; a choice that is no grid cell is trained; "
         "chosen_vs_best_gap = (measured objective of the choice - best grid run's) / best"
+    )
+    payload["noise_floor_method"] = (
+        "shifts.*.noise_floor: the cells re-trained from the same base with stage seeds "
+        f"{list(NOISE_SEEDS)} (data order; seed {SEED} is the grid's run); final_rel_std = mean "
+        "over cells of the seeds' relative standard deviation of the final loss; "
+        "perfect_law_prede = mean |run - seed mean| / seed mean, the prede a law that knew every "
+        "recipe's expected loss would still score against single-seed runs"
+    )
+    payload["designs_method"] = (
+        f"shifts.*.designs: the law point-fitted (no bootstrap) on {DESIGNS if not args.toy else TOY_DESIGNS} "
+        f"random 3-run fit sets of the grid with two or more replay ratios (random.Random({DESIGN_SEED})), "
+        "prede_old / prede_new over each set's held-out runs; quartiles, and the share of sets "
+        "meeting both <= 0.01"
     )
     payload["scale"] = scale_info(scale, Path(specs[f"seed-{SEED}/base"]["out_dir"]), peaks)
     payload["notes"] = reading_notes(payload)

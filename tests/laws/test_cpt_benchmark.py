@@ -41,6 +41,16 @@ def test_toy_benchmark_writes_the_evidence_keys(tmp_path):
         )
         # the measured figure of the law's choice: a grid cell, or a run trained for it
         assert chosen["in_grid"] or chosen["measured_from"].startswith("trained")
+    # the stage-seed noise floor and the spread over random fit sets
+    floor = strong["noise_floor"]
+    assert floor["seeds"] == [0, 1, 2] and len(floor["cells"]) == 1
+    for d in ("old", "new"):
+        assert floor["perfect_law_prede"][d] > 0  # other seeds do train on another data order
+    designs = strong["designs"]
+    assert designs["designs"] == 2 and len(designs["rows"]) == 2
+    assert all(len({name.rsplit("replay", 1)[1] for name in row["fit_set"]}) >= 2
+               for row in designs["rows"])  # fmt: skip
+    assert designs["prede_old"]["min"] <= designs["prede_old"]["median"]
     assert payload["scale"]["params"] > 0 and payload["benchmark_seconds"] > 0
     assert payload["notes"]
 

@@ -7,7 +7,8 @@ stage), and the distribution shift, a saturating power law of the stage's forwar
 validation distribution ``d`` (``old``: the base's data, ``new``: the stage's data)::
 
     L_d(t) = L0 + A S1(t)^(-alpha) - C S2(t)                                      (annealing term)
-             + B (1 - r)^kappa [1 - (1 + E (1 - r) S1cpt(t))^(-beta)]            (shift term)
+             + B R(r) [1 - (1 + E (1 - r) S1cpt(t))^(-beta)]                     (shift term)
+    R(r) = (1 - r) / ((1 - r) + kappa r)                                          (replay)
 
 * ``S1(t)``, ``S2(t)``: the annealing law's forward and annealing areas of the concatenated
   per-step LR (base updates ``0 .. offset-1``, then the stage's); the momentum of ``S2`` carries
@@ -16,11 +17,14 @@ validation distribution ``d`` (``old``: the base's data, ``new``: the stage's da
 * ``S1cpt(t)``: the stage's own forward area (0 before the stage);
 * ``B > 0`` on the old data (forgetting), ``B < 0`` on the new data (adaptation);
 * ``r``: the replay ratio (share of the stage's tokens drawn from the old data). The paper does
-  not give a closed form in ``r``; evertrain models it explicitly: replay scales the size of the
-  shift by ``(1 - r)^kappa`` (no shift at ``r = 1``, where the stage is the base continued) and
-  its speed by the new data's share of the area, ``(1 - r) S1cpt``. ``kappa`` is fitted when the
-  fitted runs have at least two distinct replay ratios, else it stays at 1 (``kappa_fitted``
-  records which, and predictions at another ratio warn once).
+  not give a closed form in ``r``; evertrain models it explicitly as two competing rates: the
+  new-data updates (share ``1 - r``) drive the shift, the replayed old-data updates (share
+  ``r``) pull it back ``kappa`` times as hard, so the shift settles at the share ``R(r)`` of its
+  full size (1 at ``r = 0``, 0 at ``r = 1``, ``1 - r`` at ``kappa = 1``), and its speed follows
+  the new data's share of the area, ``(1 - r) S1cpt``. ``kappa`` is fitted when the fitted runs
+  have at least two distinct replay ratios, else it stays at 1 (``kappa_fitted`` records which,
+  and predictions at another ratio warn once). evertrain's first form, ``(1 - r)^kappa``, is
+  compared with this one on the CPT benchmark's grid in ``docs/laws.md``.
 
 Fitting (per distribution, independently): the Huber loss (delta 1e-3) of log residuals over the
 base run's points and every continual run's points, as the annealing law's fit; the law is linear
@@ -152,9 +156,16 @@ class Recipe:
 def shift_term(
     s1_cpt: np.ndarray, replay: float, B: float, E: float, beta: float, kappa: float
 ) -> np.ndarray:
-    """``B (1 - r)^kappa [1 - (1 + E (1 - r) S1cpt)^(-beta)]``: the distribution-shift term."""
+    """``B R(r) [1 - (1 + E (1 - r) S1cpt)^(-beta)]``: the distribution-shift term."""
     keep = 1.0 - replay
-    return B * keep**kappa * (1.0 - (1.0 + E * keep * np.asarray(s1_cpt)) ** -beta)
+    return B * replay_share(keep, kappa) * (1.0 - (1.0 + E * keep * np.asarray(s1_cpt)) ** -beta)
+
+
+def replay_share(keep: float | np.ndarray, kappa: float) -> float | np.ndarray:
+    """``R = (1 - r) / ((1 - r) + kappa r)`` with ``keep = 1 - r``: the share of the full shift a
+    stage settles at when its replayed updates undo the shift ``kappa`` times as fast as its
+    new-data updates make it (0 only at ``r = 1``; ``kappa = 0``: replay does not help)."""
+    return keep / (keep + kappa * (1.0 - keep))
 
 
 @dataclass
@@ -659,7 +670,8 @@ class _Model:
 
     def shape(self, E: float, beta: float, kappa: float) -> np.ndarray:
         """The shift term divided by B."""
-        return self.keep**kappa * (1.0 - (1.0 + E * self.keep * self.s1_cpt) ** -beta)
+        share = replay_share(self.keep, kappa)
+        return share * (1.0 - (1.0 + E * self.keep * self.s1_cpt) ** -beta)
 
     def predict(self, theta: np.ndarray) -> np.ndarray:
         p = _params(theta)
