@@ -110,6 +110,28 @@ def test_one_replay_ratio_fixes_kappa_and_predicting_another_warns() -> None:
         law.predict(Recipe(STAGES["cos0"][0], 0.0, 2000))
 
 
+def test_a_recipe_outside_the_fitted_runs_warns_once_naming_what_and_the_fix() -> None:
+    base, runs = make_runs()
+    law = CPTLaw().fit(base, runs)  # peaks 5e-4 .. 2e-3, replay 0 .. 0.5, 2000 steps
+    inside = Recipe({**STAGES["cos0"][0], "peak": 1.5e-3}, 0.3, 2000)
+    assert law.extrapolation(inside) == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        law.predict(inside)
+    outside = Recipe({**STAGES["cos0"][0], "peak": 4e-3}, 0.7, 2000)
+    assert len(law.extrapolation(outside)) == 2
+    with pytest.warns(UserWarning) as caught:
+        law.predict(outside)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "peak 0.004 outside the fitted peaks [0.0005, 0.002]" in message
+    assert "replay 0.7 outside the fitted ratios [0, 0.5]" in message
+    assert "fit on runs that span what you predict" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        law.predict(outside, warn=False)  # the caller reports law.extrapolation itself
+
+
 def test_predict_held_out_recipe_and_json_round_trip(tmp_path) -> None:
     base, runs = make_runs()
     law = CPTLaw().fit(base, runs)
@@ -236,6 +258,14 @@ def test_cli_fit_predict_optimize(run_folders, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert png.stat().st_size > 0
     assert "[90% band]" in result.output
+    assert "warning" not in result.output  # peak 1e-3 and replay 0.2 lie inside the fitted runs
+    outside = "schedule=cosine:peak=5e-3,total=3000,warmup=20,floor=5e-4;replay=0.2"
+    result = cli.invoke(app, ["cpt", "predict", str(out), outside])
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 2, result.output
+    assert "peak 0.005 outside the fitted peaks [0.0005, 0.002]" in warned[0]
+    assert "3000 steps, longer than the longest fitted stage (2000)" in warned[1]
     header = csv_out.read_text().splitlines()[0].split(",")
     assert header == ["step", "lr", "loss_old", "loss_old_lower", "loss_old_upper",
                       "loss_new", "loss_new_lower", "loss_new_upper"]  # fmt: skip

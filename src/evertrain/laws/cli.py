@@ -575,10 +575,11 @@ def cpt_predict(
             )
             for text in recipes
         ]
-        rows = []
+        rows, notes = [], []
         for index, recipe in enumerate(parsed):
-            prediction = law.predict(recipe, interval=level)
+            prediction = law.predict(recipe, interval=level, warn=False)
             rows.append((recipe.label(), prediction))
+            notes += [f"{recipe.label()}: {n}" for n in law.extrapolation(recipe)]
             if targets:
                 _write_cpt_csv(targets[index], prediction)
         width = max(len(label) for label, _ in rows)
@@ -589,6 +590,8 @@ def cpt_predict(
                 f"{label:<{width}}  {_band_text(p.final('old'), p.lower.get('old'), p.upper.get('old'))}"
                 f"  {_band_text(p.final('new'), p.lower.get('new'), p.upper.get('new'))}"
             )
+        for note in notes:
+            typer.echo(f"warning: {note}: the law extrapolates there (fit on runs that span it)")
         if csv_path:
             typer.echo(f"csv -> {', '.join(str(t) for t in targets)}")
         if plot is not None:

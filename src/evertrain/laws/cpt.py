@@ -323,14 +323,33 @@ class CPTLaw:
         steps: Sequence[int] | np.ndarray | None = None,
         *,
         interval: float | None = None,
+        warn: bool = True,
     ) -> CPTPrediction:
         """Old- and new-data losses of ``recipe`` at stage updates ``steps`` (default ~400
         points over the stage); with ``interval`` (e.g. 0.9) also the bootstrap prediction band
-        (the law must have been fitted with ``bootstrap > 0``)."""
+        (the law must have been fitted with ``bootstrap > 0``). A recipe whose peak, replay
+        ratio or length lies outside the fitted runs' warns once (``warn=False``: the caller
+        reports :meth:`extrapolation` itself)."""
         params = self._require()
         self._check_recipe(recipe)
         grid = self._grid(recipe, None if steps is None else np.asarray(steps))
         lr = self.stage_lr(recipe)
+        if warn:
+            notes = self.extrapolation(recipe, lr)
+            if not self.kappa_fitted:  # the replay ratio has had its own warning above
+                notes = [n for n in notes if not n.startswith("replay")]
+            if notes:
+                why = (
+                    " (fitted at one peak, it missed the other peak's final losses by 2-7 % on "
+                    "evertrain's CPT benchmark)"
+                    if any(n.startswith("peak") for n in notes)
+                    else ""
+                )
+                warnings.warn(
+                    f"recipe {recipe.label()!r}: {'; '.join(notes)}: the law extrapolates "
+                    f"there{why}; fit on runs that span what you predict",
+                    stacklevel=2,
+                )
         loss = self.predict_with(params, recipe, grid, lr)
         out = CPTPrediction(recipe=recipe, steps=grid, lr=lr[grid], loss=loss)
         if interval is not None:
@@ -527,7 +546,7 @@ class CPTLaw:
         best = min(feasible_rows, key=lambda r: r["objective"])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            prediction = self.predict(best["recipe"], interval=interval)
+            prediction = self.predict(best["recipe"], interval=interval, warn=False)
         return {
             "goal": goal,
             "reference": reference,
@@ -536,8 +555,16 @@ class CPTLaw:
             "objective": best["objective"],
             "prediction": prediction,
             "searched": len(rows),
-            "extrapolates": self._extrapolation(best),
+            "extrapolates": self._extrapolation({**best, "steps": steps}),
         }
+
+    def extrapolation(self, recipe: Recipe, stage_lr: np.ndarray | None = None) -> list[str]:
+        """What about ``recipe`` lies outside the fitted runs: its peak LR, replay ratio or
+        length (one note each; empty when the law interpolates)."""
+        lr = self.stage_lr(recipe) if stage_lr is None else stage_lr
+        return self._extrapolation(
+            {"peak": float(np.max(lr)), "replay": recipe.replay, "steps": recipe.steps}
+        )
 
     def _extrapolation(self, row: Mapping[str, Any]) -> list[str]:
         """What about a chosen recipe lies outside the fitted runs (said, not hidden)."""
@@ -555,6 +582,11 @@ class CPTLaw:
             notes.append(
                 f"replay {row['replay']:g} outside the fitted ratios "
                 f"[{min(self.fitted_replays):g}, {max(self.fitted_replays):g}]"
+            )
+        steps = row.get("steps")
+        if steps is not None and self.fitted_steps and steps > 1.001 * max(self.fitted_steps):
+            notes.append(
+                f"{steps} steps, longer than the longest fitted stage ({max(self.fitted_steps)})"
             )
         return notes
 

@@ -300,7 +300,7 @@ def cross_validate_cpt(
         with warnings.catch_warnings():
             # a fold of one replay ratio predicting another: expected here, said in the docs
             warnings.simplefilter("ignore")
-            pred = fold.predict(recipe, steps=held.steps)
+            pred = fold.predict(recipe, steps=held.steps, warn=False)
         stage_lr = np.asarray(held.lr, dtype=np.float64)
         draws = _draws(fold, recipe, held.steps, stage_lr)
         for d in DISTRIBUTIONS:
