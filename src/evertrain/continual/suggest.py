@@ -92,7 +92,7 @@ def suggest(
     notes = list(result["extrapolates"])
     if not law.kappa_fitted:
         notes.append(
-            "the compared runs share one replay ratio, so the law's replay exponent was not "
+            "the compared runs share one replay ratio, so the law's replay rate (kappa) was not "
             "fitted: compare runs with two or more replay ratios for a replay you can trust"
         )
     # the law's own warnings (e.g. a replay outside the fitted ones), once each
