@@ -9,9 +9,9 @@ from evertrain.laws.curves import lr_array
 
 CPT_TRUE = {
     "old": {"L0": 2.0, "A": 0.6, "alpha": 0.5, "C": 0.8, "lam": 0.995,
-            "B": 0.25, "E": 3.0, "beta": 0.8, "kappa": 3.0},
+            "B": 0.25, "E": 3.0, "beta": 0.8, "kappa": 3.0, "gamma": 0.5},
     "new": {"L0": 2.3, "A": 0.9, "alpha": 0.45, "C": 1.0, "lam": 0.995,
-            "B": -0.8, "E": 5.0, "beta": 1.2, "kappa": 0.6},
+            "B": -0.8, "E": 5.0, "beta": 1.2, "kappa": 0.6, "gamma": 0.3},
 }  # fmt: skip
 BASE_SPEC = {"name": "wsd", "peak": 1e-3, "total": 3000, "warmup": 100,
              "decay_fraction": 0.1, "floor": 1e-4}  # fmt: skip

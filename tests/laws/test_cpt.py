@@ -40,6 +40,15 @@ def test_formula_matches_hand_computed_values() -> None:
     # update 4 (stage 1): S1 = 4.0; drop -.5 -> m = .125 - .5 = -.375 -> S2 = .375; S1cpt = 1.5
     at1 = 1.0 + 2.0 * 4.0**-0.5 - 0.1 * 0.375 + 0.3 * share * (1 - 1 / (1 + 2 * 0.8 * 1.5))
     assert pred.loss["old"] == pytest.approx([at0, at1], rel=1e-12)
+    # gamma scales the shift by (the stage's mean LR so far / the base's peak LR 1.0)^gamma:
+    # .5 / 1 after stage update 0, (.5 + 1) / 2 = .75 after update 1
+    leveled = CPTLaw({"old": {**params, "gamma": 0.5}, "new": params}, base_lr=[1.0, 1.0, 0.5],
+                     offset=3, warmup_steps=0).predict(recipe, [0, 1])  # fmt: skip
+    shift0, shift1 = 0.3 * share * (1 - 1 / 1.8), 0.3 * share * (1 - 1 / 3.4)
+    assert leveled.loss["old"] == pytest.approx(
+        [at0 - shift0 + 0.5**0.5 * shift0, at1 - shift1 + 0.75**0.5 * shift1], rel=1e-12
+    )
+    assert leveled.loss["new"] == pytest.approx(pred.loss["new"], rel=1e-15)  # gamma 0: G = 1
     assert shift_term(np.array([0.0]), 0.0, 1.0, 1.0, 1.0, 1.0)[0] == 0.0
     # no shift at all when every token is replayed old data
     assert shift_term(np.array([5.0]), 1.0 - 1e-12, 0.3, 2.0, 1.0, 2.0)[0] == pytest.approx(0.0)
@@ -130,6 +139,23 @@ def test_a_recipe_outside_the_fitted_runs_warns_once_naming_what_and_the_fix() -
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         law.predict(outside, warn=False)  # the caller reports law.extrapolation itself
+
+
+def test_gamma_is_fitted_only_when_the_runs_span_two_or_more_peaks(tmp_path) -> None:
+    base, runs = make_runs()
+    law = CPTLaw().fit(base, runs)  # peaks 1e-3, 5e-4, 2e-3
+    assert law.gamma_fitted and law.params["old"]["gamma"] == pytest.approx(0.5, rel=0.01)
+    one_peak = CPTLaw().fit(base, [runs[0]])
+    assert not one_peak.gamma_fitted
+    assert one_peak.params["old"]["gamma"] == pytest.approx(0.0, abs=1e-12)
+    # a law written before gamma existed loads as the paper's form: gamma 0, not fitted
+    payload = law.to_dict()
+    for d in ("old", "new"):
+        del payload["params"][d]["gamma"]
+    del payload["options"]["gamma_fitted"]
+    (tmp_path / "old.json").write_text(json.dumps(payload))
+    old = load_cpt_law(tmp_path / "old.json")
+    assert not old.gamma_fitted and old.params["old"]["gamma"] == 0.0
 
 
 def test_predict_held_out_recipe_and_json_round_trip(tmp_path) -> None:

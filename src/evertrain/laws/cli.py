@@ -529,6 +529,8 @@ def cpt_fit(
             )
         if not law.kappa_fitted:
             typer.echo("  kappa not fitted (one replay ratio): fixed at 1")
+        if not law.gamma_fitted:
+            typer.echo("  gamma not fitted (one peak LR): fixed at 0, the paper's form")
 
     _run(body)
 

@@ -7,8 +7,9 @@ stage), and the distribution shift, a saturating power law of the stage's forwar
 validation distribution ``d`` (``old``: the base's data, ``new``: the stage's data)::
 
     L_d(t) = L0 + A S1(t)^(-alpha) - C S2(t)                                      (annealing term)
-             + B R(r) [1 - (1 + E (1 - r) S1cpt(t))^(-beta)]                     (shift term)
+             + B R(r) G(t) [1 - (1 + E (1 - r) S1cpt(t))^(-beta)]                (shift term)
     R(r) = (1 - r) / ((1 - r) + kappa r)                                          (replay)
+    G(t) = (mean stage LR so far / the base's peak LR)^gamma                      (LR level)
 
 * ``S1(t)``, ``S2(t)``: the annealing law's forward and annealing areas of the concatenated
   per-step LR (base updates ``0 .. offset-1``, then the stage's); the momentum of ``S2`` carries
@@ -24,7 +25,12 @@ validation distribution ``d`` (``old``: the base's data, ``new``: the stage's da
   the new data's share of the area, ``(1 - r) S1cpt``. ``kappa`` is fitted when the fitted runs
   have at least two distinct replay ratios, else it stays at 1 (``kappa_fitted`` records which,
   and predictions at another ratio warn once). evertrain's first form, ``(1 - r)^kappa``, is
-  compared with this one on the CPT benchmark's grid in ``docs/laws.md``.
+  compared with this one on the CPT benchmark's grid in ``docs/laws.md``;
+* ``G(t)``: evertrain's too, not the paper's: the size of the shift grows with the LR the stage
+  learns the new data at (a re-warm to a lower peak forgets less), through the stage's mean LR
+  so far, ``S1cpt(t) / (t + 1)``, relative to the base's peak. ``gamma`` is fitted when the
+  fitted runs have two or more distinct peaks, else it stays 0 (``G = 1``, the paper's form;
+  ``gamma_fitted`` records which): one peak cannot tell the LR level from the forward area.
 
 Fitting (per distribution, independently): the Huber loss (delta 1e-3) of log residuals over the
 base run's points and every continual run's points, as the annealing law's fit; the law is linear
@@ -55,7 +61,9 @@ from evertrain.laws.base import HUBER_DELTA
 from evertrain.laws.curves import LawError, lr_array, schedule_label, schedule_total
 
 DISTRIBUTIONS = ("old", "new")
-PARAM_NAMES = ("L0", "A", "alpha", "C", "lam", "B", "E", "beta", "kappa")
+PARAM_NAMES = ("L0", "A", "alpha", "C", "lam", "B", "E", "beta", "kappa", "gamma")
+#: parameters a law written before they existed may lack, and the value that keeps its meaning
+DEFAULT_PARAMS = {"gamma": 0.0}
 #: Local fits from the best starts of the 72-point grid (ranked by their starting loss). Three
 #: left the new-data fit of the continual benchmark's strong shift at an optimum stuck at its
 #: bounds (held-out error 3.6 %); eight found a better one (0.7 %) at ~1.6x the fitting time.
@@ -154,11 +162,27 @@ class Recipe:
 
 
 def shift_term(
-    s1_cpt: np.ndarray, replay: float, B: float, E: float, beta: float, kappa: float
+    s1_cpt: np.ndarray,
+    replay: float,
+    B: float,
+    E: float,
+    beta: float,
+    kappa: float,
+    level: np.ndarray | float = 1.0,
+    gamma: float = 0.0,
 ) -> np.ndarray:
-    """``B R(r) [1 - (1 + E (1 - r) S1cpt)^(-beta)]``: the distribution-shift term."""
+    """``B R(r) level^gamma [1 - (1 + E (1 - r) S1cpt)^(-beta)]``: the distribution-shift term
+    (``level``: the stage's mean LR so far over the base's peak LR)."""
     keep = 1.0 - replay
-    return B * replay_share(keep, kappa) * (1.0 - (1.0 + E * keep * np.asarray(s1_cpt)) ** -beta)
+    growth = 1.0 - (1.0 + E * keep * np.asarray(s1_cpt)) ** -beta
+    return B * replay_share(keep, kappa) * lr_level_factor(level, gamma) * growth
+
+
+def lr_level_factor(level: np.ndarray | float, gamma: float) -> np.ndarray | float:
+    """``G = level^gamma``, 1 wherever ``gamma`` is 0 (also where ``level`` is 0: before a stage)."""
+    if gamma == 0.0:
+        return np.ones_like(np.asarray(level, dtype=np.float64))
+    return np.asarray(level, dtype=np.float64) ** gamma
 
 
 def replay_share(keep: float | np.ndarray, kappa: float) -> float | np.ndarray:
@@ -176,6 +200,11 @@ class _Series:
     points: np.ndarray  # global update indices of the losses
     s1_cpt: np.ndarray  # the stage's forward area at the points (0 on the base curve)
     replay: float
+    #: the stage's mean LR up to each point over the base's peak LR (None: 1, the base curve)
+    level: np.ndarray | None = None
+
+    def lr_level(self) -> np.ndarray:
+        return np.ones(len(self.points)) if self.level is None else self.level
 
 
 def _annealing(params: Mapping[str, float], warmup_steps: int | None) -> AnnealingLaw:
@@ -192,8 +221,9 @@ def _series_predict(
     anneal = _annealing(params, warmup_steps)
     base = anneal.predict_lr(series.lr, series.points)
     shift = shift_term(
-        series.s1_cpt, series.replay, params["B"], params["E"], params["beta"], params["kappa"]
-    )
+        series.s1_cpt, series.replay, params["B"], params["E"], params["beta"], params["kappa"],
+        series.lr_level(), params.get("gamma", 0.0),
+    )  # fmt: skip
     return base + shift
 
 
@@ -206,7 +236,9 @@ def _stage_series(base_lr: np.ndarray, offset: int, stage_lr: np.ndarray, steps:
     lr = np.concatenate([base_lr[:offset], stage_lr])
     steps = np.asarray(steps, dtype=np.int64)
     s1 = np.cumsum(stage_lr)[steps]
-    return _Series(lr=lr, points=offset + steps, s1_cpt=s1, replay=replay)
+    peak = float(np.max(base_lr[:offset]))
+    level = s1 / (steps + 1) / peak if peak > 0 else np.ones(len(steps))
+    return _Series(lr=lr, points=offset + steps, s1_cpt=s1, replay=replay, level=level)
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,6 +289,7 @@ class CPTLaw:
         warmup_steps: int | None = None,
         tokens_per_step: float | None = None,
         kappa_fitted: bool = True,
+        gamma_fitted: bool = False,
         fitted_replays: Sequence[float] = (),
         fitted_peaks: Sequence[float] = (),
         fitted_steps: Sequence[int] = (),
@@ -267,6 +300,7 @@ class CPTLaw:
             self.params = {}
             for d in DISTRIBUTIONS:
                 given = params.get(d)
+                given = None if given is None else {**DEFAULT_PARAMS, **given}
                 missing = [p for p in PARAM_NAMES if given is None or p not in given]
                 if missing:
                     raise LawError(
@@ -278,6 +312,7 @@ class CPTLaw:
         self.warmup_steps = warmup_steps
         self.tokens_per_step = tokens_per_step
         self.kappa_fitted = bool(kappa_fitted)
+        self.gamma_fitted = bool(gamma_fitted)
         self.fitted_replays = [float(r) for r in fitted_replays]
         self.fitted_peaks = [float(p) for p in fitted_peaks]
         self.fitted_steps = [int(s) for s in fitted_steps]
@@ -423,6 +458,7 @@ class CPTLaw:
         self.kappa_fitted = len(replays) >= 2
         self.fitted_replays = [r.replay for r in runs]
         self.fitted_peaks = [float(np.max(r.lr)) for r in runs]
+        self.gamma_fitted = max(self.fitted_peaks) > 1.001 * min(self.fitted_peaks)
         self.fitted_steps = [len(r.lr) for r in runs]
         series, losses, labels = self._series(base, runs)
         params: dict[str, dict[str, float]] = {}
@@ -430,8 +466,9 @@ class CPTLaw:
         for d in DISTRIBUTIONS:
             loss = np.concatenate([losses[i][d] for i in range(len(series))])
             fitted, cost = _fit_distribution(
-                series, loss, self.warmup_steps, kappa_free=self.kappa_fitted, n_starts=n_starts
-            )
+                series, loss, self.warmup_steps, kappa_free=self.kappa_fitted,
+                gamma_free=self.gamma_fitted, n_starts=n_starts,
+            )  # fmt: skip
             params[d] = fitted
             pred = np.concatenate([_series_predict(s, fitted, self.warmup_steps) for s in series])
             rel = np.abs(pred - loss) / loss
@@ -619,6 +656,7 @@ class CPTLaw:
                 "warmup_steps": self.warmup_steps,
                 "tokens_per_step": self.tokens_per_step,
                 "kappa_fitted": self.kappa_fitted,
+                "gamma_fitted": self.gamma_fitted,
                 "fitted_replays": self.fitted_replays,
                 "fitted_peaks": self.fitted_peaks,
                 "fitted_steps": self.fitted_steps,
@@ -686,6 +724,7 @@ class _Model:
         )
         self.s1_cpt = np.concatenate([s.s1_cpt for s in series])
         self.keep = np.concatenate([np.full(len(s.points), 1.0 - s.replay) for s in series])
+        self.level = np.concatenate([s.lr_level() for s in series])
         self.in_stage = self.s1_cpt > 0
         self._s2: dict[float, np.ndarray] = {}
 
@@ -700,9 +739,9 @@ class _Model:
             self._s2[lam] = np.concatenate(parts)
         return self._s2[lam]
 
-    def shape(self, E: float, beta: float, kappa: float) -> np.ndarray:
+    def shape(self, E: float, beta: float, kappa: float, gamma: float) -> np.ndarray:
         """The shift term divided by B."""
-        share = replay_share(self.keep, kappa)
+        share = replay_share(self.keep, kappa) * lr_level_factor(self.level, gamma)
         return share * (1.0 - (1.0 + E * self.keep * self.s1_cpt) ** -beta)
 
     def predict(self, theta: np.ndarray) -> np.ndarray:
@@ -711,23 +750,26 @@ class _Model:
             p["L0"]
             + p["A"] * self.s1 ** -p["alpha"]
             - p["C"] * self.s2(p["lam"])
-            + p["B"] * self.shape(p["E"], p["beta"], p["kappa"])
+            + p["B"] * self.shape(p["E"], p["beta"], p["kappa"], p["gamma"])
         )
 
 
 def _theta(p: Mapping[str, float]) -> np.ndarray:
     return np.array([p["L0"], math.log(p["A"]), p["alpha"], math.log(p["C"]),
-                     math.log1p(-p["lam"]), p["B"], math.log(p["E"]), p["beta"], p["kappa"]])  # fmt: skip
+                     math.log1p(-p["lam"]), p["B"], math.log(p["E"]), p["beta"], p["kappa"],
+                     p.get("gamma", 0.0)])  # fmt: skip
 
 
 def _params(theta: np.ndarray) -> dict[str, float]:
-    L0, log_a, alpha, log_c, log_gap, B, log_e, beta, kappa = (float(v) for v in theta)
+    L0, log_a, alpha, log_c, log_gap, B, log_e, beta, kappa, gamma = (float(v) for v in theta)
     return {"L0": L0, "A": math.exp(log_a), "alpha": alpha, "C": math.exp(log_c),
             "lam": -math.expm1(log_gap), "B": B, "E": math.exp(log_e), "beta": beta,
-            "kappa": kappa}  # fmt: skip
+            "kappa": kappa, "gamma": gamma}  # fmt: skip
 
 
-def _bounds(loss: np.ndarray, kappa_free: bool) -> tuple[np.ndarray, np.ndarray]:
+def _bounds(
+    loss: np.ndarray, kappa_free: bool, gamma_free: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     top = float(loss.max())
     lower = [
         0.0,
@@ -739,24 +781,29 @@ def _bounds(loss: np.ndarray, kappa_free: bool) -> tuple[np.ndarray, np.ndarray]
         math.log(1e-6),
         1e-2,
         0.0,
+        0.0,
     ]
-    upper = [top, math.log(1e4), 3.0, math.log(1e8), math.log(0.5), top, math.log(1e8), 10.0, 20.0]
+    upper = [top, math.log(1e4), 3.0, math.log(1e8), math.log(0.5), top, math.log(1e8), 10.0, 20.0,
+             2.0]  # fmt: skip
     if not kappa_free:
         lower[8], upper[8] = 1.0 - 1e-12, 1.0 + 1e-12
+    if not gamma_free:  # G = 1: the paper's form
+        lower[9], upper[9] = 0.0, 1e-12
     return np.array(lower), np.array(upper)
 
 
 def _linear_start(model: _Model, loss: np.ndarray, alpha: float, lam: float, E: float,
-                  beta: float) -> dict[str, float]:  # fmt: skip
+                  beta: float, gamma: float = 0.0) -> dict[str, float]:  # fmt: skip
     """L0, A, C, B by weighted least squares (relative residuals) for fixed nonlinear parameters."""
     design = np.column_stack(
-        [np.ones_like(loss), model.s1**-alpha, -model.s2(lam), model.shape(E, beta, 1.0)]
+        [np.ones_like(loss), model.s1**-alpha, -model.s2(lam), model.shape(E, beta, 1.0, gamma)]
     )
     coef, *_ = np.linalg.lstsq(design / loss[:, None], np.ones_like(loss), rcond=None)
     top = float(loss.max())
     return {"L0": float(np.clip(coef[0], 0.0, top)), "A": float(np.clip(coef[1], 1e-5, 1e3)),
             "alpha": alpha, "C": float(np.clip(coef[2], 1e-7, 1e7)), "lam": lam,
-            "B": float(np.clip(coef[3], -top, top)), "E": E, "beta": beta, "kappa": 1.0}  # fmt: skip
+            "B": float(np.clip(coef[3], -top, top)), "E": E, "beta": beta, "kappa": 1.0,
+            "gamma": gamma}  # fmt: skip
 
 
 def _fit_distribution(
@@ -766,12 +813,13 @@ def _fit_distribution(
     *,
     kappa_free: bool,
     n_starts: int,
+    gamma_free: bool = False,
     start: Mapping[str, float] | None = None,
 ) -> tuple[dict[str, float], float]:
     from scipy.optimize import least_squares
 
     model = _Model(series, warmup_steps)
-    lower, upper = _bounds(loss, kappa_free)
+    lower, upper = _bounds(loss, kappa_free, gamma_free)
     log_loss = np.log(loss)
 
     def residual(theta: np.ndarray) -> np.ndarray:
@@ -786,11 +834,12 @@ def _fit_distribution(
         stage_area = model.s1_cpt[model.in_stage]
         scale = 1.0 / float(np.median(stage_area)) if len(stage_area) else 1.0
         grid = itertools.product(
-            (0.3, 0.5, 0.8), (0.99, 0.999), (0.3, 1.0, 3.0, 10.0), (0.5, 1.0, 2.0)
-        )
+            (0.3, 0.5, 0.8), (0.99, 0.999), (0.3, 1.0, 3.0, 10.0), (0.5, 1.0, 2.0),
+            (0.0, 0.5, 1.0) if gamma_free else (0.0,),
+        )  # fmt: skip
         candidates = []
-        for alpha, lam, e_rel, beta in grid:
-            p = _linear_start(model, loss, alpha, lam, e_rel * scale, beta)
+        for alpha, lam, e_rel, beta, gamma in grid:
+            p = _linear_start(model, loss, alpha, lam, e_rel * scale, beta, gamma)
             candidates.append(np.clip(_theta(p), lower, upper))
         candidates.sort(key=lambda th: float(np.sum(_huber(residual(th)))))
         candidates = candidates[:n_starts]

@@ -228,7 +228,7 @@ def bootstrap_cpt(
             )
             params, _ = _fit_distribution(
                 list(series), loss, law.warmup_steps, kappa_free=law.kappa_fitted, n_starts=1,
-                start=law.params[d],
+                gamma_free=law.gamma_fitted, start=law.params[d],
             )  # fmt: skip
             draws[b][d] = params
     return bootstrap_record(n, blocks, seed, draws, quantiles)
