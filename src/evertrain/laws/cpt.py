@@ -180,7 +180,7 @@ def shift_term(
 
 
 def lr_level_factor(level: np.ndarray | float, gamma: float) -> np.ndarray | float:
-    """``G = level^gamma``, 1 wherever ``gamma`` is 0 (also where ``level`` is 0: before a stage)."""
+    """``G = level^gamma``; exactly 1 when ``gamma`` is 0 (the paper's form), ``0^0`` included."""
     if gamma == 0.0:
         return np.ones_like(np.asarray(level, dtype=np.float64))
     return np.asarray(level, dtype=np.float64) ** gamma
