@@ -371,19 +371,19 @@ class CPTLaw:
         grid = self._grid(recipe, None if steps is None else np.asarray(steps))
         lr = self.stage_lr(recipe)
         if warn:
-            notes = self.extrapolation(recipe, lr)
+            outside = self._outside(self._recipe_row(recipe, lr))
             if not self.kappa_fitted:  # the replay ratio has had its own warning above
-                notes = [n for n in notes if not n.startswith("replay")]
-            if notes:
+                outside.pop("replay", None)
+            if outside:
                 why = (
                     " (fitted at one peak, it missed the other peak's final losses by 2-7 % on "
                     "evertrain's CPT benchmark)"
-                    if any(n.startswith("peak") for n in notes)
+                    if "peak" in outside
                     else ""
                 )
                 warnings.warn(
-                    f"recipe {recipe.label()!r}: {'; '.join(notes)}: the law extrapolates "
-                    f"there{why}; fit on runs that span what you predict",
+                    f"recipe {recipe.label()!r}: {'; '.join(outside.values())}: the law "
+                    f"extrapolates there{why}; fit on runs that span what you predict",
                     stacklevel=2,
                 )
         loss = self.predict_with(params, recipe, grid, lr)
@@ -593,37 +593,40 @@ class CPTLaw:
             "objective": best["objective"],
             "prediction": prediction,
             "searched": len(rows),
-            "extrapolates": self._extrapolation({**best, "steps": steps}),
+            "extrapolates": list(self._outside({**best, "steps": steps}).values()),
         }
 
     def extrapolation(self, recipe: Recipe, stage_lr: np.ndarray | None = None) -> list[str]:
         """What about ``recipe`` lies outside the fitted runs: its peak LR, replay ratio or
         length (one note each; empty when the law interpolates)."""
         lr = self.stage_lr(recipe) if stage_lr is None else stage_lr
-        return self._extrapolation(
-            {"peak": float(np.max(lr)), "replay": recipe.replay, "steps": recipe.steps}
-        )
+        return list(self._outside(self._recipe_row(recipe, lr)).values())
 
-    def _extrapolation(self, row: Mapping[str, Any]) -> list[str]:
-        """What about a chosen recipe lies outside the fitted runs (said, not hidden)."""
-        notes = []
+    @staticmethod
+    def _recipe_row(recipe: Recipe, stage_lr: np.ndarray) -> dict[str, Any]:
+        return {"peak": float(np.max(stage_lr)), "replay": recipe.replay, "steps": recipe.steps}
+
+    def _outside(self, row: Mapping[str, Any]) -> dict[str, str]:
+        """A note per value of ``row`` (``peak``, ``replay``, ``steps``) outside the fitted runs
+        (said, not hidden)."""
+        notes: dict[str, str] = {}
         if self.fitted_peaks and not (
             0.999 * min(self.fitted_peaks) <= row["peak"] <= 1.001 * max(self.fitted_peaks)
         ):
-            notes.append(
+            notes["peak"] = (
                 f"peak {row['peak']:.3g} outside the fitted peaks "
                 f"[{min(self.fitted_peaks):.3g}, {max(self.fitted_peaks):.3g}]"
             )
         if self.fitted_replays and not (
             min(self.fitted_replays) - 1e-9 <= row["replay"] <= max(self.fitted_replays) + 1e-9
         ):
-            notes.append(
+            notes["replay"] = (
                 f"replay {row['replay']:g} outside the fitted ratios "
                 f"[{min(self.fitted_replays):g}, {max(self.fitted_replays):g}]"
             )
         steps = row.get("steps")
         if steps is not None and self.fitted_steps and steps > 1.001 * max(self.fitted_steps):
-            notes.append(
+            notes["steps"] = (
                 f"{steps} steps, longer than the longest fitted stage ({max(self.fitted_steps)})"
             )
         return notes
