@@ -17,10 +17,12 @@ validation distribution ``d`` (``old``: the base's data, ``new``: the stage's da
   the loss, and a base that never decayed keeps its *loss potential* for the stage to use;
 * ``S1cpt(t)``: the stage's own forward area (0 before the stage);
 * ``B > 0`` on the old data (forgetting), ``B < 0`` on the new data (adaptation);
-* ``r``: the replay ratio (share of the stage's tokens drawn from the old data). The paper does
-  not give a closed form in ``r``; evertrain models it explicitly as two competing rates: the
-  new-data updates (share ``1 - r``) drive the shift, the replayed old-data updates (share
-  ``r``) pull it back ``kappa`` times as hard, so the shift settles at the share ``R(r)`` of its
+* ``r``: the replay ratio (share of the stage's tokens drawn from the old data). The paper
+  (Appendix H, Eq. 8) makes the shift exponential in the new data's share ``1 - r``;
+  evertrain models it instead as two competing rates (the benchmark's runs favour it,
+  ``docs/laws.md``): the new-data updates (share ``1 - r``) drive the shift, the replayed
+  old-data updates (share ``r``) pull it back ``kappa`` times as hard, so the shift settles at
+  the share ``R(r)`` of its
   full size (1 at ``r = 0``, 0 at ``r = 1``, ``1 - r`` at ``kappa = 1``), and its speed follows
   the new data's share of the area, ``(1 - r) S1cpt``. ``kappa`` is fitted when the fitted runs
   have at least two distinct replay ratios, else it stays at 1 (``kappa_fitted`` records which,
@@ -32,11 +34,17 @@ validation distribution ``d`` (``old``: the base's data, ``new``: the stage's da
   fitted runs have two or more distinct peaks, else it stays 0 (``G = 1``, the paper's form;
   ``gamma_fitted`` records which): one peak cannot tell the LR level from the forward area.
 
+The paper's own form (its Eq. 4) has ``C1 S2pt + C2 S2cpt`` (separate coefficients for the base's
+and the stage's annealing areas), no ``R``, ``G`` or ``(1 - r)`` in the clock, and a fixed
+``lambda = 0.999``; ``benchmarks/cpt_law_forms.py`` puts each of these back in turn and measures
+it on the CPT benchmark's runs (``docs/laws.md``, "The paper's form and evertrain's").
+
 Fitting (per distribution, independently): the Huber loss (delta 1e-3) of log residuals over the
 base run's points and every continual run's points, as the annealing law's fit; the law is linear
 in ``L0, A, C, B`` given the rest, so a grid over ``(alpha, lambda, E, beta)`` is screened with
 those four by weighted least squares, and the best starts are refined by bounded
-trust-region least squares (scipy ``least_squares``, loss ``huber``).
+trust-region least squares (scipy ``least_squares``, loss ``huber``). The paper minimises the
+same kind of objective with L-BFGS (scipy ``minimize``) from several starts.
 
 Bands (``fit(bootstrap=N)``): a block bootstrap of the residuals, widened by a leave-one-run-out
 discrepancy term when two or more continual runs are fitted (:mod:`evertrain.laws.intervals`).
