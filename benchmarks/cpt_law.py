@@ -540,7 +540,39 @@ def markdown_table(payload: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def seed_table(paths: list[Path]) -> str:
+    """The named fit sets' figures per base seed (one results file each), with their mean and
+    sample standard deviation over the seeds."""
+    rows = []
+    figures = ("prede_old", "prede_new", "interval_coverage", "chosen_vs_best_gap",
+               "designs: median prede_old", "designs: median prede_new")  # fmt: skip
+    per_seed: dict[tuple[str, str], list[list[float]]] = {}
+    for path in paths:
+        payload = json.loads(path.read_text())
+        seed = payload.get("scale", {}).get("seed")
+        if seed is None or "cpt_law_forms" in path.name:
+            continue
+        for shift, entry in payload["shifts"].items():
+            for label in ("main", "spread"):
+                values = [float(entry[label][f]) for f in figures[:4]] + [
+                    float(entry["designs"][f"prede_{d}"]["median"]) for d in ("old", "new")
+                ]  # the random fit sets: the same on both rows of a shift
+                per_seed.setdefault((shift, label), []).append(values)
+                rows.append(f"| {shift} | {label} | {seed} | " + " | ".join(f"{v:+.4f}" if f ==
+                            "chosen_vs_best_gap" else f"{v:.4f}" for f, v in zip(figures, values,
+                            strict=True)) + " |")  # fmt: skip
+    for (shift, label), values in per_seed.items():
+        if len(values) < 2:
+            continue
+        arr = np.array(values)
+        cells = [f"{m:.4f} ± {sd:.4f}" for m, sd in zip(arr.mean(0), arr.std(0, ddof=1), strict=True)]
+        rows.append(f"| {shift} | {label} | mean ± sd ({len(values)}) | " + " | ".join(cells) + " |")
+    head = "| shift | fit set | base seed | " + " | ".join(figures) + " |\n"
+    return head + "|" + "---|" * (3 + len(figures)) + "\n" + "\n".join(rows)
+
+
 def main() -> None:
+    global SEED  # --base-seed: the grid's helpers read it at the call
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--continual-out",
@@ -558,6 +590,11 @@ def main() -> None:
         "--shifts", default=None, help="comma-separated: strong,weak (default both; --toy: strong)"
     )
     parser.add_argument("--tables", action="store_true", help="print the docs' table and exit")
+    parser.add_argument(
+        "--base-seed", type=int, default=SEED,
+        help="the continual benchmark's base seed the grid continues (default 0; another seed "
+        "replicates the grid on that base, without the noise cells, into cpt_law_seed<N>.json)",
+    )  # fmt: skip
     parser.add_argument("--toy", action="store_true", help="tiny sizes; prints the JSON")
     args = parser.parse_args()
     if args.workers < 1:
@@ -569,9 +606,17 @@ def main() -> None:
     if bad or not shifts:
         print(f"--shifts {args.shifts!r}: choose from strong, weak", file=sys.stderr)
         raise SystemExit(2)
+    SEED = args.base_seed
+    if SEED not in bench.BENCH.seeds:
+        print(f"--base-seed {SEED}: the continual benchmark has bases {list(bench.BENCH.seeds)}",
+              file=sys.stderr)  # fmt: skip
+        raise SystemExit(2)
+    if SEED and args.results == str(RESULTS):
+        args.results = str(RESULTS.with_name(f"cpt_law_seed{SEED}.json"))
     results_path = Path(args.results)
     if args.tables:
         print(markdown_table(json.loads(results_path.read_text())))
+        print(seed_table(sorted(RESULTS.parent.glob("cpt_law*.json"))))
         return
     started = time.perf_counter()
     wall_started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
@@ -602,7 +647,7 @@ def main() -> None:
             peaks,
             replays,
             TOY_BOOTSTRAP if args.toy else BOOTSTRAP,
-            TOY_NOISE_CELLS if args.toy else NOISE_CELLS,
+            TOY_NOISE_CELLS if args.toy else (NOISE_CELLS if SEED == 0 else ()),
             TOY_DESIGNS if args.toy else DESIGNS,
         )
     first = payload["shifts"][shifts[0]]["main"]
@@ -662,7 +707,9 @@ def main() -> None:
     payload["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "workers": args.workers, "torch_threads_per_run": 1,
                           "note": "2-core machine shared with other work while measuring"}  # fmt: skip
-    payload["command"] = "python benchmarks/cpt_law.py" + (" --toy" if args.toy else "")
+    payload["command"] = "python benchmarks/cpt_law.py" + (" --toy" if args.toy else "") + (
+        f" --base-seed {SEED}" if SEED else ""
+    )
     payload["scale"]["bench_scale"] = asdict(scale)
     if args.toy:
         print(json.dumps(payload, indent=2, default=float))
