@@ -2,6 +2,8 @@
 
     python benchmarks/cpt_law.py                 # the benchmark (~10 min on 2 cores)
     python benchmarks/cpt_law.py --toy --workers 1   # tiny sizes, prints the JSON (a test runs it)
+    python benchmarks/cpt_law.py --base-seed 1       # the grid on another base: cpt_law_seed1.json
+    python benchmarks/cpt_law.py --tables            # the docs' tables, per base seed too
 
 The runs come from the issue-15 continual benchmark (``benchmarks/continual.py``): its data, its
 base (a 41k-parameter GPT pre-trained on 2M tokens, D0 loss flattened) and its run machinery
@@ -549,9 +551,7 @@ def seed_table(paths: list[Path]) -> str:
     per_seed: dict[tuple[str, str], list[list[float]]] = {}
     for path in paths:
         payload = json.loads(path.read_text())
-        seed = payload.get("scale", {}).get("seed")
-        if seed is None or "cpt_law_forms" in path.name:
-            continue
+        seed = payload["scale"]["seed"]
         for shift, entry in payload["shifts"].items():
             for label in ("main", "spread"):
                 values = [float(entry[label][f]) for f in figures[:4]] + [
@@ -616,7 +616,8 @@ def main() -> None:
     results_path = Path(args.results)
     if args.tables:
         print(markdown_table(json.loads(results_path.read_text())))
-        print(seed_table(sorted(RESULTS.parent.glob("cpt_law*.json"))))
+        seeds = [RESULTS, *sorted(RESULTS.parent.glob("cpt_law_seed*.json"))]
+        print(seed_table([p for p in seeds if p.is_file()]))
         return
     started = time.perf_counter()
     wall_started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())

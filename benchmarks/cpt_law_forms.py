@@ -74,7 +74,6 @@ from evertrain.laws.cpt import (  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "cpt_law_forms.json"
 DEPARTURES = ("c_split", "exp_replay", "area_speed", "no_level", "lambda_fixed")
-NAMES = ("L0", "A", "alpha", "C", "lam", "B", "E", "beta", "kappa", "gamma", "C2", "a1")
 
 
 @dataclass(frozen=True)
@@ -117,18 +116,15 @@ class _FormModel(_Model):
         """(S2pt, S2cpt): the annealing area up to the stage's start (update offset - 1) and
         after it; the momentum runs on over the boundary, as in the shipped law."""
         if lam not in self._split:
-            before, after = [], []
+            total = self.s2(lam)
+            before, start = total.copy(), 0  # the base curve: all of it is pre-training
             for eta, s in zip(self.eta, self.series, strict=True):
-                drops = np.r_[0.0, eta[:-1] - eta[1:]]
-                total = AnnealingLaw._s2(drops, lam, s.points, with_grad=False)[0]
-                if s.level is None:  # the base curve: all of it is pre-training
-                    before.append(total)
-                    after.append(np.zeros_like(total))
-                    continue
-                at = AnnealingLaw._s2(drops, lam, np.array([self.offset - 1]), with_grad=False)
-                before.append(np.full_like(total, at[0][0]))
-                after.append(total - at[0][0])
-            self._split[lam] = (np.concatenate(before), np.concatenate(after))
+                if s.level is not None:  # a stage: the base's share is frozen at its start
+                    drops = np.r_[0.0, eta[:-1] - eta[1:]]
+                    at = AnnealingLaw._s2(drops, lam, np.array([self.offset - 1]), False)[0]
+                    before[start : start + len(s.points)] = at[0]
+                start += len(s.points)
+            self._split[lam] = (before, total - before)
         return self._split[lam]
 
     def shape(self, E: float, beta: float, kappa: float, gamma: float) -> np.ndarray:
@@ -378,7 +374,18 @@ def main() -> None:
         "--forms", default=",".join(FORMS), help=f"comma-separated of {list(FORMS)}"
     )
     parser.add_argument("--table", action="store_true", help="print the docs' table and exit")
+    parser.add_argument(
+        "--base-seed", type=int, default=0,
+        help="the grid of `cpt_law.py --base-seed N` (default 0); N > 0 writes "
+        "cpt_law_forms_seed<N>.json",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.base_seed not in bench.BENCH.seeds:
+        print(f"--base-seed {args.base_seed}: choose from {list(bench.BENCH.seeds)}", file=sys.stderr)
+        raise SystemExit(2)
+    cpt_law.SEED = args.base_seed  # the grid's helpers read it at the call
+    if args.base_seed and args.results == str(RESULTS):
+        args.results = str(RESULTS.with_name(f"cpt_law_forms_seed{args.base_seed}.json"))
     if args.table:
         print(markdown_table(json.loads(Path(args.results).read_text())))
         return
@@ -412,6 +419,7 @@ def main() -> None:
         f"'main', 'spread' and its {cpt_law.DESIGNS} random designs, seed {cpt_law.DESIGN_SEED}); "
         "prede_* = mean over the held-out runs of |pred - measured| / measured at the final eval"
     )
+    payload["base_seed"] = args.base_seed
     payload["machine"] = {"platform": platform.platform(), "python": platform.python_version()}
     payload["last_run_seconds"] = round(time.perf_counter() - started, 1)
     atomic_write_json(results, payload)
