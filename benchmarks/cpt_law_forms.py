@@ -361,6 +361,34 @@ def markdown_table(payload: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def bases_table(payloads: list[dict[str, Any]]) -> str:
+    """Per form and shift, over the results of several bases (``--base-seed``): the random fit
+    sets' median old / new error per base, and the design-by-design comparison with the shipped
+    law summed over the bases."""
+    seeds = [p.get("base_seed", 0) for p in payloads]
+    head = "| form | shift | " + " | ".join(f"base {s}: median old / new" for s in seeds)
+    lines = [head + " | lower-higher than `evertrain` over all bases, old / new |",
+             "|---|---|" + "---|" * (len(seeds) + 1)]  # fmt: skip
+    for name in FORMS:
+        for shift in ("strong", "weak"):
+            entries = [p["shifts"].get(shift, {}).get(name) for p in payloads]
+            if any(e is None for e in entries):
+                continue
+            cells = [f"{e['designs_prede_old']['median']:.4f} / {e['designs_prede_new']['median']:.4f}"
+                     for e in entries]  # fmt: skip
+            if name == "evertrain":
+                cells.append("-")
+            else:
+                counts = {d: [0, 0, 0] for d in DISTRIBUTIONS}
+                for p, e in zip(payloads, entries, strict=True):
+                    for d, c in paired(e, p["shifts"][shift]["evertrain"]).items():
+                        counts[d] = [counts[d][0] + c["lower"], counts[d][1] + c["higher"],
+                                     counts[d][2] + c["of"]]  # fmt: skip
+                cells.append(" / ".join(f"{lo}-{hi} of {of}" for lo, hi, of in counts.values()))
+            lines.append(f"| `{name}` | {shift} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -388,6 +416,10 @@ def main() -> None:
         args.results = str(RESULTS.with_name(f"cpt_law_forms_seed{args.base_seed}.json"))
     if args.table:
         print(markdown_table(json.loads(Path(args.results).read_text())))
+        others = sorted(RESULTS.parent.glob("cpt_law_forms_seed*.json"))
+        if others and RESULTS.is_file():
+            print()
+            print(bases_table([json.loads(p.read_text()) for p in [RESULTS, *others]]))
         return
     forms = [f.strip() for f in args.forms.split(",") if f.strip()]
     bad = [f for f in forms if f not in FORMS]
