@@ -259,16 +259,19 @@ def held_out_errors(base: BaseRun, runs: dict[Any, ContinualRun], fit_keys: tupl
     kappa_free = len({r.replay for r in fit_runs}) >= 2
     peaks = [float(np.max(r.lr)) for r in fit_runs]
     gamma_free = max(peaks) > 1.001 * min(peaks)
+    held_out = {  # one model per held-out run's final eval, shared by both distributions
+        key: _FormModel([_stage_series(base.lr, offset, run.lr, run.steps[-1:], run.replay)],
+                        warmup, form, offset)
+        for key, run in runs.items()
+        if key not in fit_keys
+    }  # fmt: skip
     errors: dict[str, list[float]] = {d: [] for d in DISTRIBUTIONS}
     for d in DISTRIBUTIONS:
         loss = np.concatenate([losses[i][d] for i in range(len(series))])
         p = fit(_FormModel(series, warmup, form, offset), loss, form, kappa_free, gamma_free)
-        for key, run in runs.items():
-            if key in fit_keys:
-                continue
-            s = _stage_series(base.lr, offset, run.lr, run.steps[-1:], run.replay)
-            pred = _FormModel([s], warmup, form, offset).predict(theta_of(p, form))[-1]
-            measured = float(run.loss[d][-1])
+        for key, model in held_out.items():
+            pred = model.predict(theta_of(p, form))[-1]
+            measured = float(runs[key].loss[d][-1])
             errors[d].append(abs(float(pred) - measured) / measured)
     return {d: statistics.fmean(v) for d, v in errors.items()}
 

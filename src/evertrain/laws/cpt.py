@@ -22,9 +22,8 @@ validation distribution ``d`` (``old``: the base's data, ``new``: the stage's da
   evertrain models it instead as two competing rates (the benchmark's runs favour it,
   ``docs/laws.md``): the new-data updates (share ``1 - r``) drive the shift, the replayed
   old-data updates (share ``r``) pull it back ``kappa`` times as hard, so the shift settles at
-  the share ``R(r)`` of its
-  full size (1 at ``r = 0``, 0 at ``r = 1``, ``1 - r`` at ``kappa = 1``), and its speed follows
-  the new data's share of the area, ``(1 - r) S1cpt``. ``kappa`` is fitted when the fitted runs
+  the share ``R(r)`` of its full size (1 at ``r = 0``, 0 at ``r = 1``, ``1 - r`` at
+  ``kappa = 1``), and its speed follows the new data's share of the area, ``(1 - r) S1cpt``. ``kappa`` is fitted when the fitted runs
   have at least two distinct replay ratios, else it stays at 1 (``kappa_fitted`` records which,
   and predictions at another ratio warn once). evertrain's first form, ``(1 - r)^kappa``, is
   compared with this one on the CPT benchmark's grid in ``docs/laws.md``;
