@@ -4,6 +4,8 @@
     python benchmarks/cpt_law.py --toy --workers 1   # tiny sizes, prints the JSON (a test runs it)
     python benchmarks/cpt_law.py --base-seed 1       # the grid on another base: cpt_law_seed1.json
     python benchmarks/cpt_law.py --tables            # the docs' tables, per base seed too
+    python benchmarks/cpt_law.py --annealing annealing   # the paper's annealing term instead:
+                                                     # cpt_law_annealing[_seed<N>].json
 
 The runs come from the issue-15 continual benchmark (``benchmarks/continual.py``): its data, its
 base (a 41k-parameter GPT pre-trained on 2M tokens, D0 loss flattened) and its run machinery
@@ -52,10 +54,20 @@ import continual as bench  # noqa: E402  (the sibling benchmark script: its data
 from evertrain._atomic import atomic_write_json  # noqa: E402
 from evertrain.continual import runs as continual_runs  # noqa: E402
 from evertrain.continual.jobs import Job  # noqa: E402
-from evertrain.laws.cpt import CPTLaw, Recipe, parse_goal, read_cpt_runs  # noqa: E402
+from evertrain.laws.cpt import (  # noqa: E402
+    ANNEALING_TERMS,
+    DEFAULT_ANNEALING,
+    CPTLaw,
+    Recipe,
+    parse_goal,
+    read_cpt_runs,
+)
 from evertrain.laws.intervals import cv_quantile  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "cpt_law.json"
+#: the law's LR-annealing term (--annealing); another than the library's default writes
+#: cpt_law_<term>[_seed<N>].json
+ANNEALING = DEFAULT_ANNEALING
 REPLAYS = (0.0, 0.05, 0.1, 0.25, 0.5)
 SCHEDULES = ("cosine", "wsd")
 #: the continual benchmark's peak (its base's peak, its sweep's re-warm peak) and a lower one
@@ -163,7 +175,9 @@ def evaluate(
 ) -> tuple[dict[str, Any], CPTLaw, dict[str, Any]]:
     """Fit on ``fit_keys``, predict every other run; the law's choice for ``goal``."""
     started = time.perf_counter()
-    law = CPTLaw().fit(base, [runs[k] for k in fit_keys], bootstrap=bootstrap, seed=0)
+    law = CPTLaw(annealing=ANNEALING).fit(
+        base, [runs[k] for k in fit_keys], bootstrap=bootstrap, seed=0
+    )
     fit_seconds = time.perf_counter() - started
     rows: dict[str, Any] = {}
     held: dict[str, list[float]] = {"final_old": [], "final_new": [], "curve_old": [],
@@ -285,7 +299,7 @@ def design_spread(base: Any, runs: dict[Key, Any], n: int) -> dict[str, Any]:
     """The law's held-out final errors over ``n`` random fit sets (point fits, no bands)."""
     rows = []
     for fit_keys in random_designs(list(runs), n, DESIGN_SEED):
-        law = CPTLaw().fit(base, [runs[k] for k in fit_keys])
+        law = CPTLaw(annealing=ANNEALING).fit(base, [runs[k] for k in fit_keys])
         errors = held_out_errors(law, runs, fit_keys)
         rows.append({"fit_set": [key_name(k) for k in fit_keys],
                      "prede_old": errors["old"], "prede_new": errors["new"]})  # fmt: skip
@@ -572,7 +586,7 @@ def seed_table(paths: list[Path]) -> str:
 
 
 def main() -> None:
-    global SEED  # --base-seed: the grid's helpers read it at the call
+    global SEED, ANNEALING  # --base-seed, --annealing: the grid's helpers read them at the call
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--continual-out",
@@ -595,6 +609,11 @@ def main() -> None:
         help="the continual benchmark's base seed the grid continues (default 0; another seed "
         "replicates the grid on that base, without the noise cells, into cpt_law_seed<N>.json)",
     )  # fmt: skip
+    parser.add_argument(
+        "--annealing", default=DEFAULT_ANNEALING, choices=ANNEALING_TERMS,
+        help=f"the law's LR-annealing term (default {DEFAULT_ANNEALING!r}, the library's; "
+        "another writes cpt_law_<term>[_seed<N>].json)",
+    )  # fmt: skip
     parser.add_argument("--toy", action="store_true", help="tiny sizes; prints the JSON")
     args = parser.parse_args()
     if args.workers < 1:
@@ -611,12 +630,15 @@ def main() -> None:
         print(f"--base-seed {SEED}: the continual benchmark has bases {list(bench.BENCH.seeds)}",
               file=sys.stderr)  # fmt: skip
         raise SystemExit(2)
-    if SEED and args.results == str(RESULTS):
-        args.results = str(RESULTS.with_name(f"cpt_law_seed{SEED}.json"))
+    ANNEALING = args.annealing
+    stem = "cpt_law" if ANNEALING == DEFAULT_ANNEALING else f"cpt_law_{ANNEALING}"
+    if args.results == str(RESULTS):
+        args.results = str(RESULTS.with_name(f"{stem}_seed{SEED}.json" if SEED else f"{stem}.json"))
     results_path = Path(args.results)
     if args.tables:
         print(markdown_table(json.loads(results_path.read_text())))
-        seeds = [RESULTS, *sorted(RESULTS.parent.glob("cpt_law_seed*.json"))]
+        seeds = [RESULTS.with_name(f"{stem}.json"),
+                 *sorted(RESULTS.parent.glob(f"{stem}_seed*.json"))]  # fmt: skip
         print(seed_table([p for p in seeds if p.is_file()]))
         return
     started = time.perf_counter()
@@ -670,8 +692,9 @@ def main() -> None:
         "spread": {"runs": [key_name(k) for k in fit_sets["spread"]],
                    "why": "three runs differing in schedule, peak and replay at once"},
     }  # fmt: skip
+    payload["annealing"] = ANNEALING
     payload["method"] = (
-        f"CPTLaw().fit(base, 3 runs, bootstrap={TOY_BOOTSTRAP if args.toy else BOOTSTRAP}); each held-out run predicted from its "
+        f"CPTLaw(annealing={ANNEALING!r}).fit(base, 3 runs, bootstrap={TOY_BOOTSTRAP if args.toy else BOOTSTRAP}); each held-out run predicted from its "
         "logged per-step LR and replay ratio at its eval steps with interval=0.9 (the band: "
         "the bootstrap band widened by the leave-one-run-out discrepancy of the 3 fit runs, "
         "evertrain.laws.intervals); prede_* = mean "
@@ -710,7 +733,7 @@ def main() -> None:
                           "note": "2-core machine shared with other work while measuring"}  # fmt: skip
     payload["command"] = "python benchmarks/cpt_law.py" + (" --toy" if args.toy else "") + (
         f" --base-seed {SEED}" if SEED else ""
-    )
+    ) + (f" --annealing {ANNEALING}" if ANNEALING != DEFAULT_ANNEALING else "")
     payload["scale"]["bench_scale"] = asdict(scale)
     if args.toy:
         print(json.dumps(payload, indent=2, default=float))

@@ -252,7 +252,7 @@ def held_out_errors(base: BaseRun, runs: dict[Any, ContinualRun], fit_keys: tupl
     every other run (as cpt_law.held_out_errors for the library's law)."""
     fit_runs = [runs[k] for k in fit_keys]
     offset = fit_runs[0].offset
-    law = CPTLaw()  # only for the series it fits (the base curve up to offset, then the stages)
+    law = CPTLaw(annealing="annealing")  # only for the series it fits (the base curve up to offset, then the stages)
     law.offset = offset
     series, losses, _ = law._series(base, fit_runs)
     warmup = warmup_length(base.lr[:offset])

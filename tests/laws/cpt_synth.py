@@ -49,3 +49,40 @@ def make_runs(
         loss = {d: v * np.exp(noise * rng.standard_normal(len(v))) for d, v in pred.loss.items()}
         runs.append(ContinualRun(name, law.stage_lr(recipe), replay, OFFSET, steps, loss, spec))
     return base, runs
+
+
+#: the same base and stages under the multi-power loss-drop term (``annealing="multi-power"``)
+CPT_DROP_TRUE = {
+    "old": {"L0": 2.0, "A": 0.6, "alpha": 0.5, "B_drop": 300.0, "C_drop": 0.5, "beta_drop": 0.6,
+            "gamma_drop": 0.5, "B": 0.25, "E": 3.0, "beta": 0.8, "kappa": 3.0, "gamma": 0.5},
+    "new": {"L0": 2.3, "A": 0.9, "alpha": 0.45, "B_drop": 400.0, "C_drop": 0.3, "beta_drop": 0.8,
+            "gamma_drop": 0.4, "B": -0.8, "E": 5.0, "beta": 1.2, "kappa": 0.6, "gamma": 0.3},
+}  # fmt: skip
+
+
+def true_drop_law() -> CPTLaw:
+    base_lr = lr_array(BASE_SPEC, 3000)
+    return CPTLaw(CPT_DROP_TRUE, base_lr=base_lr[:OFFSET], offset=OFFSET, warmup_steps=WARMUP,
+                  annealing="multi-power")  # fmt: skip
+
+
+def make_drop_runs(
+    noise: float = 0.0, seed: int = 0, every: int = 100
+) -> tuple[BaseRun, list[ContinualRun]]:
+    """:func:`make_runs`' base and stages, drawn from :data:`CPT_DROP_TRUE`."""
+    rng = np.random.default_rng(seed)
+    law = true_drop_law()
+    base_lr = lr_array(BASE_SPEC, 3000)
+    base_steps = np.arange(99, OFFSET, 100)
+    series = _Series(base_lr[:OFFSET], base_steps, np.zeros(len(base_steps)), 0.0)
+    base_loss = {d: _series_predict(series, CPT_DROP_TRUE[d], WARMUP) for d in CPT_DROP_TRUE}
+    base_loss = {d: v * np.exp(noise * rng.standard_normal(len(v))) for d, v in base_loss.items()}
+    base = BaseRun("base", base_lr, base_steps, base_loss)
+    runs = []
+    for name, (spec, replay) in STAGES.items():
+        recipe = Recipe(spec, replay, 2000)
+        steps = np.arange(every - 1, 2000, every)
+        pred = law.predict(recipe, steps)
+        loss = {d: v * np.exp(noise * rng.standard_normal(len(v))) for d, v in pred.loss.items()}
+        runs.append(ContinualRun(name, law.stage_lr(recipe), replay, OFFSET, steps, loss, spec))
+    return base, runs

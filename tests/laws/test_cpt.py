@@ -23,7 +23,7 @@ from evertrain.laws.cpt import (
     shift_term,
 )
 
-from .cpt_synth import CPT_TRUE, OFFSET, STAGES, make_runs, true_law
+from .cpt_synth import CPT_TRUE, OFFSET, STAGES, make_drop_runs, make_runs, true_law
 
 
 def test_formula_matches_hand_computed_values() -> None:
@@ -82,7 +82,7 @@ def test_rewarm_raises_the_loss_through_the_annealing_term() -> None:
 def test_fit_recovers_known_parameters_to_one_percent() -> None:
     """From its grid starts the fit finds the law the curves were drawn from (noise-free)."""
     base, runs = make_runs(noise=0.0)
-    law = CPTLaw().fit(base, runs)
+    law = CPTLaw(annealing="annealing").fit(base, runs)
     assert law.kappa_fitted
     for d, truth in CPT_TRUE.items():
         for name, value in truth.items():
@@ -95,7 +95,7 @@ def test_fit_on_noisy_curves_recovers_the_law_and_predicts_a_new_recipe(seed: in
     which trade off against each other when the forgetting is small (B = 0.25): 5 % there, and
     the law's prediction of a recipe it was not fitted on stays within 0.1 % of the truth."""
     base, runs = make_runs(noise=2e-4, seed=seed)
-    law = CPTLaw().fit(base, runs)
+    law = CPTLaw(annealing="annealing").fit(base, runs)
     for d, truth in CPT_TRUE.items():
         for name, value in truth.items():
             tolerance = 0.05 if (d, name) in {("old", "E"), ("old", "beta")} else 0.01
@@ -110,7 +110,7 @@ def test_fit_on_noisy_curves_recovers_the_law_and_predicts_a_new_recipe(seed: in
 
 def test_one_replay_ratio_fixes_kappa_and_predicting_another_warns() -> None:
     base, runs = make_runs()
-    law = CPTLaw().fit(base, runs[:1])
+    law = CPTLaw(annealing="annealing").fit(base, runs[:1])
     assert not law.kappa_fitted and law.params["old"]["kappa"] == pytest.approx(1.0)
     with pytest.warns(UserWarning, match="kappa was not fitted"):
         law.predict(Recipe(STAGES["cos0"][0], 0.3, 2000))
@@ -121,7 +121,7 @@ def test_one_replay_ratio_fixes_kappa_and_predicting_another_warns() -> None:
 
 def test_a_recipe_outside_the_fitted_runs_warns_once_naming_what_and_the_fix() -> None:
     base, runs = make_runs()
-    law = CPTLaw().fit(base, runs)  # peaks 5e-4 .. 2e-3, replay 0 .. 0.5, 2000 steps
+    law = CPTLaw(annealing="annealing").fit(base, runs)  # peaks 5e-4 .. 2e-3, replay 0 .. 0.5, 2000 steps
     inside = Recipe({**STAGES["cos0"][0], "peak": 1.5e-3}, 0.3, 2000)
     assert law.extrapolation(inside) == []
     with warnings.catch_warnings():
@@ -143,9 +143,9 @@ def test_a_recipe_outside_the_fitted_runs_warns_once_naming_what_and_the_fix() -
 
 def test_gamma_is_fitted_only_when_the_runs_span_two_or_more_peaks(tmp_path) -> None:
     base, runs = make_runs()
-    law = CPTLaw().fit(base, runs)  # peaks 1e-3, 5e-4, 2e-3
+    law = CPTLaw(annealing="annealing").fit(base, runs)  # peaks 1e-3, 5e-4, 2e-3
     assert law.gamma_fitted and law.params["old"]["gamma"] == pytest.approx(0.5, rel=0.01)
-    one_peak = CPTLaw().fit(base, [runs[0]])
+    one_peak = CPTLaw(annealing="annealing").fit(base, [runs[0]])
     assert not one_peak.gamma_fitted
     assert one_peak.params["old"]["gamma"] == pytest.approx(0.0, abs=1e-12)
     # a law written before gamma existed loads as the paper's form: gamma 0, not fitted
@@ -160,7 +160,7 @@ def test_gamma_is_fitted_only_when_the_runs_span_two_or_more_peaks(tmp_path) -> 
 
 def test_predict_held_out_recipe_and_json_round_trip(tmp_path) -> None:
     base, runs = make_runs()
-    law = CPTLaw().fit(base, runs)
+    law = CPTLaw(annealing="annealing").fit(base, runs)
     recipe = Recipe({"name": "wsd", "peak": 1e-3, "total": 1500, "warmup": 30,
                      "decay_fraction": 0.2, "floor": 1e-4}, 0.1, 1500)  # fmt: skip
     truth = true_law().predict(recipe)
@@ -249,7 +249,7 @@ def run_folders(tmp_path_factory):
     from .cpt_synth import BASE_SPEC
 
     root = tmp_path_factory.mktemp("cpt_runs")
-    base, runs = make_runs(every=100)
+    base, runs = make_drop_runs()  # drawn from the form `law cpt fit` fits by default
     _write_run(root / "base", base.lr, base.steps, base.loss, schedule=BASE_SPEC)
     for run in runs:
         meta = {"old": ["web"], "new": ["code"], "offset_tokens": OFFSET * TOKENS_PER_STEP}

@@ -19,7 +19,7 @@ import cpt_law_forms as forms  # noqa: E402
 
 
 def _series(base, runs):
-    law = CPTLaw()
+    law = CPTLaw(annealing="annealing")
     law.offset = OFFSET
     series, losses, _ = law._series(base, runs)
     return series, losses
@@ -61,7 +61,7 @@ def test_evertrain_form_is_the_library_law():
     errors = forms.held_out_errors(
         base, grid, tuple(r.name for r in runs), forms.FORMS["evertrain"]
     )
-    law = CPTLaw().fit(base, runs)
+    law = CPTLaw(annealing="annealing").fit(base, runs)
     pred = law.predict(recipe, steps=steps[-1:], warn=False)
     for d in ("old", "new"):
         library_error = abs(pred.loss[d][-1] - held.loss[d][-1]) / held.loss[d][-1]

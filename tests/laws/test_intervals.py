@@ -113,7 +113,7 @@ def test_cli_interval_without_bootstrap_is_exit_2(tmp_path) -> None:
 @pytest.mark.usefixtures("few_cpt_starts")
 def test_cpt_band_coverage_on_held_out_recipe() -> None:
     base, runs = make_runs(noise=1e-3, seed=3)
-    law = CPTLaw().fit(base, runs, bootstrap=30, seed=0)
+    law = CPTLaw(annealing="annealing").fit(base, runs, bootstrap=30, seed=0)  # the truth's form
     recipe = Recipe({"name": "cosine", "peak": 1e-3, "total": 2000, "warmup": 40,
                      "floor": 1e-4}, 0.1, 2000)  # fmt: skip
     steps = np.arange(19, 2000, 20)

@@ -58,7 +58,7 @@ def test_conformal_quantile_by_hand() -> None:
 @pytest.mark.usefixtures("few_cpt_starts")
 def test_one_continual_run_keeps_the_bootstrap_band_and_says_so() -> None:
     base, runs = make_runs(noise=1e-3, seed=3, every=50)
-    law = CPTLaw().fit(base, runs[:1], bootstrap=4, seed=0)
+    law = CPTLaw(annealing="annealing").fit(base, runs[:1], bootstrap=4, seed=0)
     assert law.bootstrap["band"] == BAND_BOOTSTRAP_ONLY
     assert "cross_validation" not in law.bootstrap and cv_quantile(law, "old", 0.9) is None
 
@@ -69,7 +69,7 @@ def test_held_out_coverage_of_a_misspecified_law_needs_the_cv_term(tmp_path) -> 
     on the bootstrap band (fit noise and parameter spread) misses that error, and the band
     widened by the leave-one-run-out discrepancy covers it."""
     base, runs = misspecified_runs()
-    law = CPTLaw().fit(base, runs, bootstrap=10, seed=0)
+    law = CPTLaw(annealing="annealing").fit(base, runs, bootstrap=10, seed=0)
     cv = law.bootstrap["cross_validation"]
     assert law.bootstrap["band"] == BAND_WITH_CV
     assert cv["held_out"] == [r.name for r in runs]

@@ -160,7 +160,8 @@ def _coarse_block(lr: np.ndarray, steps: np.ndarray, near: int, rel: float) -> L
 
 def ld_sum(pairs: LDPairs, C: float, beta: float, gamma: float) -> np.ndarray:
     """``sum_k (eta_{k-1}-eta_k) G(eta_k^-gamma S_k(t))`` per point (LD without the factor B)."""
-    x = C * np.exp(-gamma * pairs.log_eta) * pairs.area
+    with np.errstate(over="ignore"):  # an LR of 0 (a schedule ending at 0): x = inf, G = 1
+        x = C * np.exp(-gamma * pairs.log_eta) * pairs.area
     # G = 1 - (1+x)^-beta = -expm1(-beta log1p(x)): no cancellation when x is tiny
     g = -np.expm1(-beta * np.log1p(x))
     return np.bincount(pairs.point, weights=pairs.weight * g, minlength=pairs.n_points)
@@ -174,16 +175,22 @@ def ld_sum_and_grads(
     With x = C eta^-gamma S, u = (1+x)^-beta, G = 1 - u:
     dG/dlogC = beta u x/(1+x),  dG/dbeta = u log(1+x),  dG/dgamma = -beta u x/(1+x) log eta.
     """
-    x = C * np.exp(-gamma * pairs.log_eta) * pairs.area
+    with np.errstate(over="ignore"):  # an LR of 0 (a schedule ending at 0): x = inf, G = 1
+        x = C * np.exp(-gamma * pairs.log_eta) * pairs.area
     log1p_x = np.log1p(x)
     u = np.exp(-beta * log1p_x)
     g = -np.expm1(-beta * log1p_x)
     w = pairs.weight
-    dlogc = w * (beta * u * (x / (1.0 + x)))
+    finite = np.isfinite(x)
+    with np.errstate(invalid="ignore"):
+        # where x = inf, G is 1 and every derivative 0 (u = 0), not inf / inf or 0 * inf
+        frac = np.where(finite, x / (1.0 + x), 1.0)
+        u_log1p_x = np.where(finite, u * log1p_x, 0.0)
+    dlogc = w * (beta * u * frac)
     n = pairs.n_points
     value = np.bincount(pairs.point, weights=w * g, minlength=n)
     d_log_c = np.bincount(pairs.point, weights=dlogc, minlength=n)
-    d_beta = np.bincount(pairs.point, weights=w * u * log1p_x, minlength=n)
+    d_beta = np.bincount(pairs.point, weights=w * u_log1p_x, minlength=n)
     d_gamma = -np.bincount(pairs.point, weights=dlogc * pairs.log_eta, minlength=n)
     return value, d_log_c, d_beta, d_gamma
 

@@ -502,6 +502,14 @@ def cpt_fit(
         int, typer.Option("--bootstrap", help="block-bootstrap refits for bands (0: none)")
     ] = 50,
     seed: Annotated[int, typer.Option(help="seed of the bootstrap")] = 0,
+    annealing: Annotated[
+        str,
+        typer.Option(
+            "--annealing",
+            help="the LR-annealing term: 'multi-power' (the multi-power law's loss drop) or "
+            "'annealing' (the annealing law's S2, the paper's); see docs/laws.md",
+        ),
+    ] = "multi-power",
 ) -> None:
     """Fit the CPT law (Wang, Tissue et al. 2025) to a base run and its continual runs."""
 
@@ -515,8 +523,9 @@ def cpt_fit(
             )
         if bootstrap < 0 or bootstrap == 1:
             raise ValueError(f"--bootstrap {bootstrap}: give 0 (no bands) or >= 2 resamples")
+        law = CPTLaw(annealing=annealing)  # checks the name before any reading or fitting
         base, stages = read_cpt_runs(runs[0], runs[1:], old=old, new=new, replay=replay)
-        law = CPTLaw().fit(base, stages, bootstrap=bootstrap, seed=seed)
+        law.fit(base, stages, bootstrap=bootstrap, seed=seed)
         law.save(output)
         typer.echo(
             f"cpt law on {base.name} + {', '.join(s.name for s in stages)} "

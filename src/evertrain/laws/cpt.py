@@ -69,6 +69,12 @@ from evertrain.laws.curves import LawError, lr_array, schedule_label, schedule_t
 
 DISTRIBUTIONS = ("old", "new")
 PARAM_NAMES = ("L0", "A", "alpha", "C", "lam", "B", "E", "beta", "kappa", "gamma")
+#: the LR-annealing terms the law can take: the annealing law's ``- C S2`` (the paper's) or the
+#: multi-power law's loss drop (:mod:`evertrain.laws._cpt_drop`)
+ANNEALING_TERMS = ("annealing", "multi-power")
+#: the term a law fitted without saying takes: on the CPT benchmark's grid the multi-power loss
+#: drop predicted held-out runs better on most fit sets of three bases (``docs/laws.md``)
+DEFAULT_ANNEALING = "multi-power"
 #: parameters a law written before they existed may lack, and the value that keeps its meaning
 DEFAULT_PARAMS = {"gamma": 0.0}
 #: Local fits from the best starts of the 72-point grid (216 when gamma is fitted), ranked by
@@ -223,11 +229,30 @@ def _annealing(params: Mapping[str, float], warmup_steps: int | None) -> Anneali
     )
 
 
+def param_names(annealing: str) -> tuple[str, ...]:
+    """The parameters of one distribution's law with the given annealing term."""
+    if annealing == "multi-power":
+        from evertrain.laws._cpt_drop import PARAM_NAMES as DROP_NAMES
+
+        return DROP_NAMES
+    return PARAM_NAMES
+
+
+def _schedule_term(
+    lr: np.ndarray, points: np.ndarray, params: Mapping[str, float], warmup_steps: int | None
+) -> np.ndarray:
+    """``L0 + A S1^-alpha`` minus the annealing term (which one: read from the parameters)."""
+    if "B_drop" in params:
+        from evertrain.laws._cpt_drop import drop_power
+
+        return drop_power(lr, points, params)
+    return _annealing(params, warmup_steps).predict_lr(lr, points)
+
+
 def _series_predict(
     series: _Series, params: Mapping[str, float], warmup_steps: int | None
 ) -> np.ndarray:
-    anneal = _annealing(params, warmup_steps)
-    base = anneal.predict_lr(series.lr, series.points)
+    base = _schedule_term(series.lr, series.points, params, warmup_steps)
     shift = shift_term(
         series.s1_cpt, series.replay, params["B"], params["E"], params["beta"], params["kappa"],
         series.lr_level(), params.get("gamma", 0.0),
@@ -277,8 +302,13 @@ class CPTPrediction:
 
 
 class CPTLaw:
-    """The CPT law: per-distribution parameters ``params[d]`` (``d`` in ``old``, ``new``) of
-    :data:`PARAM_NAMES` and the base run's LR history the stages start from.
+    """The CPT law: per-distribution parameters ``params[d]`` (``d`` in ``old``, ``new``) and
+    the base run's LR history the stages start from.
+
+    ``annealing``: the LR-annealing term, ``"multi-power"`` (the default when fitting; the
+    multi-power law's loss drop, parameters ``param_names("multi-power")``) or ``"annealing"``
+    (the annealing law's ``C S2``, the paper's; :data:`PARAM_NAMES`). Left out with ``params``
+    given, it is read from them (a law saved before the option existed loads as it was fitted).
 
     ``bootstrap`` (optional) holds resampled parameter sets and log residuals for prediction
     bands and, when fitted on two or more continual runs, the leave-one-run-out residuals and
@@ -302,19 +332,33 @@ class CPTLaw:
         fitted_peaks: Sequence[float] = (),
         fitted_steps: Sequence[int] = (),
         bootstrap: Mapping[str, Any] | None = None,
+        annealing: str | None = None,
     ) -> None:
+        if annealing is None:  # the parameters given say which; none given: the default
+            drop = params is not None and any("B_drop" in (p or {}) for p in params.values())
+            annealing = (
+                ("multi-power" if drop else "annealing") if params is not None else DEFAULT_ANNEALING
+            )
+        if annealing not in ANNEALING_TERMS:
+            raise LawError(
+                f"annealing={annealing!r}: choose from {', '.join(ANNEALING_TERMS)} (the "
+                "annealing law's S2, the paper's; or the multi-power law's loss drop)"
+            )
+        self.annealing = annealing
+        names = param_names(annealing)
         self.params: dict[str, dict[str, float]] | None = None
         if params is not None:
             self.params = {}
             for d in DISTRIBUTIONS:
                 given = params.get(d)
                 given = None if given is None else {**DEFAULT_PARAMS, **given}
-                missing = [p for p in PARAM_NAMES if given is None or p not in given]
+                missing = [p for p in names if given is None or p not in given]
                 if missing:
                     raise LawError(
-                        f"cpt law params[{d!r}] missing {missing}: give all of {list(PARAM_NAMES)}"
+                        f"cpt law params[{d!r}] missing {missing}: give all of {list(names)} "
+                        f"(annealing={annealing!r})"
                     )
-                self.params[d] = {p: float(given[p]) for p in PARAM_NAMES}  # type: ignore[index]
+                self.params[d] = {p: float(given[p]) for p in names}  # type: ignore[index]
         self.base_lr = None if base_lr is None else np.asarray(base_lr, dtype=np.float64)
         self.offset = None if offset is None else int(offset)
         self.warmup_steps = warmup_steps
@@ -475,7 +519,7 @@ class CPTLaw:
             loss = np.concatenate([losses[i][d] for i in range(len(series))])
             fitted, cost = _fit_distribution(
                 series, loss, self.warmup_steps, kappa_free=self.kappa_fitted,
-                gamma_free=self.gamma_fitted, n_starts=n_starts,
+                gamma_free=self.gamma_fitted, n_starts=n_starts, annealing=self.annealing,
             )  # fmt: skip
             params[d] = fitted
             pred = np.concatenate([_series_predict(s, fitted, self.warmup_steps) for s in series])
@@ -646,7 +690,7 @@ class CPTLaw:
         if points.ndim != 1 or len(points) == 0 or points.min() < 0 or points.max() >= self.offset:
             raise LawError(f"base steps must be updates in [0, {self.offset - 1}]")
         return {
-            d: _annealing(params[d], self.warmup_steps).predict_lr(self.base_lr, points)
+            d: _schedule_term(self.base_lr, points, params[d], self.warmup_steps)
             for d in DISTRIBUTIONS
         }
 
@@ -671,6 +715,7 @@ class CPTLaw:
                 "fitted_replays": self.fitted_replays,
                 "fitted_peaks": self.fitted_peaks,
                 "fitted_steps": self.fitted_steps,
+                "annealing": self.annealing,
             },
             "base_lr": self.base_lr.tolist(),
             "fit": {k: v for k, v in self.fit_report.items()},
@@ -826,7 +871,13 @@ def _fit_distribution(
     n_starts: int,
     gamma_free: bool = False,
     start: Mapping[str, float] | None = None,
+    annealing: str = "annealing",
 ) -> tuple[dict[str, float], float]:
+    if annealing == "multi-power":
+        from evertrain.laws._cpt_drop import fit_distribution
+
+        return fit_distribution(series, loss, kappa_free=kappa_free, n_starts=n_starts,
+                                gamma_free=gamma_free, start=start)  # fmt: skip
     from scipy.optimize import least_squares
 
     model = _Model(series, warmup_steps)

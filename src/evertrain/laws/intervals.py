@@ -228,7 +228,7 @@ def bootstrap_cpt(
             )
             params, _ = _fit_distribution(
                 list(series), loss, law.warmup_steps, kappa_free=law.kappa_fitted, n_starts=1,
-                gamma_free=law.gamma_fitted, start=law.params[d],
+                gamma_free=law.gamma_fitted, start=law.params[d], annealing=law.annealing,
             )  # fmt: skip
             draws[b][d] = params
     return bootstrap_record(n, blocks, seed, draws, quantiles)
@@ -292,7 +292,10 @@ def cross_validate_cpt(
     scores: dict[str, dict[str, list[float]]] = {d: {} for d in DISTRIBUTIONS}
     for index, held in enumerate(runs):
         others = [run for run in runs if run is not held]
-        fold = CPTLaw(warmup_steps=law.warmup_steps, tokens_per_step=law.tokens_per_step)
+        fold = CPTLaw(
+            warmup_steps=law.warmup_steps, tokens_per_step=law.tokens_per_step,
+            annealing=law.annealing,
+        )  # fmt: skip
         fold.fit(base, others, n_starts=n_starts)
         series, losses, _ = fold._series(base, others)
         fold.bootstrap = bootstrap_cpt(fold, series, losses, n=n_bootstrap, seed=seed + 1 + index)
