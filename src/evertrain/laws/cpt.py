@@ -11,6 +11,14 @@ validation distribution ``d`` (``old``: the base's data, ``new``: the stage's da
     R(r) = (1 - r) / ((1 - r) + kappa r)                                          (replay)
     G(t) = (mean stage LR so far / the base's peak LR)^gamma                      (LR level)
 
+with ``annealing="annealing"`` (the paper's annealing term). The default,
+``annealing="multi-power"``, has the multi-power law's loss drop over the same LR history in
+place of ``C S2`` (:mod:`evertrain.laws._cpt_drop`; parameters ``B_drop, C_drop, beta_drop,
+gamma_drop`` instead of ``C, lam``); the shift term is the same. It credits an LR drop as the
+LR area after it grows, so a short WSD cool-down from a high peak gains less than a cosine's
+long one; on the CPT benchmark's runs of three bases it predicted held-out runs better on most
+random fit sets (``docs/laws.md``).
+
 * ``S1(t)``, ``S2(t)``: the annealing law's forward and annealing areas of the concatenated
   per-step LR (base updates ``0 .. offset-1``, then the stage's); the momentum of ``S2`` carries
   over the stage boundary, so a re-warm (the LR rising again) is negative annealing and raises
@@ -38,7 +46,8 @@ and the stage's annealing areas), no ``R``, ``G`` or ``(1 - r)`` in the clock, a
 ``lambda = 0.999``; ``benchmarks/cpt_law_forms.py`` puts each of these back in turn and measures
 it on the CPT benchmark's runs (``docs/laws.md``, "The paper's form and evertrain's").
 
-Fitting (per distribution, independently): the Huber loss (delta 1e-3) of log residuals over the
+Fitting (per distribution, independently; the annealing form here, the multi-power one in
+:mod:`evertrain.laws._cpt_drop`, the same way): the Huber loss (delta 1e-3) of log residuals over the
 base run's points and every continual run's points, as the annealing law's fit; the law is linear
 in ``L0, A, C, B`` given the rest, so a grid over ``(alpha, lambda, E, beta)`` is screened with
 those four by weighted least squares, and the best starts are refined by bounded
