@@ -33,12 +33,20 @@ def true_law() -> CPTLaw:
 def make_runs(
     noise: float = 0.0, seed: int = 0, every: int = 20
 ) -> tuple[BaseRun, list[ContinualRun]]:
+    return draw_runs(true_law(), noise, seed, every, base_every=50)
+
+
+def draw_runs(
+    law: CPTLaw, noise: float, seed: int, every: int, base_every: int
+) -> tuple[BaseRun, list[ContinualRun]]:
+    """The base (evaluated every ``base_every`` updates) and :data:`STAGES` (every ``every``)
+    under ``law``, with relative log-normal ``noise``."""
     rng = np.random.default_rng(seed)
-    law = true_law()
     base_lr = lr_array(BASE_SPEC, 3000)
-    base_steps = np.arange(49, OFFSET, 50)
+    base_steps = np.arange(base_every - 1, OFFSET, base_every)
     series = _Series(base_lr[:OFFSET], base_steps, np.zeros(len(base_steps)), 0.0)
-    base_loss = {d: _series_predict(series, CPT_TRUE[d], WARMUP) for d in CPT_TRUE}
+    assert law.params is not None
+    base_loss = {d: _series_predict(series, p, WARMUP) for d, p in law.params.items()}
     base_loss = {d: v * np.exp(noise * rng.standard_normal(len(v))) for d, v in base_loss.items()}
     base = BaseRun("base", base_lr, base_steps, base_loss)
     runs = []
@@ -70,19 +78,4 @@ def make_drop_runs(
     noise: float = 0.0, seed: int = 0, every: int = 100
 ) -> tuple[BaseRun, list[ContinualRun]]:
     """:func:`make_runs`' base and stages, drawn from :data:`CPT_DROP_TRUE`."""
-    rng = np.random.default_rng(seed)
-    law = true_drop_law()
-    base_lr = lr_array(BASE_SPEC, 3000)
-    base_steps = np.arange(99, OFFSET, 100)
-    series = _Series(base_lr[:OFFSET], base_steps, np.zeros(len(base_steps)), 0.0)
-    base_loss = {d: _series_predict(series, CPT_DROP_TRUE[d], WARMUP) for d in CPT_DROP_TRUE}
-    base_loss = {d: v * np.exp(noise * rng.standard_normal(len(v))) for d, v in base_loss.items()}
-    base = BaseRun("base", base_lr, base_steps, base_loss)
-    runs = []
-    for name, (spec, replay) in STAGES.items():
-        recipe = Recipe(spec, replay, 2000)
-        steps = np.arange(every - 1, 2000, every)
-        pred = law.predict(recipe, steps)
-        loss = {d: v * np.exp(noise * rng.standard_normal(len(v))) for d, v in pred.loss.items()}
-        runs.append(ContinualRun(name, law.stage_lr(recipe), replay, OFFSET, steps, loss, spec))
-    return base, runs
+    return draw_runs(true_drop_law(), noise, seed, every, base_every=100)
