@@ -438,11 +438,14 @@ def run_shift(
         )
         result["chosen_vs_best_gap"] = (measured_objective - best) / best
         entry[label] = result
+        print(f"{shift} {label}: fitted in {result['fit_seconds']:.0f} s; prede old "
+              f"{result['prede_old']:.4f} new {result['prede_new']:.4f}", flush=True)  # fmt: skip
     if noise_cells:
         entry["noise_floor"] = noise_floor(
             shift, scale, specs, out, workers, noise_cells, runs, base_dir
         )
     if designs:
+        print(f"{shift}: {designs} random fit sets (point fits)", flush=True)
         entry["designs"] = design_spread(base, runs, designs)
     return entry
 
