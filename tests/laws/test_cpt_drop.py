@@ -64,20 +64,33 @@ def test_loss_drop_gradients_stay_finite_when_the_lr_reaches_zero() -> None:
         assert np.all(np.isfinite(values))
 
 
-def test_fit_recovers_the_law_and_predicts_a_new_recipe() -> None:
-    """Noise-free curves from known parameters: the fitted law predicts a recipe it was not
-    fitted on to 0.05 %, and the well-identified parameters come back to 2 %."""
+def test_fit_recovers_known_parameters_to_one_percent() -> None:
+    """From its grid starts the fit finds the law the curves were drawn from (noise-free)."""
     base, runs = make_drop_runs()
-    law = CPTLaw(annealing="multi-power").fit(base, runs)
+    law = CPTLaw().fit(base, runs)
     assert law.annealing == "multi-power" and law.kappa_fitted and law.gamma_fitted
+    for d, truth in CPT_DROP_TRUE.items():
+        for name, value in truth.items():
+            assert law.params[d][name] == pytest.approx(value, rel=0.01), (d, name)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fit_on_noisy_curves_predicts_a_new_recipe(seed: int) -> None:
+    """With 2e-4 relative noise on curves evaluated every 100 updates: the prediction of a
+    recipe the fit never saw stays within 0.1 % of the truth; ``L0, A, alpha, B_drop`` come back
+    to 1 %, the rest to 10 % (the shift's ``E`` and ``beta`` and the drop's ``C_drop``,
+    ``beta_drop``, ``gamma_drop`` trade off against each other at this noise)."""
+    base, runs = make_drop_runs(noise=2e-4, seed=seed)
+    law = CPTLaw().fit(base, runs)
     recipe = Recipe({"name": "wsd", "peak": 1.5e-3, "total": 2000, "warmup": 40,
                      "decay_fraction": 0.2, "floor": 1.5e-4}, 0.1, 2000)  # fmt: skip
     got = law.predict(recipe, np.arange(99, 2000, 100))
     truth = true_drop_law().predict(recipe, np.arange(99, 2000, 100))
     for d in ("old", "new"):
-        assert got.loss[d] == pytest.approx(truth.loss[d], rel=5e-4), d
-        for name in ("L0", "B", "kappa"):
-            assert law.params[d][name] == pytest.approx(CPT_DROP_TRUE[d][name], rel=0.02), (d, name)
+        assert got.loss[d] == pytest.approx(truth.loss[d], rel=1e-3), d
+        for name, value in CPT_DROP_TRUE[d].items():
+            tight = name in ("L0", "A", "alpha", "B_drop")
+            assert law.params[d][name] == pytest.approx(value, rel=0.01 if tight else 0.1), (d, name)
 
 
 def test_json_round_trip_keeps_the_term_and_a_file_without_it_loads_as_fitted(tmp_path) -> None:
