@@ -588,6 +588,30 @@ def seed_table(paths: list[Path]) -> str:
     return head + "|" + "---|" * (3 + len(figures)) + "\n" + "\n".join(rows)
 
 
+def paired_terms(pairs: list[tuple[Path, Path]]) -> str:
+    """The random fit sets scored under both annealing terms, design by design: on how many the
+    default term's held-out error is lower / higher (by more than 1e-4) than the other's, with
+    the median paired difference, summed over the base seeds of ``pairs`` (default, other)."""
+    diffs: dict[tuple[str, str], list[float]] = {}
+    for default_path, other_path in pairs:
+        default, other = json.loads(default_path.read_text()), json.loads(other_path.read_text())
+        for shift, entry in default["shifts"].items():
+            rows, others = entry["designs"]["rows"], other["shifts"][shift]["designs"]["rows"]
+            if [r["fit_set"] for r in rows] != [r["fit_set"] for r in others]:
+                raise SystemExit(f"{default_path} and {other_path} score different fit sets")
+            for d in ("old", "new"):
+                diffs.setdefault((shift, d), []).extend(
+                    r[f"prede_{d}"] - o[f"prede_{d}"] for r, o in zip(rows, others, strict=True)
+                )
+    lines = [f"| shift | data | {DEFAULT_ANNEALING} lower / higher | median difference |",
+             "|---|---|---|---|"]  # fmt: skip
+    for (shift, d), values in diffs.items():
+        v = np.array(values)
+        lines.append(f"| {shift} | {d} | {int((v < -1e-4).sum())} / {int((v > 1e-4).sum())} of "
+                     f"{len(v)} | {float(np.median(v)):+.4f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main() -> None:
     global SEED, ANNEALING  # --base-seed, --annealing: the grid's helpers read them at the call
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -643,6 +667,14 @@ def main() -> None:
         seeds = [RESULTS.with_name(f"{stem}.json"),
                  *sorted(RESULTS.parent.glob(f"{stem}_seed*.json"))]  # fmt: skip
         print(seed_table([p for p in seeds if p.is_file()]))
+        # the default annealing term against the other, where both scored the same bases
+        other = next(t for t in ANNEALING_TERMS if t != DEFAULT_ANNEALING)
+        pairs = [(p, p.with_name(p.name.replace("cpt_law", f"cpt_law_{other}", 1)))
+                 for p in seeds if p.is_file() and ANNEALING == DEFAULT_ANNEALING]  # fmt: skip
+        pairs = [(a, b) for a, b in pairs if b.is_file()]
+        if pairs:
+            print(f"\nrandom fit sets, {DEFAULT_ANNEALING} against {other} ({len(pairs)} bases):")
+            print(paired_terms(pairs))
         return
     started = time.perf_counter()
     wall_started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())

@@ -55,9 +55,7 @@ def test_toy_benchmark_writes_the_evidence_keys(tmp_path):
     assert payload["notes"]
 
 
-def test_a_chosen_replay_outside_the_sweep_gets_a_spec_of_its_own(tmp_path, monkeypatch):
-    """The law may choose a replay the sweep has no run of (0.4 of 0, 0.25, 0.5): the measured
-    figure then comes from a run trained for it, built from the rewarm run's spec."""
+def _load_script(monkeypatch):
     import importlib.util
     import sys
 
@@ -69,6 +67,36 @@ def test_a_chosen_replay_outside_the_sweep_gets_a_spec_of_its_own(tmp_path, monk
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "cpt_law_bench", module)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_paired_terms_counts_the_same_fit_sets_under_both_terms(tmp_path, monkeypatch):
+    """--tables' comparison of the two annealing terms: design by design, summed over bases."""
+    import json
+
+    module = _load_script(monkeypatch)
+
+    def write(name, old, new):
+        rows = [{"fit_set": [f"set{i}"], "prede_old": o, "prede_new": n}
+                for i, (o, n) in enumerate(zip(old, new, strict=True))]  # fmt: skip
+        (tmp_path / name).write_text(json.dumps({"shifts": {"strong": {"designs": {"rows": rows}}}}))
+        return tmp_path / name
+
+    pairs = [(write("a0.json", [0.010, 0.020], [0.005, 0.005]),
+              write("b0.json", [0.012, 0.019], [0.005, 0.006])),
+             (write("a1.json", [0.008], [0.004]), write("b1.json", [0.009], [0.004]))]  # fmt: skip
+    table = module.paired_terms(pairs)
+    assert "| strong | old | 2 / 1 of 3 | -0.0010 |" in table  # -0.002, +0.001, -0.001
+    assert "| strong | new | 1 / 0 of 3 | +0.0000 |" in table  # 0, -0.001, 0
+    write("b1.json", [0.009, 0.1], [0.004, 0.1])  # another fit set: refused, not paired
+    with pytest.raises(SystemExit, match="different fit sets"):
+        module.paired_terms(pairs)
+
+
+def test_a_chosen_replay_outside_the_sweep_gets_a_spec_of_its_own(tmp_path, monkeypatch):
+    """The law may choose a replay the sweep has no run of (0.4 of 0, 0.25, 0.5): the measured
+    figure then comes from a run trained for it, built from the rewarm run's spec."""
+    module = _load_script(monkeypatch)
     scale = module.bench.TOY
     specs = {
         f"seed-0/strong/{module.bench.ratio_name(r)}": {"recipe": "rewarm", "out_dir": f"r{r}"}
