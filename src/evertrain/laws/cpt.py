@@ -436,8 +436,8 @@ class CPTLaw:
                 outside.pop("replay", None)
             if outside:
                 why = (
-                    " (fitted at one peak, it missed the other peak's final losses by 2-7 % on "
-                    "evertrain's CPT benchmark)"
+                    " (fitted at one peak, it missed the other peak's final losses by 2 % "
+                    "(median) and up to 5 % on evertrain's CPT benchmark)"
                     if "peak" in outside
                     else ""
                 )
