@@ -31,6 +31,7 @@ import numpy as np
 
 from evertrain.laws._ld import LDPairs, coarse_pairs, exact_pairs, ld_sum, ld_sum_and_grads
 from evertrain.laws.base import HUBER_DELTA
+from evertrain.laws.cpt import _huber, _ShiftData  # cpt imports this module only when called
 
 #: the loss-drop parameters this form has instead of the annealing law's ``C`` and ``lam``
 DROP_PARAMS = ("B_drop", "C_drop", "beta_drop", "gamma_drop")
@@ -49,7 +50,7 @@ def drop_power(lr: np.ndarray, points: np.ndarray, params: Mapping[str, float]) 
     return params["L0"] + power - params["B_drop"] * ld
 
 
-class DropModel:
+class DropModel(_ShiftData):
     """One distribution's law over fixed series (``_Series`` of :mod:`evertrain.laws.cpt`):
     the pairs of every series built once, predictions and their Jacobian in ``theta``.
     ``coarse``: LR changes far from a point merged into buckets (:func:`coarse_pairs`), ~6x
@@ -57,15 +58,12 @@ class DropModel:
     a twentieth of the fits' residual noise."""
 
     def __init__(self, series: Sequence[Any], *, coarse: bool = False) -> None:
+        super().__init__(series)
         self.s1 = np.concatenate([np.cumsum(s.lr)[s.points] for s in series])
         self.log_s1 = np.log(np.maximum(self.s1, 1e-300))
         build = coarse_pairs if coarse else exact_pairs
         self.pairs = LDPairs.concat([build(s.lr, s.points) for s in series])
-        self.s1_cpt = np.concatenate([s.s1_cpt for s in series])
-        self.keep = np.concatenate([np.full(len(s.points), 1.0 - s.replay) for s in series])
-        self.level = np.concatenate([s.lr_level() for s in series])
         self.log_level = np.log(np.maximum(self.level, 1e-300))
-        self.in_stage = self.s1_cpt > 0
         self._ld: dict[tuple[float, float, float], np.ndarray] = {}
 
     def ld(self, C: float, beta: float, gamma: float) -> np.ndarray:
@@ -75,12 +73,6 @@ class DropModel:
                 self._ld.clear()
             self._ld[key] = ld_sum(self.pairs, C, beta, gamma)
         return self._ld[key]
-
-    def shape(self, E: float, beta: float, kappa: float, gamma: float) -> np.ndarray:
-        from evertrain.laws.cpt import lr_level_factor, replay_share
-
-        share = replay_share(self.keep, kappa) * lr_level_factor(self.level, gamma)
-        return share * (1.0 - (1.0 + E * self.keep * self.s1_cpt) ** -beta)
 
     def predict(self, theta: np.ndarray) -> np.ndarray:
         p = params_of(theta)
@@ -198,8 +190,6 @@ def fit_distribution(
     start: Mapping[str, float] | None = None,
 ) -> tuple[dict[str, float], float]:
     from scipy.optimize import least_squares
-
-    from evertrain.laws.cpt import _huber
 
     # the search (grid, local fits, bootstrap refits) on the coarse pairs; a fit from the grid
     # ends with a polish on the exact ones

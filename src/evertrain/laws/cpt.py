@@ -777,20 +777,33 @@ def load_cpt_law(path: str | Path) -> CPTLaw:
 # --------------------------------------------------------------------------------------------
 
 
-class _Model:
+class _ShiftData:
+    """The shift term's inputs over fixed series, stacked point by point; both annealing
+    terms' models (this module's and :mod:`evertrain.laws._cpt_drop`'s) build on it."""
+
+    def __init__(self, series: Sequence[_Series]) -> None:
+        self.s1_cpt = np.concatenate([s.s1_cpt for s in series])
+        self.keep = np.concatenate([np.full(len(s.points), 1.0 - s.replay) for s in series])
+        self.level = np.concatenate([s.lr_level() for s in series])
+        self.in_stage = self.s1_cpt > 0
+
+    def shape(self, E: float, beta: float, kappa: float, gamma: float) -> np.ndarray:
+        """The shift term divided by B."""
+        share = replay_share(self.keep, kappa) * lr_level_factor(self.level, gamma)
+        return share * (1.0 - (1.0 + E * self.keep * self.s1_cpt) ** -beta)
+
+
+class _Model(_ShiftData):
     """The law of one distribution over fixed series, with the S2 of each lambda cached."""
 
     def __init__(self, series: list[_Series], warmup_steps: int | None) -> None:
+        super().__init__(series)
         self.series = series
         probe = AnnealingLaw(warmup="peak", warmup_steps=warmup_steps)
         self.eta = [probe.effective_lr(s.lr) for s in series]
         self.s1 = np.concatenate(
             [np.cumsum(e)[s.points] for e, s in zip(self.eta, series, strict=True)]
         )
-        self.s1_cpt = np.concatenate([s.s1_cpt for s in series])
-        self.keep = np.concatenate([np.full(len(s.points), 1.0 - s.replay) for s in series])
-        self.level = np.concatenate([s.lr_level() for s in series])
-        self.in_stage = self.s1_cpt > 0
         self._s2: dict[float, np.ndarray] = {}
 
     def s2(self, lam: float) -> np.ndarray:
@@ -803,11 +816,6 @@ class _Model:
                 parts.append(AnnealingLaw._s2(drops, lam, s.points, with_grad=False)[0])
             self._s2[lam] = np.concatenate(parts)
         return self._s2[lam]
-
-    def shape(self, E: float, beta: float, kappa: float, gamma: float) -> np.ndarray:
-        """The shift term divided by B."""
-        share = replay_share(self.keep, kappa) * lr_level_factor(self.level, gamma)
-        return share * (1.0 - (1.0 + E * self.keep * self.s1_cpt) ** -beta)
 
     def predict(self, theta: np.ndarray) -> np.ndarray:
         p = _params(theta)
