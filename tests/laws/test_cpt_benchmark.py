@@ -1,5 +1,5 @@
 """benchmarks/cpt_law.py still runs end to end (its --toy mode: a tiny base, the 2 x 2 x 3 grid,
-two fit sets) and writes every key the results file promises; its figures mean nothing."""
+three fit sets) and writes every key the results file promises; its figures mean nothing."""
 
 from __future__ import annotations
 
@@ -22,12 +22,15 @@ def test_toy_benchmark_writes_the_evidence_keys(tmp_path):
     payload = run_toy("cpt_law.py", tmp_path, "--workers", "1", timeout=600)
     for key in HEADLINE:
         assert key in payload
-    assert payload["fit_set"] == payload["fit_sets"]["main"]["runs"]
+    # the headline is the fit set the library's design rule picks from the grid's axes
+    assert payload["fit_set"] == payload["fit_sets"]["designed"]["runs"]
+    assert payload["fit_set"] == ["cosine-peak0.01-replay0", "cosine-peak0.005-replay0.25",
+                                  "wsd-peak0.01-replay0.5"]  # fmt: skip
     assert 0.0 <= payload["interval_coverage"] <= 1.0
     assert payload["grid"]["runs_per_shift"] == 12  # 2 schedules x 2 peaks x 3 replays
     strong = payload["shifts"]["strong"]
     assert strong["grid_run_wall_seconds"] > 0
-    for label in ("main", "spread"):
+    for label in ("designed", "main", "spread"):
         result = strong[label]
         assert result["held_out"] == 9 and len(result["rows"]) == 12
         assert sum(row["in_fit"] for row in result["rows"].values()) == 3
@@ -51,6 +54,11 @@ def test_toy_benchmark_writes_the_evidence_keys(tmp_path):
     assert all(len({name.rsplit("replay", 1)[1] for name in row["fit_set"]}) >= 2
                for row in designs["rows"])  # fmt: skip
     assert designs["prede_old"]["min"] <= designs["prede_old"]["median"]
+    spanning = strong["spanning"]  # the sets the design rule admits (toy: the first 2)
+    assert spanning["designs"] == 2
+    for row in spanning["rows"]:
+        assert sorted(name.rsplit("replay", 1)[1] for name in row["fit_set"]) == ["0", "0.25", "0.5"]
+        assert {name.split("-")[0] for name in row["fit_set"]} == {"cosine", "wsd"}
     assert payload["scale"]["params"] > 0 and payload["benchmark_seconds"] > 0
     assert payload["notes"]
 
@@ -91,6 +99,17 @@ def test_paired_terms_counts_the_same_fit_sets_under_both_terms(tmp_path, monkey
     write("b1.json", [0.009, 0.1], [0.004, 0.1])  # another fit set: refused, not paired
     with pytest.raises(SystemExit, match="different fit sets"):
         module.paired_terms(pairs)
+
+
+def test_the_design_rule_admits_36_fit_sets_of_the_grid_and_picks_one(monkeypatch):
+    module = _load_script(monkeypatch)
+    keys = [(s, p, r) for s in module.SCHEDULES for p in module.PEAKS for r in module.REPLAYS]
+    admitted = module.spanning_designs(keys, module.FIT_SET_DESIGNED)
+    # replay 0, 0.25, 0.5 one run each, 4 cells each (4^3 = 64), minus the sets at one peak
+    # (2 x 2^3 = 16) or of one schedule (16), plus those of both (4, subtracted twice): 36
+    assert len(admitted) == 36 and len(set(admitted)) == 36
+    assert module.FIT_SET_DESIGNED in admitted
+    assert module.FIT_SET not in admitted and module.FIT_SET_SPREAD in admitted
 
 
 def test_a_chosen_replay_outside_the_sweep_gets_a_spec_of_its_own(tmp_path, monkeypatch):

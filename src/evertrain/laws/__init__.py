@@ -7,7 +7,8 @@ numpy/scipy only. Two laws share one interface (:class:`Law`):
 
 :class:`CPTLaw` (Wang, Tissue et al. 2025) predicts continual stages (old- and new-data losses
 of a recipe: schedule, replay ratio, length) from a base run and a few continual runs;
-:mod:`evertrain.laws.intervals` gives every law bootstrap prediction bands.
+:func:`design_fit_runs` picks the continual runs to fit it on; :mod:`evertrain.laws.intervals`
+gives every law bootstrap prediction bands.
 """
 
 from evertrain.laws._ld import multi_power_ld, multi_power_ld_naive
@@ -46,6 +47,7 @@ from evertrain.laws.curves import (
     shared_curve_lr,
     shared_curves_dir,
 )
+from evertrain.laws.design import FitRun, design_fit_runs
 from evertrain.laws.intervals import Band, bootstrap_law, coverage, law_band
 from evertrain.laws.mpl import MultiPowerLaw
 
@@ -56,7 +58,9 @@ __all__ = [
     "CPTLaw",
     "CPTPrediction",
     "ContinualRun",
+    "FitRun",
     "Recipe",
+    "design_fit_runs",
     "bootstrap_law",
     "coverage",
     "law_band",

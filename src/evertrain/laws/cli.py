@@ -438,7 +438,8 @@ def compare(
 # --------------------------------------------------------------------------------------------
 
 cpt_app = typer.Typer(
-    help="The continual pre-training law: fit on a base run and continual runs, predict "
+    help="The continual pre-training law: choose the runs to fit on (design), fit on a base "
+    "run and continual runs, predict "
     "old- and new-data losses of any recipe, optimise a recipe for a goal.",
     no_args_is_help=True,
 )
@@ -470,6 +471,79 @@ def _write_cpt_csv(path: Path, prediction: Any) -> None:
                 row += [repr(float(prediction.lower[d][i])), repr(float(prediction.upper[d][i]))]
         writer.writerow(row)
     atomic_write_text(path, buffer.getvalue())
+
+
+def _number_list(text: str, option: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{option} {text!r} must be comma-separated numbers") from None
+    if not values:
+        raise ValueError(f"{option} {text!r}: give one or more numbers")
+    return values
+
+
+@cpt_app.command("design")
+def cpt_design(
+    peaks: Annotated[str, typer.Option(help="re-warm peak LRs you consider, comma-separated")],
+    replays: Annotated[
+        str, typer.Option(help="replay ratios you consider, comma-separated")
+    ] = "0,0.05,0.1,0.25,0.5",
+    families: Annotated[str, typer.Option(help="schedule families you consider")] = "cosine,wsd",
+    runs: Annotated[int, typer.Option(help="continual runs to train for the fit")] = 3,
+    steps: Annotated[int, typer.Option(help="stage length in updates")] = 1000,
+    warmup: Annotated[int | None, typer.Option(help="re-warm steps (default: steps/50)")] = None,
+    floor_ratio: Annotated[float, typer.Option(help="final LR as a share of the peak")] = 0.1,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="JSON with the runs' recipes")
+    ] = None,
+) -> None:
+    """Which continual runs to train first, so that the law fitted on them predicts the rest:
+    they span the peaks, replay ratios and schedule families you consider."""
+
+    def body() -> None:
+        from evertrain.laws.cpt import recipe_spec
+        from evertrain.laws.design import design_fit_runs
+
+        if output is not None:
+            check_output_file(output, "-o")
+        if steps < 2:
+            raise ValueError(f"--steps {steps} must be >= 2")
+        rewarm = warmup if warmup is not None else max(0, steps // 50)
+        if not 0 <= rewarm < steps:
+            raise ValueError(f"--warmup {rewarm} must be in [0, --steps {steps})")
+        if not 0.0 <= floor_ratio <= 1.0:
+            raise ValueError(f"--floor-ratio {floor_ratio:g} must be in [0, 1]")
+        family_list = [f.strip() for f in families.split(",") if f.strip()]
+        bad = sorted(set(family_list) - {"cosine", "wsd"})
+        if bad:
+            raise ValueError(f"--families {bad}: choose from cosine, wsd")
+        chosen = design_fit_runs(
+            _number_list(peaks, "--peaks"), _number_list(replays, "--replays"), family_list, runs
+        )
+        rows = []
+        for run in chosen:
+            spec = recipe_spec(run.family, run.peak, steps, rewarm, floor_ratio)
+            text = f"schedule={schedule_label(spec)};replay={run.replay:g};steps={steps}"
+            rows.append({"family": run.family, "peak": run.peak, "replay": run.replay,
+                         "schedule": spec, "recipe": text})  # fmt: skip
+        typer.echo(f"train these {len(rows)} continual runs, then `evertrain law cpt fit` on them:")
+        for row in rows:
+            typer.echo(f"  {row['recipe']}")
+        missing = []
+        if len({r.peak for r in chosen}) < 2:
+            missing.append("one peak: gamma stays 0, other peaks are extrapolated")
+        if len({r.replay for r in chosen}) < 2:
+            missing.append("one replay ratio: kappa stays 1, other ratios are extrapolated")
+        if len({r.family for r in chosen}) < 2:
+            missing.append("one schedule family: the loss drop's shape is seen on one decay")
+        for note in missing:
+            typer.echo(f"  note: {note}")
+        if output is not None:
+            atomic_write_json(output, {"runs": rows, "steps": steps, "warmup": rewarm})
+            typer.echo(f"  -> {output}")
+
+    _run(body)
 
 
 @cpt_app.command("fit")
@@ -539,7 +613,10 @@ def cpt_fit(
         if not law.kappa_fitted:
             typer.echo("  kappa not fitted (one replay ratio): fixed at 1")
         if not law.gamma_fitted:
-            typer.echo("  gamma not fitted (one peak LR): fixed at 0, the paper's form")
+            typer.echo(
+                "  gamma not fitted (one peak LR): fixed at 0, the paper's form; other peaks are "
+                "extrapolated (`evertrain law cpt design` names runs that span them)"
+            )
 
     _run(body)
 
@@ -602,7 +679,10 @@ def cpt_predict(
                 f"  {_band_text(p.final('new'), p.lower.get('new'), p.upper.get('new'))}"
             )
         for note in notes:
-            typer.echo(f"warning: {note}: the law extrapolates there (fit on runs that span it)")
+            typer.echo(
+                f"warning: {note}: the law extrapolates there (fit on runs that span it; "
+                "`evertrain law cpt design` picks them)"
+            )
         if csv_path:
             typer.echo(f"csv -> {', '.join(str(t) for t in targets)}")
         if plot is not None:

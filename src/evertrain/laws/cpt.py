@@ -443,7 +443,8 @@ class CPTLaw:
                 )
                 warnings.warn(
                     f"recipe {recipe.label()!r}: {'; '.join(outside.values())}: the law "
-                    f"extrapolates there{why}; fit on runs that span what you predict",
+                    f"extrapolates there{why}; fit on runs that span what you predict "
+                    "(evertrain.laws.design_fit_runs, `evertrain law cpt design`)",
                     stacklevel=2,
                 )
         loss = self.predict_with(params, recipe, grid, lr)

@@ -1,0 +1,138 @@
+"""design_fit_runs and `evertrain law cpt design`: which continual runs to fit the CPT law on."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import evertrain.laws.design as design_module
+from evertrain.cli import app
+from evertrain.laws import FitRun, LawError, design_fit_runs, lr_array, parse_recipe
+
+GRID = {"peaks": (1e-2, 3e-3), "replays": (0.0, 0.05, 0.1, 0.25, 0.5)}
+
+
+def test_three_runs_on_the_benchmark_grid_span_every_axis():
+    runs = design_fit_runs(**GRID)
+    # replay spread on its own first (0, 0.25, 0.5, not 0, 0.05, 0.5); then, of the sets with
+    # both peaks and both families, the maximin one: its closest pair is sqrt(0.5^2 + 1) apart
+    # (one replay step and one other axis), tied with others, of which it has the largest sum
+    # of distances (1.118 + 1.414 + 1.5) and comes first in the grid's order
+    assert runs == [FitRun("cosine", 1e-2, 0.0), FitRun("cosine", 3e-3, 0.25),
+                    FitRun("wsd", 1e-2, 0.5)]  # fmt: skip
+
+
+def test_two_runs_take_the_extremes_and_both_families():
+    assert design_fit_runs(**GRID, runs=2) == [
+        FitRun("cosine", 1e-2, 0.0),
+        FitRun("wsd", 3e-3, 0.5),
+    ]
+
+
+def test_no_value_is_used_more_often_than_the_run_count_forces():
+    runs = design_fit_runs(**GRID, runs=4)
+    peaks = [r.peak for r in runs]
+    assert peaks.count(1e-2) == peaks.count(3e-3) == 2
+    assert sorted(r.replay for r in runs) == [0.0, 0.1, 0.25, 0.5]  # four distinct, spread
+    assert {r.family for r in runs} == {"cosine", "wsd"}
+
+
+def test_one_family_and_one_peak_spread_the_replay_ratios():
+    runs = design_fit_runs((1e-2,), (0.0, 0.05, 0.1, 0.3, 0.5), families=("cosine",), runs=3)
+    assert runs == [FitRun("cosine", 1e-2, r) for r in (0.0, 0.3, 0.5)]  # 0.3: 0.2 from both
+
+
+def test_peaks_are_spread_in_log():
+    runs = design_fit_runs((1e-2, 5e-3, 1e-3, 1e-4), (0.0, 0.5), runs=3)
+    # log spacing: 1e-3 is the peak farthest from both 1e-2 and 1e-4 (5e-3 would be in linear)
+    assert sorted({r.peak for r in runs}) == [1e-4, 1e-3, 1e-2]
+
+
+def test_the_greedy_search_of_large_grids_keeps_the_rules(monkeypatch):
+    monkeypatch.setattr(design_module, "EXHAUSTIVE_LIMIT", 0)
+    peaks = list(np.geomspace(1e-4, 1e-2, 9))
+    replays = list(np.linspace(0.0, 0.5, 11))
+    runs = design_fit_runs(peaks, replays, runs=5)
+    assert len(set(runs)) == 5
+    assert runs[0] == FitRun("cosine", max(peaks), 0.0)  # grown from the grid's first run
+    assert {r.family for r in runs} == {"cosine", "wsd"}
+    assert len({r.peak for r in runs}) == 5 and len({r.replay for r in runs}) == 5
+    assert min(r.peak for r in runs) == min(peaks) and max(r.replay for r in runs) == 0.5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"peaks": (), "replays": (0.0,)}, "give one or more peaks"),
+        ({"peaks": (0.0, 1e-3), "replays": (0.0,)}, "must be > 0"),
+        ({"peaks": (1e-3,), "replays": (0.0, 1.0)}, "must be in [0, 1)"),
+        ({"peaks": (1e-3,), "replays": (0.0,), "runs": 3}, "1 families x 1 peaks x 1 replay"),
+        ({"peaks": (1e-3,), "replays": (0.0,), "runs": 0}, "runs=0"),
+    ],
+)
+def test_bad_grids_are_one_line_errors(kwargs, message):
+    kwargs.setdefault("families", ("cosine",))
+    with pytest.raises(LawError, match=None) as info:
+        design_fit_runs(**kwargs)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_cli_prints_recipes_that_predict_and_fit_read(tmp_path):
+    out = tmp_path / "design.json"
+    result = CliRunner().invoke(
+        app, ["law", "cpt", "design", "--peaks", "1e-2,3e-3", "--steps", "500", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    lines = [line.strip() for line in result.output.splitlines() if "schedule=" in line]
+    assert len(lines) == 3 and "note:" not in result.output
+    payload = json.loads(out.read_text())
+    assert [row["recipe"] for row in payload["runs"]] == lines
+    for line, row in zip(lines, payload["runs"], strict=True):
+        recipe = parse_recipe(line)
+        lr = lr_array(recipe.schedule, recipe.steps)
+        assert recipe.steps == 500 and recipe.replay == row["replay"]
+        assert math.isclose(float(lr.max()), row["peak"], rel_tol=1e-12)
+        floor = 0.1 * row["peak"]
+        assert floor * (1 - 1e-12) <= float(lr[-1]) <= 1.1 * floor  # one update above the floor
+        assert lr[0] < lr[9] < lr[10] == pytest.approx(row["peak"])  # re-warm: steps/50 = 10
+
+
+def test_the_docs_show_what_the_command_prints(tmp_path, monkeypatch):
+    page = (Path(__file__).resolve().parents[2] / "docs" / "laws.md").read_text()
+    command = next(
+        line for line in page.splitlines() if line.startswith("evertrain law cpt design")
+    )
+    shown = page.split(command, 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, command.split()[1:])
+    assert result.exit_code == 0, result.output
+    assert result.output == shown
+
+
+def test_cli_says_what_a_one_peak_design_cannot_fit():
+    result = CliRunner().invoke(app, ["law", "cpt", "design", "--peaks", "1e-2"])
+    assert result.exit_code == 0, result.output
+    assert "one peak: gamma stays 0" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--peaks", "1e-2,x"], "--peaks '1e-2,x' must be comma-separated numbers"),
+        (["--peaks", "1e-2", "--families", "cosine,linear"], "--families ['linear']"),
+        (["--peaks", "1e-2", "--steps", "1"], "--steps 1 must be >= 2"),
+        (["--peaks", "1e-2", "--runs", "40"], "add values or ask for fewer runs"),
+    ],
+)
+def test_cli_bad_input_exits_2_with_one_line(args, message, tmp_path):
+    result = CliRunner().invoke(
+        app, ["law", "cpt", "design", *args, "-o", str(tmp_path / "d.json")]
+    )
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not (tmp_path / "d.json").exists()
