@@ -95,6 +95,12 @@ def suggest(
             "the compared runs share one replay ratio, so the law's replay rate (kappa) was not "
             "fitted: compare runs with two or more replay ratios for a replay you can trust"
         )
+    if not law.gamma_fitted:
+        notes.append(
+            "the compared runs share one peak LR, so the law's LR-level term (gamma) was not "
+            "fitted and every other peak is extrapolated: `evertrain law cpt design` names the "
+            "runs to add"
+        )
     # the law's own warnings (e.g. a replay outside the fitted ones), once each
     notes += sorted({str(w.message) for w in caught if issubclass(w.category, UserWarning)})
     lines += [f"  warning: {note}" for note in notes]
