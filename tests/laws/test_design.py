@@ -126,7 +126,10 @@ def test_cli_says_what_a_one_peak_design_cannot_fit():
         (["--peaks", "1e-2,x"], "--peaks '1e-2,x' must be comma-separated numbers"),
         (["--peaks", "1e-2", "--families", "cosine,linear"], "--families ['linear']"),
         (["--peaks", "1e-2", "--steps", "1"], "--steps 1 must be >= 2"),
-        (["--peaks", "1e-2", "--runs", "40"], "add values or ask for fewer runs"),
+        (["--peaks", "1e-2", "--runs", "40"], "--runs 40 must be in [1, 10]"),
+        (["--peaks", "1e-2,0"], "--peaks '1e-2,0': every peak LR must be > 0"),
+        (["--peaks", "1e-2", "--replays", "0,1"], "--replays '0,1': every replay ratio"),
+        (["--peaks", ""], "--peaks '': give one or more numbers"),
     ],
 )
 def test_cli_bad_input_exits_2_with_one_line(args, message, tmp_path):

@@ -518,9 +518,19 @@ def cpt_design(
         bad = sorted(set(family_list) - {"cosine", "wsd"})
         if bad:
             raise ValueError(f"--families {bad}: choose from cosine, wsd")
-        chosen = design_fit_runs(
-            _number_list(peaks, "--peaks"), _number_list(replays, "--replays"), family_list, runs
-        )
+        peak_list = _number_list(peaks, "--peaks")
+        replay_list = _number_list(replays, "--replays")
+        if min(peak_list) <= 0:
+            raise ValueError(f"--peaks {peaks!r}: every peak LR must be > 0")
+        if min(replay_list) < 0 or max(replay_list) >= 1:
+            raise ValueError(f"--replays {replays!r}: every replay ratio must be in [0, 1)")
+        size = len(set(family_list)) * len(set(peak_list)) * len(set(replay_list))
+        if not 1 <= runs <= size:
+            raise ValueError(
+                f"--runs {runs} must be in [1, {size}]: the families x peaks x replays you gave "
+                "make that many recipes (add values or ask for fewer runs)"
+            )
+        chosen = design_fit_runs(peak_list, replay_list, family_list, runs)
         rows = []
         for run in chosen:
             spec = recipe_spec(run.family, run.peak, steps, rewarm, floor_ratio)
