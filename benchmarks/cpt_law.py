@@ -91,6 +91,9 @@ FIT_SET = (("cosine", 1e-2, 0.0), ("cosine", 1e-2, 0.25), ("cosine", 1e-2, 0.5))
 #: A variant: three runs that differ in schedule, peak and replay at once.
 FIT_SET_SPREAD = (("cosine", 1e-2, 0.0), ("wsd", 3e-3, 0.25), ("cosine", 3e-3, 0.5))
 TOY_REPLAYS = (0.0, 0.25, 0.5)
+TOY_PEAKS = (1e-2, 5e-3)
+TOY_FIT_SET = (("cosine", 1e-2, 0.0), ("cosine", 1e-2, 0.25), ("cosine", 1e-2, 0.5))
+TOY_FIT_SET_SPREAD = (("cosine", 1e-2, 0.0), ("wsd", 5e-3, 0.25), ("cosine", 5e-3, 0.5))
 
 
 def designed_fit_set(peaks: tuple[float, ...], replays: tuple[float, ...]) -> tuple[Key, ...]:
@@ -98,9 +101,6 @@ def designed_fit_set(peaks: tuple[float, ...], replays: tuple[float, ...]) -> tu
     return tuple((r.family, r.peak, r.replay) for r in design_fit_runs(peaks, replays, SCHEDULES))
 
 
-TOY_PEAKS = (1e-2, 5e-3)
-TOY_FIT_SET = (("cosine", 1e-2, 0.0), ("cosine", 1e-2, 0.25), ("cosine", 1e-2, 0.5))
-TOY_FIT_SET_SPREAD = (("cosine", 1e-2, 0.0), ("wsd", 5e-3, 0.25), ("cosine", 5e-3, 0.5))
 #: the fit set the library's design rule picks (``evertrain.laws.design_fit_runs``): the headline
 FIT_SET_DESIGNED = designed_fit_set(PEAKS, REPLAYS)
 TOY_FIT_SET_DESIGNED = designed_fit_set(TOY_PEAKS, TOY_REPLAYS)
