@@ -73,6 +73,8 @@ def test_the_greedy_search_of_large_grids_keeps_the_rules(monkeypatch):
         ({"peaks": (1e-3,), "replays": (0.0, 1.0)}, "must be in [0, 1)"),
         ({"peaks": (1e-3,), "replays": (0.0,), "runs": 3}, "1 families x 1 peaks x 1 replay"),
         ({"peaks": (1e-3,), "replays": (0.0,), "runs": 0}, "runs=0"),
+        # a family recipe_spec cannot build is refused, not turned into a WSD later
+        ({"peaks": (1e-3,), "replays": (0.0,), "families": ("linear",)}, "families ['linear']"),
     ],
 )
 def test_bad_grids_are_one_line_errors(kwargs, message):
@@ -139,3 +141,11 @@ def test_cli_bad_input_exits_2_with_one_line(args, message, tmp_path):
     assert result.exit_code == 2
     assert message in result.output
     assert not (tmp_path / "d.json").exists()
+
+
+def test_recipe_spec_refuses_a_family_it_cannot_build():
+    from evertrain.laws.cpt import recipe_spec
+
+    assert recipe_spec("wsd", 1e-2, 100, 2, 0.1)["name"] == "wsd"
+    with pytest.raises(LawError, match="schedule family 'linear': choose from cosine, wsd"):
+        recipe_spec("linear", 1e-2, 100, 2, 0.1)  # was: silently a WSD

@@ -502,7 +502,7 @@ def cpt_design(
     they span the peaks, replay ratios and schedule families you consider."""
 
     def body() -> None:
-        from evertrain.laws.cpt import recipe_spec
+        from evertrain.laws.cpt import RECIPE_FAMILIES, recipe_spec
         from evertrain.laws.design import design_fit_runs
 
         if output is not None:
@@ -515,9 +515,9 @@ def cpt_design(
         if not 0.0 <= floor_ratio <= 1.0:
             raise ValueError(f"--floor-ratio {floor_ratio:g} must be in [0, 1]")
         family_list = [f.strip() for f in families.split(",") if f.strip()]
-        bad = sorted(set(family_list) - {"cosine", "wsd"})
+        bad = sorted(set(family_list) - set(RECIPE_FAMILIES))
         if bad:
-            raise ValueError(f"--families {bad}: choose from cosine, wsd")
+            raise ValueError(f"--families {bad}: choose from {', '.join(RECIPE_FAMILIES)}")
         peak_list = _number_list(peaks, "--peaks")
         replay_list = _number_list(replays, "--replays")
         if min(peak_list) <= 0:

@@ -84,6 +84,8 @@ ANNEALING_TERMS = ("annealing", "multi-power")
 #: the term a law fitted without saying takes: on the CPT benchmark's grid the multi-power loss
 #: drop predicted held-out runs better on most fit sets of three bases (``docs/laws.md``)
 DEFAULT_ANNEALING = "multi-power"
+#: the stage schedule families a searched or designed recipe can take (:func:`recipe_spec`)
+RECIPE_FAMILIES = ("cosine", "wsd")
 #: parameters a law written before they existed may lack, and the value that keeps its meaning
 DEFAULT_PARAMS = {"gamma": 0.0}
 #: Local fits from the best starts of the 72-point grid (216 when gamma is fitted), ranked by
@@ -594,7 +596,7 @@ class CPTLaw:
         floor_ratio: float = 0.1,
         replays: Sequence[float] | None = None,
         peaks: Sequence[float] | None = None,
-        families: Sequence[str] = ("cosine", "wsd"),
+        families: Sequence[str] = RECIPE_FAMILIES,
         interval: float | None = None,
     ) -> dict[str, Any]:
         """The recipe (schedule family, peak LR, replay ratio) best for ``goal`` at a stage of
@@ -617,7 +619,7 @@ class CPTLaw:
             if high <= low * 1.001:
                 low, high = 0.5 * low, 2.0 * high
             peaks = [float(f"{p:.4g}") for p in np.geomspace(low, high, 7)]
-        bad = [f for f in families if f not in ("cosine", "wsd")]
+        bad = [f for f in families if f not in RECIPE_FAMILIES]
         if bad:
             raise LawError(f"schedule families {bad}: choose from cosine, wsd")
         params = self._require()
@@ -979,6 +981,8 @@ def recipe_spec(
 ) -> dict[str, Any]:
     """The stage schedule of a searched recipe: ``cosine`` or ``wsd`` (20 % linear decay) from a
     linear re-warm of ``warmup`` steps to ``peak``, down to ``floor_ratio x peak``."""
+    if family not in RECIPE_FAMILIES:  # not silently a WSD
+        raise LawError(f"schedule family {family!r}: choose from {', '.join(RECIPE_FAMILIES)}")
     floor = float(f"{peak * floor_ratio:.6g}")  # a readable spec: no 0.00030000000000000003
     if family == "cosine":
         return {"name": "cosine", "peak": peak, "total": steps, "warmup": warmup, "floor": floor}

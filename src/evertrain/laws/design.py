@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evertrain.laws.cpt import RECIPE_FAMILIES
 from evertrain.laws.curves import LawError
 
 #: exhaustive search up to this many candidate sets; beyond it, greedy maximin
@@ -52,18 +53,22 @@ class FitRun:
 def design_fit_runs(
     peaks: Sequence[float],
     replays: Sequence[float],
-    families: Sequence[str] = ("cosine", "wsd"),
+    families: Sequence[str] = RECIPE_FAMILIES,
     runs: int = 3,
 ) -> list[FitRun]:
     """The ``runs`` recipes of the grid ``families x peaks x replays`` to fit the law on (see the
-    module's docstring for the rule). Raises :class:`LawError` for an empty axis, a peak <= 0, a
-    replay ratio outside [0, 1) or ``runs`` outside [1, grid size]."""
+    module's docstring for the rule). Raises :class:`LawError` for an empty axis, a family other
+    than :data:`~evertrain.laws.cpt.RECIPE_FAMILIES`, a peak <= 0, a replay ratio outside [0, 1)
+    or ``runs`` outside [1, grid size]."""
     peaks = sorted({float(p) for p in peaks}, reverse=True)
     replays = sorted({float(r) for r in replays})
     families = list(dict.fromkeys(families))
     for name, axis in (("peaks", peaks), ("replays", replays), ("families", families)):
         if not axis:
             raise LawError(f"design: give one or more {name}")
+    unknown = [f for f in families if f not in RECIPE_FAMILIES]
+    if unknown:
+        raise LawError(f"design: families {unknown}: choose from {', '.join(RECIPE_FAMILIES)}")
     if min(peaks) <= 0:
         raise LawError(f"design: peaks {peaks} must be > 0")
     if min(replays) < 0 or max(replays) >= 1:
