@@ -300,6 +300,24 @@ def test_cli_fit_predict_optimize(run_folders, tmp_path) -> None:
     assert "replay" in result.output and "new-data loss" in result.output
 
 
+@pytest.mark.usefixtures("few_cpt_starts")
+def test_cli_fit_takes_more_than_three_continual_runs(run_folders, tmp_path) -> None:
+    # `law cpt design --runs 5` names five runs to train: `law cpt fit` must take them all
+    import shutil
+
+    shutil.copytree(run_folders / "cos0", tmp_path / "cos0-again")
+    out = tmp_path / "law.json"
+    runs = [str(run_folders / n) for n in STAGES] + [str(tmp_path / "cos0-again")]
+    result = CliRunner().invoke(
+        app, ["cpt", "fit", str(run_folders / "base"), *runs, "-o", str(out), "--bootstrap", "0"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["fit"]["runs"][1:] == [*STAGES, "cos0-again"]
+    result = CliRunner().invoke(app, ["cpt", "fit", str(run_folders / "base"), "-o", str(out)])
+    assert result.exit_code == 2
+    assert "one or more continual runs (1 RUN given)" in result.output
+
+
 def test_cli_run_without_per_distribution_eval_is_one_line_exit_2(run_folders, tmp_path) -> None:
     from .cpt_synth import BASE_SPEC
 

@@ -561,8 +561,10 @@ def cpt_fit(
     runs: Annotated[
         list[Path],
         typer.Argument(
-            help="the base run first, then one to three continual runs from it: evertrain run "
-            "folders (eval losses per distribution) or CSV files (step, lr, loss_old, loss_new)"
+            help="the base run first, then one or more continual runs from it (three spanning "
+            "your peaks, replay ratios and schedules fit every parameter; `law cpt design` names "
+            "them): evertrain run folders (eval losses per distribution) or CSV files (step, lr, "
+            "loss_old, loss_new)"
         ),
     ],
     output: Annotated[Path, typer.Option("-o", "--output", help="law JSON to write")] = Path(
@@ -601,9 +603,9 @@ def cpt_fit(
         from evertrain.laws.cpt import CPTLaw, read_cpt_runs
 
         check_output_file(output, "-o")
-        if len(runs) < 2 or len(runs) > 4:
+        if len(runs) < 2:
             raise ValueError(
-                f"give the base run then one to three continual runs ({len(runs)} RUN given)"
+                f"give the base run then one or more continual runs ({len(runs)} RUN given)"
             )
         if bootstrap < 0 or bootstrap == 1:
             raise ValueError(f"--bootstrap {bootstrap}: give 0 (no bands) or >= 2 resamples")

@@ -1178,7 +1178,7 @@ def read_cpt_runs(
     base_path = Path(base)
     paths = [Path(p) for p in runs]
     if not paths:
-        raise LawError("give one to three continual runs after the base run (the first RUN)")
+        raise LawError("give one or more continual runs after the base run (the first RUN)")
     if replay is not None and len(replay) not in (0, len(paths)):
         raise LawError(
             f"--replay given {len(replay)} times for {len(paths)} continual runs: once per run"
