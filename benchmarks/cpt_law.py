@@ -96,9 +96,12 @@ TOY_FIT_SET = (("cosine", 1e-2, 0.0), ("cosine", 1e-2, 0.25), ("cosine", 1e-2, 0
 TOY_FIT_SET_SPREAD = (("cosine", 1e-2, 0.0), ("wsd", 5e-3, 0.25), ("cosine", 5e-3, 0.5))
 
 
-def designed_fit_set(peaks: tuple[float, ...], replays: tuple[float, ...]) -> tuple[Key, ...]:
-    """The 3 runs ``evertrain law cpt design`` picks from the grid (the library's rule)."""
-    return tuple((r.family, r.peak, r.replay) for r in design_fit_runs(peaks, replays, SCHEDULES))
+def designed_fit_set(
+    peaks: tuple[float, ...], replays: tuple[float, ...], runs: int = 3
+) -> tuple[Key, ...]:
+    """The ``runs`` runs ``evertrain law cpt design`` picks from the grid (the library's rule)."""
+    chosen = design_fit_runs(peaks, replays, SCHEDULES, runs=runs)
+    return tuple((r.family, r.peak, r.replay) for r in chosen)
 
 
 #: the fit set the library's design rule picks (``evertrain.laws.design_fit_runs``): the headline
@@ -299,14 +302,15 @@ def held_out_errors(
     return {d: statistics.fmean(v) for d, v in errors.items()}
 
 
-def random_designs(keys: list[Key], n: int, seed: int) -> list[tuple[Key, ...]]:
-    """``n`` distinct 3-run fit sets with two or more replay ratios (seeded, reproducible)."""
+def random_designs(keys: list[Key], n: int, seed: int, size: int = 3) -> list[tuple[Key, ...]]:
+    """``n`` distinct ``size``-run fit sets with two or more replay ratios (seeded,
+    reproducible)."""
     rng = random.Random(seed)
     designs: list[tuple[Key, ...]] = []
     for _ in range(1000 * max(1, n)):
         if len(designs) == n:
             break
-        pick = tuple(sorted(rng.sample(keys, 3)))
+        pick = tuple(sorted(rng.sample(keys, size)))
         if len({k[2] for k in pick}) >= 2 and pick not in designs:
             designs.append(pick)
     return designs
@@ -414,6 +418,23 @@ def close_key(key: Key, grid: dict[Key, Any]) -> Key | None:
 # One shift
 
 
+def grid_runs(
+    shift: str,
+    scale: bench.Scale,
+    specs: dict[str, dict],
+    out: Path,
+    workers: int,
+    grid_keys: list[Key],
+) -> tuple[dict[Key, dict], Path, Any, dict[Key, Any]]:
+    """The grid's cells of ``shift`` (trained first where not finished): their specs, the base
+    folder, and the base and continual runs as the law reads them."""
+    cells = {key: run_spec(specs, shift, key, out, scale) for key in grid_keys}
+    train_missing({f"{shift}/{key_name(k)}": s for k, s in cells.items()}, specs, workers, shift)
+    base_dir = Path(specs[f"seed-{SEED}/base"]["out_dir"])
+    base, read = read_cpt_runs(base_dir, [s["out_dir"] for s in cells.values()])
+    return cells, base_dir, base, dict(zip(cells, read, strict=True))
+
+
 def run_shift(
     shift: str,
     scale: bench.Scale,
@@ -429,11 +450,7 @@ def run_shift(
     designs: int = 0,
     spanning: int | None = None,
 ) -> dict[str, Any]:
-    cells = {key: run_spec(specs, shift, key, out, scale) for key in grid_keys}
-    train_missing({f"{shift}/{key_name(k)}": s for k, s in cells.items()}, specs, workers, shift)
-    base_dir = Path(specs[f"seed-{SEED}/base"]["out_dir"])
-    base, read = read_cpt_runs(base_dir, [s["out_dir"] for s in cells.values()])
-    runs = dict(zip(cells, read, strict=True))
+    cells, base_dir, base, runs = grid_runs(shift, scale, specs, out, workers, grid_keys)
     walls = [continual_runs.load_run(s["out_dir"]).wall_seconds for s in cells.values()]
     steps = len(next(iter(runs.values())).lr)
     warmup = max(1, round(0.01 * steps))  # the grid's 1 % linear re-warm, in updates
