@@ -1,6 +1,6 @@
 """Evidence for the CPT law (issue 13): fit on 3 continual runs, predict a grid of held-out ones.
 
-    python benchmarks/cpt_law.py                 # the benchmark (~17-19 min on 2 cores)
+    python benchmarks/cpt_law.py                 # the benchmark (~6 min on 2 cores)
     python benchmarks/cpt_law.py --toy --workers 1   # tiny sizes, prints the JSON (a test runs it)
     python benchmarks/cpt_law.py --base-seed 1       # the grid on another base: cpt_law_seed1.json
     python benchmarks/cpt_law.py --tables            # the docs' tables, per base seed too

@@ -1,6 +1,6 @@
 """How many continual runs to fit the CPT law on (issue 13): held-out error by run count.
 
-    python benchmarks/cpt_law_runs.py                  # ~15 min on 2 cores, cpt_law.py's grid
+    python benchmarks/cpt_law_runs.py                  # ~4-5 min on 2 cores, cpt_law.py's grid
     python benchmarks/cpt_law_runs.py --base-seed 1    # that base's grid: cpt_law_runs_seed1.json
     python benchmarks/cpt_law_runs.py --tables         # the docs' table, every base seed
     python benchmarks/cpt_law_runs.py --toy --workers 1    # tiny sizes, prints the JSON (a test)
@@ -9,8 +9,9 @@
 misses the old data's target there. This asks whether more runs would, on the same grid (the
 runs of ``cpt_law.py``, trained here where missing). Per shift:
 
-* ``all_runs``: the law fitted on every run of the grid, scored on the same runs: the error of
-  the law's form itself on this data, a floor no fit set can go below;
+* ``all_runs``: the law fitted on every run of the grid, scored on the same runs: how well one
+  law of this form fits every recipe at once (a reference, not a strict floor: a fit set scored
+  on the other runs only can do better on those);
 * ``by_run_count[n]``, ``n`` in :data:`RUN_COUNTS`: the ``n`` runs ``evertrain law cpt design
   --runs n`` picks, point-fitted and scored on the other runs; beside it
   :data:`cpt_law.DESIGNS` random ``n``-run sets (two or more replay ratios), their quartiles;
@@ -55,8 +56,8 @@ TOY_FULL_COUNTS = (4,)
 TOY_RANDOM = 2
 
 
-def all_runs_floor(base: Any, runs: dict[cpt_law.Key, Any]) -> dict[str, Any]:
-    """The law fitted on every run and scored on them: final-loss errors of its form."""
+def all_runs_fit(base: Any, runs: dict[cpt_law.Key, Any]) -> dict[str, Any]:
+    """The law fitted on every run and scored on the same runs (final-loss errors)."""
     law = CPTLaw(annealing=cpt_law.ANNEALING).fit(base, list(runs.values()))
     errors: dict[str, list[float]] = {"old": [], "new": []}
     for key, run in runs.items():
@@ -120,31 +121,46 @@ def same_runs_as(path: Path, shift: str, runs: dict[cpt_law.Key, Any]) -> dict[s
 
 
 def table(payloads: list[dict[str, Any]]) -> str:
-    lines = ["| shift | base | runs | designed: prede_old / prede_new | random: median old / new "
-             "(old q25-q75) | random meeting both <= 0.01 |", "|---|---|---|---|---|---|"]  # fmt: skip
-    for payload in payloads:
-        seed = payload["scale"]["seed"]
-        for shift, entry in payload["shifts"].items():
-            for n, row in entry["by_run_count"].items():
-                d, r = row["designed"], row["random"]
-                lines.append(
-                    f"| {shift} | {seed} | {n} | {d['prede_old']:.4f} / {d['prede_new']:.4f} | "
-                    f"{r['prede_old']['median']:.4f} / {r['prede_new']['median']:.4f} "
-                    f"({r['prede_old']['q25']:.4f}-{r['prede_old']['q75']:.4f}) | "
-                    f"{r['share_meeting_both']:.0%} |"
-                )
-            floor = entry["all_runs"]
-            lines.append(f"| {shift} | {seed} | all {floor['runs']} (in-sample) | "
-                         f"{floor['prede_old']:.4f} / {floor['prede_new']:.4f} | | |")  # fmt: skip
-    full = ["| shift | base | fit set | prede_old | prede_new | coverage (90 % band) | "
-            "chosen_vs_best_gap |", "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for payload in payloads:
-        for shift, entry in payload["shifts"].items():
-            for label, r in entry.items():
-                if label.startswith("designed_"):
-                    full.append(f"| {shift} | {payload['scale']['seed']} | {label} | "
-                                f"{r['prede_old']:.4f} | {r['prede_new']:.4f} | "
-                                f"{r['interval_coverage']:.2f} | {r['chosen_vs_best_gap']:+.4f} |")  # fmt: skip
+    """The docs' tables, one figure per base in each cell (the bases' files in seed order)."""
+    bases = " / ".join(str(p["scale"]["seed"]) for p in payloads)
+
+    def cells(shift: str, *path: str, fmt: str = "{:.4f}") -> str:
+        values = []
+        for payload in payloads:
+            value: Any = payload["shifts"][shift]
+            for key in path:
+                value = value[key]
+            values.append(fmt.format(value))
+        return " / ".join(values)
+
+    lines = [f"| shift | runs | designed: prede_old (bases {bases}) | designed: prede_new | "
+             "random sets: median prede_old | random sets: median prede_new | random sets "
+             "meeting both <= 0.01 |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for shift, entry in payloads[0]["shifts"].items():
+        for n in entry["by_run_count"]:
+            at = ("by_run_count", n)
+            lines.append(
+                f"| {shift} | {n} | {cells(shift, *at, 'designed', 'prede_old')} | "
+                f"{cells(shift, *at, 'designed', 'prede_new')} | "
+                f"{cells(shift, *at, 'random', 'prede_old', 'median')} | "
+                f"{cells(shift, *at, 'random', 'prede_new', 'median')} | "
+                f"{cells(shift, *at, 'random', 'share_meeting_both', fmt='{:.0%}')} |"
+            )
+        lines.append(
+            f"| {shift} | all {entry['all_runs']['runs']}, in-sample | "
+            f"{cells(shift, 'all_runs', 'prede_old')} | {cells(shift, 'all_runs', 'prede_new')} "
+            "| | | |"
+        )
+    full = [f"| shift | fit set | prede_old (bases {bases}) | prede_new | coverage (90 % band) "
+            "| chosen_vs_best_gap |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for shift, entry in payloads[0]["shifts"].items():
+        for label in (k for k in entry if k.startswith("designed_")):
+            full.append(
+                f"| {shift} | {label} | {cells(shift, label, 'prede_old')} | "
+                f"{cells(shift, label, 'prede_new')} | "
+                f"{cells(shift, label, 'interval_coverage', fmt='{:.2f}')} | "
+                f"{cells(shift, label, 'chosen_vs_best_gap', fmt='{:+.4f}')} |"
+            )
     return "\n".join(lines) + "\n\n" + "\n".join(full)
 
 
@@ -205,7 +221,7 @@ def main() -> None:
     for shift in shifts:
         print(f"{shift}:", flush=True)
         _, _, base, runs = cpt_law.grid_runs(shift, scale, specs, out, args.workers, grid_keys)
-        entry: dict[str, Any] = {"all_runs": all_runs_floor(base, runs)}
+        entry: dict[str, Any] = {"all_runs": all_runs_fit(base, runs)}
         print(f"  all {len(runs)} runs, in-sample: {entry['all_runs']['prede_old']:.4f}/"
               f"{entry['all_runs']['prede_new']:.4f}", flush=True)  # fmt: skip
         entry["by_run_count"] = by_run_count(base, runs, counts, peaks, replays, n_random)

@@ -17,9 +17,9 @@ def test_toy_run_count_benchmark_writes_its_keys(tmp_path):
     payload = run_toy("cpt_law_runs.py", tmp_path, "--workers", "1", timeout=600)
     assert payload["run_counts"] == [3, 4] and payload["full_counts"] == [4]
     strong = payload["shifts"]["strong"]
-    floor = strong["all_runs"]
-    assert floor["runs"] == 12  # 2 schedules x 2 peaks x 3 replays, all fitted at once
-    assert 0 < floor["prede_old"] <= floor["worst_old"]
+    every = strong["all_runs"]
+    assert every["runs"] == 12  # 2 schedules x 2 peaks x 3 replays, all fitted at once
+    assert 0 < every["prede_old"] <= every["worst_old"]
     for n in ("3", "4"):
         row = strong["by_run_count"][n]
         assert len(row["designed"]["fit_set"]) == int(n)

@@ -490,7 +490,13 @@ def cpt_design(
         str, typer.Option(help="replay ratios you consider, comma-separated")
     ] = "0,0.05,0.1,0.25,0.5",
     families: Annotated[str, typer.Option(help="schedule families you consider")] = "cosine,wsd",
-    runs: Annotated[int, typer.Option(help="continual runs to train for the fit")] = 3,
+    runs: Annotated[
+        int,
+        typer.Option(
+            help="continual runs to train for the fit: 3 fit every parameter; more predict "
+            "better (docs/laws.md, 'How many runs to fit on')"
+        ),
+    ] = 3,
     steps: Annotated[int, typer.Option(help="stage length in updates")] = 1000,
     warmup: Annotated[int | None, typer.Option(help="re-warm steps (default: steps/50)")] = None,
     floor_ratio: Annotated[float, typer.Option(help="final LR as a share of the peak")] = 0.1,
