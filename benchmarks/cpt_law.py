@@ -288,10 +288,14 @@ def held_out_errors(
     law: CPTLaw, runs: dict[Key, Any], fit_keys: tuple[Key, ...]
 ) -> dict[str, float]:
     """Mean relative error of the final loss over the runs not in ``fit_keys`` (point law)."""
+    errors = final_errors(law, {k: r for k, r in runs.items() if k not in fit_keys})
+    return {d: statistics.fmean(v) for d, v in errors.items()}
+
+
+def final_errors(law: CPTLaw, runs: dict[Key, Any]) -> dict[str, list[float]]:
+    """Each run's relative error of the predicted final loss, per distribution (point law)."""
     errors: dict[str, list[float]] = {"old": [], "new": []}
     for key, run in runs.items():
-        if key in fit_keys:
-            continue
         recipe = Recipe(run.lr, run.replay, len(run.lr), name=key_name(key))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -299,7 +303,7 @@ def held_out_errors(
         for d in errors:
             measured = float(run.loss[d][-1])
             errors[d].append(abs(float(pred.loss[d][-1]) - measured) / measured)
-    return {d: statistics.fmean(v) for d, v in errors.items()}
+    return errors
 
 
 def random_designs(keys: list[Key], n: int, seed: int, size: int = 3) -> list[tuple[Key, ...]]:

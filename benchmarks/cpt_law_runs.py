@@ -36,7 +36,6 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import continual as bench  # noqa: E402  (the sibling benchmarks: data, base, runs, scoring)
 import cpt_law  # noqa: E402
 from evertrain._atomic import atomic_write_json  # noqa: E402
-from evertrain.laws.cpt import CPTLaw, Recipe  # noqa: E402
+from evertrain.laws.cpt import CPTLaw  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "cpt_law_runs.json"
 RUN_COUNTS = (3, 4, 5, 6)
@@ -59,15 +58,7 @@ TOY_RANDOM = 2
 def all_runs_fit(base: Any, runs: dict[cpt_law.Key, Any]) -> dict[str, Any]:
     """The law fitted on every run and scored on the same runs (final-loss errors)."""
     law = CPTLaw(annealing=cpt_law.ANNEALING).fit(base, list(runs.values()))
-    errors: dict[str, list[float]] = {"old": [], "new": []}
-    for key, run in runs.items():
-        recipe = Recipe(run.lr, run.replay, len(run.lr), name=cpt_law.key_name(key))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            pred = law.predict(recipe, steps=run.steps[-1:])
-        for d in errors:
-            measured = float(run.loss[d][-1])
-            errors[d].append(abs(float(pred.loss[d][-1]) - measured) / measured)
+    errors = cpt_law.final_errors(law, runs)
     return {
         "runs": len(runs),
         **{f"prede_{d}": statistics.fmean(v) for d, v in errors.items()},
