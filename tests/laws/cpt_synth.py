@@ -37,10 +37,16 @@ def make_runs(
 
 
 def draw_runs(
-    law: CPTLaw, noise: float, seed: int, every: int, base_every: int
+    law: CPTLaw,
+    noise: float,
+    seed: int,
+    every: int,
+    base_every: int,
+    stages: dict[str, tuple[dict, float]] | None = None,
 ) -> tuple[BaseRun, list[ContinualRun]]:
-    """The base (evaluated every ``base_every`` updates) and :data:`STAGES` (every ``every``)
-    under ``law``, with relative log-normal ``noise``."""
+    """The base (evaluated every ``base_every`` updates) and ``stages`` (default
+    :data:`STAGES`; evaluated every ``every``) under ``law``, with relative log-normal
+    ``noise``."""
     rng = np.random.default_rng(seed)
     base_lr = lr_array(BASE_SPEC, 3000)
     base_steps = np.arange(base_every - 1, OFFSET, base_every)
@@ -50,7 +56,7 @@ def draw_runs(
     base_loss = {d: v * np.exp(noise * rng.standard_normal(len(v))) for d, v in base_loss.items()}
     base = BaseRun("base", base_lr, base_steps, base_loss)
     runs = []
-    for name, (spec, replay) in STAGES.items():
+    for name, (spec, replay) in (STAGES if stages is None else stages).items():
         recipe = Recipe(spec, replay, 2000)
         steps = np.arange(every - 1, 2000, every)
         pred = law.predict(recipe, steps)

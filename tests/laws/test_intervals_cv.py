@@ -105,3 +105,72 @@ def test_held_out_coverage_of_a_misspecified_law_needs_the_cv_term(tmp_path) -> 
     b = loaded.predict(HELD_OUT[1], STEPS, interval=0.9)
     np.testing.assert_allclose(a.upper["old"], b.upper["old"])
     np.testing.assert_allclose(a.lower["new"], b.lower["new"])
+
+
+@pytest.mark.usefixtures("few_cpt_starts")
+def test_the_band_is_calibrated_on_folds_that_interpolate() -> None:
+    """Four runs, one of them inside the others' peaks and replay ratios. Held out, the other
+    three are extremes (their fold extrapolates) and one is the only run at its peak (its fold
+    also holds ``gamma`` fixed); a recipe inside the fitted ranges takes its quantile from the
+    interpolating fold only, one outside from all; with no interpolating fold, from the folds
+    that fit the full law's parameters; with none of those, from all."""
+    from . import cpt_synth
+
+    cosine = cpt_synth.STAGES["cos0"][0]
+    stages = {
+        **cpt_synth.STAGES,
+        "cos50": ({**cosine, "peak": 1e-3, "floor": 1e-4}, 0.5),
+        "cos10": ({**cosine, "peak": 7e-4, "floor": 7e-5}, 0.1),
+    }
+    base, runs = cpt_synth.draw_runs(cpt_synth.true_law(), 1e-3, 3, 50, 50, stages=stages)
+    law = CPTLaw(annealing="annealing").fit(base, runs, bootstrap=4, seed=0)
+    cv = law.bootstrap["cross_validation"]
+    assert law.gamma_fitted and law.kappa_fitted
+    assert list(cv["reduced"]) == []  # without wsd25 the peaks are still 7e-4 and 1e-3
+    assert sorted(cv["extrapolated"]) == ["cos0", "cos50", "wsd25"]
+    assert "replay 0 outside" in cv["extrapolated"]["cos0"][0]
+    assert "peak 0.0005 outside" in cv["extrapolated"]["wsd25"][0]
+
+    def scores(d: str, *names: str) -> list[float]:
+        return [e for name in names for e in cv["scores"][d][name]]
+
+    for d in ("old", "new"):
+        assert cv_quantile(law, d, 0.9) == conformal_quantile(scores(d, "cos10"), 0.9)
+        everything = scores(d, *(r.name for r in runs))
+        assert cv_quantile(law, d, 0.9, interpolating=False) == conformal_quantile(everything, 0.9)
+    # a recipe outside the fitted peaks is banded with every fold's scores
+    outside = Recipe({**cosine, "peak": 3e-3, "floor": 3e-4}, 0.1, 2000)
+    inside = Recipe({**cosine, "peak": 8e-4, "floor": 8e-5}, 0.2, 2000)
+    assert law.extrapolation(outside) and not law.extrapolation(inside)
+    wide = law.predict(outside, STEPS, interval=0.9, warn=False)
+    assert np.all(wide.lower["old"] <= wide.loss["old"])
+
+    # no interpolating fold: those that fit what the full law fits; none of those either: all
+    cv["extrapolated"] = {r.name: ["outside"] for r in runs}
+    cv["reduced"] = {"wsd25": "fixes gamma (its runs share one peak)"}
+    kept = scores("old", "cos0", "cos50", "cos10")
+    assert cv_quantile(law, "old", 0.9) == conformal_quantile(kept, 0.9)
+    cv["reduced"] = {r.name: "fixes gamma" for r in runs}
+    assert cv_quantile(law, "old", 0.9) == conformal_quantile(
+        scores("old", *cv["scores"]["old"]), 0.9
+    )
+
+
+@pytest.mark.usefixtures("few_cpt_starts")
+def test_a_fold_that_must_fix_gamma_is_recorded() -> None:
+    """Two runs at one peak and one at another: holding out the only other-peak run leaves a
+    fold that cannot fit ``gamma``, and the law's record says so."""
+    from . import cpt_synth
+
+    stages = dict(cpt_synth.STAGES)
+    stages["cos50"] = ({**stages["cos50"][0], "peak": 1e-3, "floor": 1e-4}, 0.5)
+    base, runs = cpt_synth.draw_runs(cpt_synth.true_law(), 1e-3, 3, 50, 50, stages=stages)
+    law = CPTLaw(annealing="annealing").fit(base, runs, bootstrap=4, seed=0)
+    cv = law.bootstrap["cross_validation"]
+    assert list(cv["reduced"]) == ["wsd25"]  # the only run at peak 5e-4
+    assert cv["reduced"]["wsd25"] == "fixes gamma (its runs share one peak)"
+    # every held-out run is an extreme of its fold: the quantile falls back to the folds that
+    # fit gamma (cos0 and cos50)
+    assert sorted(cv["extrapolated"]) == ["cos0", "cos50", "wsd25"]
+    kept = cv["scores"]["old"]["cos0"] + cv["scores"]["old"]["cos50"]
+    assert cv_quantile(law, "old", 0.9) == conformal_quantile(kept, 0.9)

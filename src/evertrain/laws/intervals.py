@@ -31,7 +31,13 @@ the held-out points, which grows along the stage and where the fold extrapolates
 residual sd ``sigma``): ``score = |e| / s(x)``, about a standard normal's size when the law is
 right, larger when it is not. A band at level ``q`` is then, on each side, the wider of the
 bootstrap band and ``pred x exp(+-Q s(x))``, ``s`` now the full law's scale at the new recipe's
-points and ``Q`` the conformal quantile (rank ``ceil((n+1) q)`` of the ``n`` scores). It stays an estimate from the fitted runs: a recipe that
+points and ``Q`` the conformal quantile (rank ``ceil((n+1) q)`` of the ``n`` scores). Scores
+calibrate only cases like the ones they were measured on: for a recipe inside the fitted peaks
+and replay ratios, ``Q`` is taken over the folds that interpolated too (their held-out run inside
+the fold's own ranges, ``"extrapolated"`` lists the others) and fitted the full law's parameters
+(a fold that lost the only run at another peak holds ``gamma`` at its default: a smaller law's
+error, ``"reduced"``); failing those, the folds that fitted the full law's parameters; failing
+those, all folds (a recipe outside the ranges always takes all). It stays an estimate from the fitted runs: a recipe that
 differs from all of them more than they differ from each other (another peak when all share
 one) can still be missed, and one continual run leaves nothing to hold out (bootstrap band only,
 recorded in the law's ``bootstrap["band"]``).
@@ -290,6 +296,8 @@ def cross_validate_cpt(
     assert law.fit_report
     residuals: dict[str, dict[str, list[float]]] = {d: {} for d in DISTRIBUTIONS}
     scores: dict[str, dict[str, list[float]]] = {d: {} for d in DISTRIBUTIONS}
+    reduced: dict[str, str] = {}
+    extrapolated: dict[str, list[str]] = {}
     for index, held in enumerate(runs):
         others = [run for run in runs if run is not held]
         fold = CPTLaw(
@@ -297,9 +305,15 @@ def cross_validate_cpt(
             annealing=law.annealing,
         )  # fmt: skip
         fold.fit(base, others, n_starts=n_starts)
+        fixed = _fixed_by_fold(law, fold)
+        if fixed:
+            reduced[held.name] = fixed
         series, losses, _ = fold._series(base, others)
         fold.bootstrap = bootstrap_cpt(fold, series, losses, n=n_bootstrap, seed=seed + 1 + index)
         recipe = Recipe(held.lr, held.replay, len(held.lr), name=held.name)
+        outside = fold.extrapolation(recipe, np.asarray(held.lr, dtype=np.float64))
+        if outside:
+            extrapolated[held.name] = outside
         with warnings.catch_warnings():
             # a fold of one replay ratio predicting another: expected here, said in the docs
             warnings.simplefilter("ignore")
@@ -314,6 +328,10 @@ def cross_validate_cpt(
     return {
         "method": "leave-one-run-out refits (base always kept), scores |residual| / fold's scale",
         "held_out": [run.name for run in runs],
+        # folds that had to fix a parameter the full law fits, and folds whose held-out run lies
+        # outside their own fitted ranges: kept, and chosen among by cv_scores
+        "reduced": reduced,
+        "extrapolated": extrapolated,
         "fold_bootstrap": n_bootstrap,
         "noise": {d: _noise(law, d) for d in DISTRIBUTIONS},
         "residuals": residuals,
@@ -327,14 +345,49 @@ def _noise(law: CPTLaw, d: str) -> float:
     return float(np.std(np.concatenate([np.asarray(r, dtype=np.float64) for r in report.values()])))
 
 
-def cv_quantile(law: CPTLaw, d: str, level: float) -> float | None:
+def _fixed_by_fold(law: CPTLaw, fold: CPTLaw) -> str:
+    """What a leave-one-run-out fold had to hold fixed that the full law fits ('' if nothing):
+    holding out the only run at another peak fixes ``gamma``, the last run at another replay
+    ratio fixes ``kappa``."""
+    fixed = [
+        f"{name} (its runs share one {axis})"
+        for name, axis, full, part in (
+            ("gamma", "peak", law.gamma_fitted, fold.gamma_fitted),
+            ("kappa", "replay ratio", law.kappa_fitted, fold.kappa_fitted),
+        )
+        if full and not part
+    ]
+    return "fixes " + " and ".join(fixed) if fixed else ""
+
+
+def cv_scores(cv: Mapping[str, Any], d: str, *, interpolating: bool = True) -> list[float]:
+    """The scores the band's quantile is taken over. Conformal scores calibrate a band only for
+    cases like the ones they were measured on, so for a recipe inside the law's fitted ranges
+    (``interpolating``) they are those of the folds that also interpolated -- their held-out run
+    inside the fold's own fitted peaks and replay ratios (not ``cv["extrapolated"]``) -- with
+    the same parameters fitted as the full law (not ``cv["reduced"]``: holding out the only run
+    at another peak leaves ``gamma`` at its default, a smaller law's error). When no fold is
+    such a fold (three runs that span the axes: each one held out is an extreme), the folds
+    that fit the full law's parameters, and failing those, every fold: then the band is
+    knowingly conservative. A recipe outside the fitted ranges takes every fold's scores."""
+    names = list(cv["scores"][d])
+    if not interpolating:
+        return [e for name in names for e in cv["scores"][d][name]]
+    reduced = cv.get("reduced") or {}
+    extrapolated = cv.get("extrapolated") or {}
+    full = [name for name in names if name not in reduced]
+    kept = [name for name in full if name not in extrapolated] or full or names
+    return [e for name in kept for e in cv["scores"][d][name]]
+
+
+def cv_quantile(law: CPTLaw, d: str, level: float, *, interpolating: bool = True) -> float | None:
     """The conformal quantile ``Q`` of distribution ``d``'s cross-validated scores (None when
-    the law has none): its band reaches ``Q x scale`` in log space on each side."""
+    the law has none): its band reaches ``Q x scale`` in log space on each side; the scores
+    are :func:`cv_scores`' for a recipe inside (``interpolating``) or outside the fitted ranges."""
     cv = (law.bootstrap or {}).get("cross_validation")
     if not cv:
         return None
-    pooled = [e for run in cv["scores"][d].values() for e in run]
-    return conformal_quantile(pooled, level)
+    return conformal_quantile(cv_scores(cv, d, interpolating=interpolating), level)
 
 
 def cpt_band(
@@ -352,12 +405,13 @@ def cpt_band(
         )
     point = law.predict_with(law._require(), recipe, steps, stage_lr)
     per_draw = _draws(law, recipe, steps, stage_lr)
+    interpolating = not law.extrapolation(recipe, stage_lr)
     lower, upper = {}, {}
     for d in DISTRIBUTIONS:
         draws = np.array([row[d] for row in per_draw])
         low, high = band_from_draws(draws, boot["residual_quantiles"][d], level)
         lower[d], upper[d] = np.minimum(low, point[d]), np.maximum(high, point[d])
-        quantile = cv_quantile(law, d, level)
+        quantile = cv_quantile(law, d, level, interpolating=interpolating)
         if quantile is not None:
             halfwidth = quantile * _log_scale(draws, boot["cross_validation"]["noise"][d])
             lower[d] = np.minimum(lower[d], point[d] * np.exp(-halfwidth))
