@@ -7,10 +7,10 @@ loss drop's shape from schedules that decay differently (cosine, WSD). A fit set
 of these differences leaves that parameter at its default and the law extrapolates along that
 axis. On evertrain's CPT benchmark a fit on three runs at one peak missed the other peak's final
 losses by 2 % (median) and up to 5 %; over the 36 three-run sets this rule admits there, the
-median held-out error was 0.4-1.1 % (``docs/laws.md``, "CPT law: evidence"). Spanning the axes
+median held-out error was 0.4-1.2 % (``docs/laws.md``, "CPT law: evidence"). Spanning the axes
 is what avoids the one-peak failure; it does not make any one such set good (their errors range
-0.2-2.4 %). More runs do: there, the five runs the rule picks for ``runs=5`` predicted the strong
-shift's old data to 0.3-0.6 % on three bases, against 1.0-1.3 % for its three
+0.2-3.1 %). More runs do: there, the five runs the rule picks for ``runs=5`` predicted the strong
+shift's old data to 0.4-0.5 % on three bases, against 1.1-1.3 % for its three
 (``benchmarks/cpt_law_runs.py``; "How many runs to fit on" in the docs).
 
 :func:`design_fit_runs` picks ``runs`` recipes from a candidate grid (families x peaks x
