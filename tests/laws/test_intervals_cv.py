@@ -138,7 +138,8 @@ def test_the_band_is_calibrated_on_folds_that_interpolate() -> None:
         assert cv_quantile(law, d, 0.9) == conformal_quantile(scores(d, "cos10"), 0.9)
         everything = scores(d, *(r.name for r in runs))
         assert cv_quantile(law, d, 0.9, interpolating=False) == conformal_quantile(everything, 0.9)
-    # a recipe outside the fitted peaks is banded with every fold's scores
+    # a recipe outside the fitted peaks still gets a band (cpt_band takes every fold's scores
+    # for it: the interpolating=False quantile checked above)
     outside = Recipe({**cosine, "peak": 3e-3, "floor": 3e-4}, 0.1, 2000)
     inside = Recipe({**cosine, "peak": 8e-4, "floor": 8e-5}, 0.2, 2000)
     assert law.extrapolation(outside) and not law.extrapolation(inside)

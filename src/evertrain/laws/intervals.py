@@ -311,14 +311,14 @@ def cross_validate_cpt(
         series, losses, _ = fold._series(base, others)
         fold.bootstrap = bootstrap_cpt(fold, series, losses, n=n_bootstrap, seed=seed + 1 + index)
         recipe = Recipe(held.lr, held.replay, len(held.lr), name=held.name)
-        outside = fold.extrapolation(recipe, np.asarray(held.lr, dtype=np.float64))
+        stage_lr = np.asarray(held.lr, dtype=np.float64)
+        outside = fold.extrapolation(recipe, stage_lr)
         if outside:
             extrapolated[held.name] = outside
         with warnings.catch_warnings():
             # a fold of one replay ratio predicting another: expected here, said in the docs
             warnings.simplefilter("ignore")
             pred = fold.predict(recipe, steps=held.steps, warn=False)
-        stage_lr = np.asarray(held.lr, dtype=np.float64)
         draws = _draws(fold, recipe, held.steps, stage_lr)
         for d in DISTRIBUTIONS:
             error = np.log(held.loss[d]) - np.log(pred.loss[d])
@@ -371,12 +371,12 @@ def cv_scores(cv: Mapping[str, Any], d: str, *, interpolating: bool = True) -> l
     that fit the full law's parameters, and failing those, every fold: then the band is
     knowingly conservative. A recipe outside the fitted ranges takes every fold's scores."""
     names = list(cv["scores"][d])
-    if not interpolating:
-        return [e for name in names for e in cv["scores"][d][name]]
-    reduced = cv.get("reduced") or {}
-    extrapolated = cv.get("extrapolated") or {}
-    full = [name for name in names if name not in reduced]
-    kept = [name for name in full if name not in extrapolated] or full or names
+    kept = names
+    if interpolating:
+        reduced = cv.get("reduced") or {}
+        extrapolated = cv.get("extrapolated") or {}
+        full = [name for name in names if name not in reduced]
+        kept = [name for name in full if name not in extrapolated] or full or names
     return [e for name in kept for e in cv["scores"][d][name]]
 
 
