@@ -155,8 +155,11 @@ def table(payloads: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n\n" + "\n".join(full)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def grid_args(doc: str, results: Path) -> argparse.Namespace:
+    """The command line of a script that scores laws on ``cpt_law.py``'s grid (this one,
+    ``cpt_law_split.py``), checked: a bad ``--workers`` or ``--base-seed`` exits 2. Sets the
+    grid's base seed and, for another base, the default results file's ``_seed<N>`` name."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--continual-out",
                         default=os.path.join(tempfile.gettempdir(), "evertrain-bench-continual-v3"),
                         help="benchmarks/continual.py's --out (its data and base)")  # fmt: skip
@@ -164,7 +167,7 @@ def main() -> None:
                         default=os.path.join(tempfile.gettempdir(), "evertrain-bench-cpt-law-v3"),
                         help="cpt_law.py's --out (its grid runs; missing ones are trained)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2, help="parallel runs (one thread each)")
-    parser.add_argument("--results", default=str(RESULTS), help="the JSON file to write")
+    parser.add_argument("--results", default=str(results), help="the JSON file to write")
     parser.add_argument("--base-seed", type=int, default=0,
                         help="the grid of `cpt_law.py --base-seed N` (default 0)")  # fmt: skip
     parser.add_argument("--tables", action="store_true", help="print the docs' tables and exit")
@@ -178,8 +181,30 @@ def main() -> None:
               file=sys.stderr)  # fmt: skip
         raise SystemExit(2)
     cpt_law.SEED = args.base_seed  # the grid's helpers read it at the call
-    if args.base_seed and args.results == str(RESULTS):
-        args.results = str(RESULTS.with_name(f"cpt_law_runs_seed{args.base_seed}.json"))
+    if args.base_seed and args.results == str(results):
+        args.results = str(results.with_name(f"{results.stem}_seed{args.base_seed}.json"))
+    return args
+
+
+def finish(payload: dict[str, Any], args: argparse.Namespace, script: str, started: float,
+           tables: Any) -> None:  # fmt: skip
+    """Time, machine and command into ``payload``; print it (``--toy``) or write it atomically
+    and print its ``tables``."""
+    payload["benchmark_seconds"] = time.perf_counter() - started
+    payload["machine"] = {"cpus": os.cpu_count(), "workers": args.workers}
+    payload["command"] = f"python benchmarks/{script}" + (
+        " --toy" if args.toy else f" --base-seed {cpt_law.SEED}" if cpt_law.SEED else ""
+    )
+    if args.toy:
+        print(json.dumps(payload, indent=2, default=float))
+        return
+    atomic_write_json(Path(args.results), payload)
+    print(tables([payload]))
+    print(f"wrote {args.results}")
+
+
+def main() -> None:
+    args = grid_args(__doc__, RESULTS)
     if args.tables:
         paths = [RESULTS, *sorted(RESULTS.parent.glob("cpt_law_runs_seed*.json"))]
         print(table([json.loads(p.read_text()) for p in paths if p.is_file()]))
@@ -234,17 +259,7 @@ def main() -> None:
     payload["run_counts"], payload["full_counts"] = list(counts), list(full)
     payload["scale"] = {"seed": cpt_law.SEED, "peaks": list(peaks), "replays": list(replays),
                         "schedules": list(cpt_law.SCHEDULES), "annealing": cpt_law.ANNEALING}  # fmt: skip
-    payload["benchmark_seconds"] = time.perf_counter() - started
-    payload["machine"] = {"cpus": os.cpu_count(), "workers": args.workers}
-    payload["command"] = "python benchmarks/cpt_law_runs.py" + (
-        " --toy" if args.toy else f" --base-seed {cpt_law.SEED}" if cpt_law.SEED else ""
-    )
-    if args.toy:
-        print(json.dumps(payload, indent=2, default=float))
-        return
-    atomic_write_json(Path(args.results), payload)
-    print(table([payload]))
-    print(f"wrote {args.results}")
+    finish(payload, args, "cpt_law_runs.py", started, table)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from evertrain.laws import LawError
-from evertrain.laws._cpt_drop import DropModel, theta_of
+from evertrain.laws._cpt_drop import DropModel, fit_distribution, theta_of
 from evertrain.laws._ld import exact_pairs, ld_sum_and_grads
 from evertrain.laws.cli import app
 from evertrain.laws.cpt import CPTLaw, Recipe, cpt_law_from_dict, load_cpt_law
@@ -74,6 +74,27 @@ def test_fit_recovers_known_parameters_to_one_percent() -> None:
             assert law.params[d][name] == pytest.approx(value, rel=0.01), (d, name)
 
 
+def test_fit_holds_the_parameters_it_is_told_to_and_recovers_the_rest() -> None:
+    """``fixed`` (what ``benchmarks/cpt_law_split.py`` holds in turn) pins the named parameters
+    at their values, a wrong one included, and the free ones still fit; an unknown name is an
+    error naming the law's parameters."""
+    base, runs = make_drop_runs()
+    law = CPTLaw().fit(base, runs)
+    series, losses, _ = law._series(base, runs)
+    loss = np.concatenate([part["old"] for part in losses])
+    truth = CPT_DROP_TRUE["old"]
+    held = {"kappa": truth["kappa"], "gamma": truth["gamma"]}
+    params, _ = fit_distribution(series, loss, kappa_free=True, gamma_free=True, n_starts=8,
+                                 fixed=held)  # fmt: skip
+    for name, value in truth.items():
+        assert params[name] == pytest.approx(value, rel=0.01), name
+    wrong, _ = fit_distribution(series, loss, kappa_free=True, gamma_free=True, n_starts=2,
+                                fixed={"kappa": 2.0 * truth["kappa"]})  # fmt: skip
+    assert wrong["kappa"] == pytest.approx(2.0 * truth["kappa"], rel=1e-9)
+    with pytest.raises(ValueError, match="unknown parameters \\['lam'\\]"):
+        fit_distribution(series, loss, kappa_free=True, n_starts=1, fixed={"lam": 0.9})
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_fit_on_noisy_curves_predicts_a_new_recipe(seed: int) -> None:
     """With 2e-4 relative noise on curves evaluated every 100 updates: the prediction of a
@@ -90,7 +111,10 @@ def test_fit_on_noisy_curves_predicts_a_new_recipe(seed: int) -> None:
         assert got.loss[d] == pytest.approx(truth.loss[d], rel=1e-3), d
         for name, value in CPT_DROP_TRUE[d].items():
             tight = name in ("L0", "A", "alpha", "B_drop")
-            assert law.params[d][name] == pytest.approx(value, rel=0.01 if tight else 0.1), (d, name)
+            assert law.params[d][name] == pytest.approx(value, rel=0.01 if tight else 0.1), (
+                d,
+                name,
+            )
 
 
 def test_json_round_trip_keeps_the_term_and_a_file_without_it_loads_as_fitted(tmp_path) -> None:

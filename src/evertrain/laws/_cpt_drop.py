@@ -145,6 +145,20 @@ def bounds(loss: np.ndarray, kappa_free: bool, gamma_free: bool) -> tuple[np.nda
     return np.array(lower), np.array(upper)
 
 
+def _hold(lower: np.ndarray, upper: np.ndarray, fixed: Mapping[str, float]) -> None:
+    """Pin the parameters named in ``fixed`` (in ``theta``'s coordinates) in place."""
+    unknown = sorted(set(fixed) - set(PARAM_NAMES))
+    if unknown:
+        raise ValueError(f"fixed: unknown parameters {unknown}; the law has {list(PARAM_NAMES)}")
+    # a full set of valid values, overridden by the held ones, maps them to theta's coordinates
+    filler = {"A": 1.0, "B_drop": 1.0, "C_drop": 1.0, "E": 1.0}
+    theta = theta_of({name: filler.get(name, 0.0) for name in PARAM_NAMES} | dict(fixed))
+    for name in fixed:
+        i = PARAM_NAMES.index(name)
+        width = 1e-12 * max(1.0, abs(theta[i]))
+        lower[i], upper[i] = theta[i] - width, theta[i] + width
+
+
 def _linear_start(model: DropModel, loss: np.ndarray, nonlinear: Mapping[str, float]
                   ) -> dict[str, float]:  # fmt: skip
     """L0, A, B_drop, B by weighted least squares (relative residuals) for the rest fixed."""
@@ -188,13 +202,19 @@ def fit_distribution(
     n_starts: int,
     gamma_free: bool = False,
     start: Mapping[str, float] | None = None,
+    fixed: Mapping[str, float] | None = None,
 ) -> tuple[dict[str, float], float]:
+    """One distribution's parameters and the fit's cost. ``fixed`` holds the named parameters
+    at the given values (``benchmarks/cpt_law_split.py`` holds the base's own curve, then the
+    replay/LR-level split, in turn)."""
     from scipy.optimize import least_squares
 
     # the search (grid, local fits, bootstrap refits) on the coarse pairs; a fit from the grid
     # ends with a polish on the exact ones
     coarse = DropModel(series, coarse=True)
     lower, upper = bounds(loss, kappa_free, gamma_free)
+    if fixed:
+        _hold(lower, upper, fixed)
     log_loss = np.log(loss)
 
     def residual_of(model: DropModel) -> Any:
@@ -230,6 +250,8 @@ def fit_distribution(
         candidates = [np.clip(theta_of(p), lower, upper)
                       for p in starts(coarse, loss, peak, gamma_free)]  # fmt: skip
         candidates.sort(key=lambda th: float(np.sum(_huber(residual(th)))))
+        if fixed:  # held parameters clip many starts onto the same point: refine each once
+            candidates = list({tuple(np.round(th, 12)): th for th in candidates}.values())
         candidates = candidates[:n_starts]
     best = None
     for theta0 in candidates:
