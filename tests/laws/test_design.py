@@ -92,6 +92,7 @@ def test_cli_prints_recipes_that_predict_and_fit_read(tmp_path):
     assert result.exit_code == 0, result.output
     lines = [line.strip() for line in result.output.splitlines() if "schedule=" in line]
     assert len(lines) == 3 and "note:" not in result.output
+    assert "tip: 3 run(s) predicted" in result.output and "--runs 5" in result.output
     payload = json.loads(out.read_text())
     assert [row["recipe"] for row in payload["runs"]] == lines
     for line, row in zip(lines, payload["runs"], strict=True):
@@ -120,6 +121,16 @@ def test_cli_says_what_a_one_peak_design_cannot_fit():
     result = CliRunner().invoke(app, ["law", "cpt", "design", "--peaks", "1e-2"])
     assert result.exit_code == 0, result.output
     assert "one peak: gamma stays 0" in result.output
+
+
+def test_cli_gives_no_tip_for_five_runs_or_a_grid_too_small_for_five():
+    five = CliRunner().invoke(app, ["law", "cpt", "design", "--peaks", "1e-2,3e-3", "--runs", "5"])
+    small = CliRunner().invoke(
+        app, ["law", "cpt", "design", "--peaks", "1e-2", "--replays", "0,0.5"]
+    )  # 2 families x 1 peak x 2 replays: 4 runs in all
+    for result in (five, small):
+        assert result.exit_code == 0, result.output
+        assert "tip:" not in result.output
 
 
 @pytest.mark.parametrize(
