@@ -186,6 +186,18 @@ def grid_args(doc: str, results: Path) -> argparse.Namespace:
     return args
 
 
+def grid_plan(args: argparse.Namespace, scale: bench.Scale, continual_out: Path,
+              peaks: tuple[float, ...], replays: tuple[float, ...]
+              ) -> tuple[dict[str, dict], Path, list[cpt_law.Key], str]:  # fmt: skip
+    """The grid's run specs (the data prepared first), where its runs live, its cells, and the
+    stem of the ``cpt_law*.json`` measured on the same base."""
+    paths = bench.prepare_data(continual_out, scale)
+    _, specs = bench.plan_jobs(continual_out, scale, paths)
+    grid_keys = [(s, p, r) for s in cpt_law.SCHEDULES for p in peaks for r in replays]
+    stem = "cpt_law" + (f"_seed{cpt_law.SEED}" if cpt_law.SEED else "")
+    return specs, Path(args.out), grid_keys, stem
+
+
 def finish(payload: dict[str, Any], args: argparse.Namespace, script: str, started: float,
            tables: Any) -> None:  # fmt: skip
     """Time, machine and command into ``payload``; print it (``--toy``) or write it atomically
@@ -228,11 +240,7 @@ def main() -> None:
             cpt_law.BOOTSTRAP,
             ("strong", "weak"),
         )
-    out = Path(args.out)
-    paths = bench.prepare_data(continual_out, scale)
-    _, specs = bench.plan_jobs(continual_out, scale, paths)
-    grid_keys = [(s, p, r) for s in cpt_law.SCHEDULES for p in peaks for r in replays]
-    stem = "cpt_law" + (f"_seed{cpt_law.SEED}" if cpt_law.SEED else "")
+    specs, out, grid_keys, stem = grid_plan(args, scale, continual_out, peaks, replays)
     payload: dict[str, Any] = {"shifts": {}}
     for shift in shifts:
         print(f"{shift}:", flush=True)

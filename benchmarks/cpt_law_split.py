@@ -162,11 +162,7 @@ def main() -> None:
         scale = replace(bench.BENCH, seeds=(cpt_law.SEED,))
         peaks, replays, designed = cpt_law.PEAKS, cpt_law.REPLAYS, cpt_law.FIT_SET_DESIGNED
         continual_out, shifts = Path(args.continual_out), ("strong", "weak")
-    out = Path(args.out)
-    paths = bench.prepare_data(continual_out, scale)
-    _, specs = bench.plan_jobs(continual_out, scale, paths)
-    grid_keys = [(s, p, r) for s in cpt_law.SCHEDULES for p in peaks for r in replays]
-    stem = "cpt_law" + (f"_seed{cpt_law.SEED}" if cpt_law.SEED else "")
+    specs, out, grid_keys, stem = cpt_law_runs.grid_plan(args, scale, continual_out, peaks, replays)
     payload: dict[str, Any] = {"shifts": {}}
     for shift in shifts:
         print(f"{shift}:", flush=True)
