@@ -186,6 +186,13 @@ def grid_args(doc: str, results: Path) -> argparse.Namespace:
     return args
 
 
+def seed_payloads(results: Path) -> list[dict[str, Any]]:
+    """The results of every base seed written so far: ``results``, then the ``_seed<N>`` files
+    :func:`grid_args` names, in order."""
+    paths = [results, *sorted(results.parent.glob(f"{results.stem}_seed*.json"))]
+    return [json.loads(p.read_text()) for p in paths if p.is_file()]
+
+
 def grid_plan(args: argparse.Namespace, scale: bench.Scale, continual_out: Path,
               peaks: tuple[float, ...], replays: tuple[float, ...]
               ) -> tuple[dict[str, dict], Path, list[cpt_law.Key], str]:  # fmt: skip
@@ -218,8 +225,7 @@ def finish(payload: dict[str, Any], args: argparse.Namespace, script: str, start
 def main() -> None:
     args = grid_args(__doc__, RESULTS)
     if args.tables:
-        paths = [RESULTS, *sorted(RESULTS.parent.glob("cpt_law_runs_seed*.json"))]
-        print(table([json.loads(p.read_text()) for p in paths if p.is_file()]))
+        print(table(seed_payloads(RESULTS)))
         return
     started = time.perf_counter()
     if args.toy:

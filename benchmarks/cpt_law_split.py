@@ -29,7 +29,6 @@ here. Writes ``benchmarks/results/cpt_law_split.json`` (``docs/laws.md``, "Ancho
 from __future__ import annotations
 
 import copy
-import json
 import sys
 import time
 import warnings
@@ -60,10 +59,9 @@ def anchored(law: CPTLaw, base: Any, fit_runs: list[Any]) -> CPTLaw:
     series, losses, _ = law._series(base, fit_runs)
     out = copy.copy(law)
     out.params = {}
+    flags = {"kappa_free": law.kappa_fitted, "gamma_free": law.gamma_fitted, "n_starts": N_STARTS}
     for d in DISTRIBUTIONS:
         loss = np.concatenate([part[d] for part in losses])
-        flags = {"kappa_free": law.kappa_fitted, "gamma_free": law.gamma_fitted,
-                 "n_starts": N_STARTS}  # fmt: skip
         curve, _ = fit_distribution(series[:1], losses[0][d], kappa_free=False, n_starts=N_STARTS)
         split, _ = fit_distribution(series, loss, **flags,
                                     fixed={k: curve[k] for k in ANNEALING_PART})  # fmt: skip
@@ -112,42 +110,29 @@ def summary(rows: list[dict[str, Any]], designed: list[str]) -> dict[str, Any]:
     return out
 
 
-def _cells(payloads: list[dict[str, Any]], shift: str, d: str, key: str) -> str:
-    return " / ".join(f"{p['shifts'][shift]['summary'][d][key]:.4f}" for p in payloads)
-
-
 def table(payloads: list[dict[str, Any]]) -> str:
     bases = " / ".join(str(p["scale"]["seed"]) for p in payloads)
-    lines = [f"| shift | data | median free (bases {bases}) | median anchored | anchored lower / "
+    lines = [f"| shift | data | median free (bases {bases}) | median anchored | anchored lower-"
              "higher (of 36) | worst free | worst anchored | designed set: free -> anchored |",
              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for shift in payloads[0]["shifts"]:
+        summaries = [p["shifts"][shift]["summary"] for p in payloads]  # one per base
         for d in DISTRIBUTIONS:
-
-            def cell(key: str, shift: str = shift, d: str = d) -> str:
-                return _cells(payloads, shift, d, key)
-
-            counts = " / ".join(
-                f"{p['shifts'][shift]['summary'][d]['anchored_lower']}-"
-                f"{p['shifts'][shift]['summary'][d]['anchored_higher']}"
-                for p in payloads
-            )
-            designed = " / ".join(
-                f"{p['shifts'][shift]['summary']['designed']['free'][d]:.4f} -> "
-                f"{p['shifts'][shift]['summary']['designed']['anchored'][d]:.4f}"
-                for p in payloads
-            )
-            lines.append(f"| {shift} | {d} | {cell('median_free')} | {cell('median_anchored')} "
-                         f"| {counts} | {cell('worst_free')} | {cell('worst_anchored')} | "
-                         f"{designed} |")  # fmt: skip
+            cells = [" / ".join(f"{s[d][key]:.4f}" for s in summaries)
+                     for key in ("median_free", "median_anchored", "worst_free", "worst_anchored")]  # fmt: skip
+            counts = " / ".join(f"{s[d]['anchored_lower']}-{s[d]['anchored_higher']}"
+                                for s in summaries)  # fmt: skip
+            designed = " / ".join(f"{s['designed']['free'][d]:.4f} -> "
+                                  f"{s['designed']['anchored'][d]:.4f}" for s in summaries)  # fmt: skip
+            lines.append(f"| {shift} | {d} | {cells[0]} | {cells[1]} | {counts} | {cells[2]} | "
+                         f"{cells[3]} | {designed} |")  # fmt: skip
     return "\n".join(lines)
 
 
 def main() -> None:
     args = cpt_law_runs.grid_args(__doc__, RESULTS)
     if args.tables:
-        paths = [RESULTS, *sorted(RESULTS.parent.glob("cpt_law_split_seed*.json"))]
-        print(table([json.loads(p.read_text()) for p in paths if p.is_file()]))
+        print(table(cpt_law_runs.seed_payloads(RESULTS)))
         return
     started = time.perf_counter()
     if args.toy:
