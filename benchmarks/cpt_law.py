@@ -343,6 +343,12 @@ def design_spread(
         errors = held_out_errors(law, runs, fit_keys)
         rows.append({"fit_set": [key_name(k) for k in fit_keys],
                      "prede_old": errors["old"], "prede_new": errors["new"]})  # fmt: skip
+    return spread_summary(rows)
+
+
+def spread_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Quartiles of ``rows``' ``prede_old`` / ``prede_new`` and the share meeting both 1 %
+    targets (the rows kept)."""
 
     def quantiles(values: list[float]) -> dict[str, float]:
         q = np.quantile(values, [0.0, 0.25, 0.5, 0.75, 1.0])
