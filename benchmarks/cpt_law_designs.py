@@ -32,12 +32,10 @@ import sys
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import continual as bench  # noqa: E402  (the sibling benchmarks: data, base, runs, scoring)
 import cpt_law  # noqa: E402
 import cpt_law_runs  # noqa: E402  (command line, grid, writer)
 from evertrain.laws.cpt import CPTLaw  # noqa: E402
@@ -133,14 +131,7 @@ def main() -> None:
         print(table(cpt_law_runs.seed_payloads(RESULTS)))
         return
     started = time.perf_counter()
-    if args.toy:
-        scale = replace(bench.TOY, seeds=(cpt_law.SEED,), replay_ratios=cpt_law.TOY_REPLAYS)
-        peaks, replays = cpt_law.TOY_PEAKS, cpt_law.TOY_REPLAYS
-        continual_out, shifts = Path(args.out) / "continual", ("strong",)
-    else:
-        scale = replace(bench.BENCH, seeds=(cpt_law.SEED,))
-        peaks, replays = cpt_law.PEAKS, cpt_law.REPLAYS
-        continual_out, shifts = Path(args.continual_out), ("strong", "weak")
+    scale, peaks, replays, continual_out, shifts = cpt_law_runs.grid_scale(args)
     designed = {n: cpt_law.designed_fit_set(peaks, replays, runs=n) for n in (3, 4)}
     specs, out, grid_keys, stem = cpt_law_runs.grid_plan(args, scale, continual_out, peaks, replays)
     payload: dict[str, Any] = {"shifts": {}}

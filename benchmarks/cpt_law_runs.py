@@ -193,6 +193,18 @@ def seed_payloads(results: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in paths if p.is_file()]
 
 
+def grid_scale(args: argparse.Namespace
+               ) -> tuple[bench.Scale, tuple[float, ...], tuple[float, ...], Path, tuple[str, ...]]:  # fmt: skip
+    """The grid's scale, peaks, replay ratios, data folder and shifts: ``cpt_law.py``'s grid on
+    the chosen base seed, or its tiny ``--toy`` one (strong shift only, under ``--out``)."""
+    if args.toy:
+        scale = replace(bench.TOY, seeds=(cpt_law.SEED,), replay_ratios=cpt_law.TOY_REPLAYS)
+        toy_out = Path(args.out) / "continual"
+        return scale, cpt_law.TOY_PEAKS, cpt_law.TOY_REPLAYS, toy_out, ("strong",)
+    scale = replace(bench.BENCH, seeds=(cpt_law.SEED,))
+    return scale, cpt_law.PEAKS, cpt_law.REPLAYS, Path(args.continual_out), ("strong", "weak")
+
+
 def grid_plan(args: argparse.Namespace, scale: bench.Scale, continual_out: Path,
               peaks: tuple[float, ...], replays: tuple[float, ...]
               ) -> tuple[dict[str, dict], Path, list[cpt_law.Key], str]:  # fmt: skip
@@ -228,24 +240,13 @@ def main() -> None:
         print(table(seed_payloads(RESULTS)))
         return
     started = time.perf_counter()
+    scale, peaks, replays, continual_out, shifts = grid_scale(args)
     if args.toy:
-        scale = replace(bench.TOY, seeds=(cpt_law.SEED,), replay_ratios=cpt_law.TOY_REPLAYS)
-        peaks, replays = cpt_law.TOY_PEAKS, cpt_law.TOY_REPLAYS
         counts, full, n_random = TOY_RUN_COUNTS, TOY_FULL_COUNTS, TOY_RANDOM
-        continual_out, bootstrap, shifts = (
-            Path(args.out) / "continual",
-            cpt_law.TOY_BOOTSTRAP,
-            ("strong",),
-        )
+        bootstrap = cpt_law.TOY_BOOTSTRAP
     else:
-        scale = replace(bench.BENCH, seeds=(cpt_law.SEED,))
-        peaks, replays = cpt_law.PEAKS, cpt_law.REPLAYS
         counts, full, n_random = RUN_COUNTS, FULL_COUNTS, cpt_law.DESIGNS
-        continual_out, bootstrap, shifts = (
-            Path(args.continual_out),
-            cpt_law.BOOTSTRAP,
-            ("strong", "weak"),
-        )
+        bootstrap = cpt_law.BOOTSTRAP
     specs, out, grid_keys, stem = grid_plan(args, scale, continual_out, peaks, replays)
     payload: dict[str, Any] = {"shifts": {}}
     for shift in shifts:

@@ -32,14 +32,12 @@ import copy
 import sys
 import time
 import warnings
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import continual as bench  # noqa: E402  (the sibling benchmarks: data, base, runs, scoring)
 import cpt_law  # noqa: E402
 import cpt_law_runs  # noqa: E402  (same_runs_as)
 from evertrain.laws._cpt_drop import fit_distribution  # noqa: E402
@@ -135,18 +133,8 @@ def main() -> None:
         print(table(cpt_law_runs.seed_payloads(RESULTS)))
         return
     started = time.perf_counter()
-    if args.toy:
-        scale = replace(bench.TOY, seeds=(cpt_law.SEED,), replay_ratios=cpt_law.TOY_REPLAYS)
-        peaks, replays, designed = (
-            cpt_law.TOY_PEAKS,
-            cpt_law.TOY_REPLAYS,
-            cpt_law.TOY_FIT_SET_DESIGNED,
-        )
-        continual_out, shifts = Path(args.out) / "continual", ("strong",)
-    else:
-        scale = replace(bench.BENCH, seeds=(cpt_law.SEED,))
-        peaks, replays, designed = cpt_law.PEAKS, cpt_law.REPLAYS, cpt_law.FIT_SET_DESIGNED
-        continual_out, shifts = Path(args.continual_out), ("strong", "weak")
+    scale, peaks, replays, continual_out, shifts = cpt_law_runs.grid_scale(args)
+    designed = cpt_law.TOY_FIT_SET_DESIGNED if args.toy else cpt_law.FIT_SET_DESIGNED
     specs, out, grid_keys, stem = cpt_law_runs.grid_plan(args, scale, continual_out, peaks, replays)
     payload: dict[str, Any] = {"shifts": {}}
     for shift in shifts:
