@@ -182,26 +182,14 @@ def measured_final(run: Any) -> dict[str, float]:
     return {"old": float(run.loss["old"][-1]), "new": float(run.loss["new"][-1])}
 
 
-def evaluate(
-    base: Any,
-    runs: dict[Key, Any],
-    fit_keys: tuple[Key, ...],
-    goal: str,
-    steps: int,
-    warmup: int,
-    peaks: tuple[float, ...],
-    replays: tuple[float, ...],
-    bootstrap: int,
-) -> tuple[dict[str, Any], CPTLaw, dict[str, Any]]:
-    """Fit on ``fit_keys``, predict every other run; the law's choice for ``goal``."""
-    started = time.perf_counter()
-    law = CPTLaw(annealing=ANNEALING).fit(
-        base, [runs[k] for k in fit_keys], bootstrap=bootstrap, seed=0
-    )
-    fit_seconds = time.perf_counter() - started
+def band_rows(
+    law: CPTLaw, runs: dict[Key, Any], fit_keys: tuple[Key, ...]
+) -> tuple[dict[str, Any], dict[str, list[float]], dict[str, list[float]]]:
+    """Every run predicted by ``law`` with its band at :data:`LEVEL`: per-run rows, the held-out
+    runs' final and whole-curve relative errors, and whether each held-out point is inside."""
     rows: dict[str, Any] = {}
     held: dict[str, list[float]] = {"final_old": [], "final_new": [], "curve_old": [],
-                                    "curve_new": [], "inside": []}  # fmt: skip
+                                    "curve_new": []}  # fmt: skip
     inside_by: dict[str, list[float]] = {"old": [], "new": []}
     for key, run in runs.items():
         recipe = Recipe(run.lr, run.replay, len(run.lr), name=key_name(key))
@@ -227,6 +215,27 @@ def evaluate(
                 held[f"curve_{d}"].append(float(rel.mean()))
                 inside_by[d].extend(inside.astype(float).tolist())
         rows[key_name(key)] = row
+    return rows, held, inside_by
+
+
+def evaluate(
+    base: Any,
+    runs: dict[Key, Any],
+    fit_keys: tuple[Key, ...],
+    goal: str,
+    steps: int,
+    warmup: int,
+    peaks: tuple[float, ...],
+    replays: tuple[float, ...],
+    bootstrap: int,
+) -> tuple[dict[str, Any], CPTLaw, dict[str, Any]]:
+    """Fit on ``fit_keys``, predict every other run; the law's choice for ``goal``."""
+    started = time.perf_counter()
+    law = CPTLaw(annealing=ANNEALING).fit(
+        base, [runs[k] for k in fit_keys], bootstrap=bootstrap, seed=0
+    )
+    fit_seconds = time.perf_counter() - started
+    rows, held, inside_by = band_rows(law, runs, fit_keys)
     objective = parse_goal(goal)
     reference = law.reference_losses()
     grid_objective = {
