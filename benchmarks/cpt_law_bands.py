@@ -14,7 +14,9 @@ other 17 runs (``cpt_law.band_rows``): the share of held-out points inside the 9
 distribution and pooled (the issue's ``interval_coverage``, target 0.8-0.97), and the band's
 median relative half-width at the final point. Per shift: the quartiles of coverage, the share
 of sets in the target range, over it and under it, and the share meeting the prede and coverage
-targets together. Writes ``benchmarks/results/cpt_law_bands.json`` (``docs/laws.md``,
+targets together; the same apart for the sets with and without an *interpolating fold*, a
+leave-one-run-out fold whose held-out run lies inside the other two's peaks and replay ratios
+(what the band is calibrated on for a recipe inside the fitted ranges: ``cv_scores``). Writes ``benchmarks/results/cpt_law_bands.json`` (``docs/laws.md``,
 "Prediction bands over every spanning set").
 """
 
@@ -69,12 +71,32 @@ def score(keys: tuple[cpt_law.Key, ...]) -> dict[str, Any]:
         "interval_coverage_by_distribution": {d: statistics.fmean(v) for d, v in inside.items()},
         "final_halfwidth": halfwidth,
         "band": law.bootstrap["band"] if law.bootstrap else None,
+        "interpolating_folds": interpolating_folds(law),
         "fit_seconds": time.perf_counter() - started,
     }
 
 
+def interpolating_folds(law: CPTLaw) -> int:
+    """How many of the law's leave-one-run-out folds are like the full law predicting inside
+    its ranges (the held-out run inside the fold's own peaks and replay ratios, no parameter
+    held): the folds :func:`evertrain.laws.intervals.cv_scores` calibrates such a recipe on."""
+    cv = (law.bootstrap or {}).get("cross_validation") or {}
+    unlike = set(cv.get("reduced") or {}) | set(cv.get("extrapolated") or {})
+    return sum(name not in unlike for name in cv.get("held_out", []))
+
+
 def summary(rows: list[dict[str, Any]], designed: list[str]) -> dict[str, Any]:
-    """Coverage quartiles and shares over the sets; the designed set's row."""
+    """Coverage quartiles and shares over the sets, and apart for the sets with and without an
+    interpolating fold; the designed set's row."""
+    out = spread(rows)
+    for label, keep in (("with_interpolating_fold", True), ("without", False)):
+        part = [r for r in rows if (r["interpolating_folds"] > 0) == keep]
+        out[label] = spread(part) if part else None
+    out["designed"] = next((r for r in rows if sorted(r["fit_set"]) == sorted(designed)), None)
+    return out
+
+
+def spread(rows: list[dict[str, Any]]) -> dict[str, Any]:
     low, high = COVERAGE_RANGE
     coverage = np.array([r["interval_coverage"] for r in rows])
     meets = [r["prede_old"] <= 0.01 and r["prede_new"] <= 0.01 for r in rows]
@@ -93,10 +115,12 @@ def summary(rows: list[dict[str, Any]], designed: list[str]) -> dict[str, Any]:
         "share_meeting_prede": float(np.mean(meets)),
         "share_meeting_all": float(np.mean(
             [m and low <= c <= high for m, c in zip(meets, coverage, strict=True)])),
+        "median_prede": {
+            d: float(np.median([r[f"prede_{d}"] for r in rows])) for d in ("old", "new")
+        },
         "median_final_halfwidth": {
             d: float(np.median([r["final_halfwidth"][d] for r in rows])) for d in ("old", "new")
         },
-        "designed": next((r for r in rows if sorted(r["fit_set"]) == sorted(designed)), None),
     }  # fmt: skip
 
 
@@ -120,6 +144,23 @@ def table(payloads: list[dict[str, Any]]) -> str:
                        for x in s),
         ]  # fmt: skip
         lines.append(f"| {shift} | {s[0]['sets']} | " + " | ".join(cells) + " |")
+    lines += ["", f"| shift | sets | interpolating fold | median coverage (bases {bases}) | in "
+              "0.8-0.97 | over 0.97 | under 0.8 | median prede_old | median prede_new | meeting "
+              "both prede |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for shift in payloads[0]["shifts"]:
+        for label, name in (("with_interpolating_fold", "yes"), ("without", "no")):
+            s = [p["shifts"][shift]["summary"][label] for p in payloads]
+            if any(x is None for x in s):
+                continue
+            cells = [
+                " / ".join(f"{x['coverage']['median']:.2f}" for x in s),
+                *(" / ".join(f"{x[k]:.0%}" for x in s)
+                  for k in ("share_in_range", "share_over", "share_under")),
+                *(" / ".join(f"{x['median_prede'][d]:.4f}" for x in s) for d in ("old", "new")),
+                " / ".join(f"{x['share_meeting_prede']:.0%}" for x in s),
+            ]  # fmt: skip
+            sets = "/".join(str(x["sets"]) for x in s)
+            lines.append(f"| {shift} | {sets} | {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

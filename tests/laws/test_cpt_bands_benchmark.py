@@ -20,7 +20,7 @@ def _row(name: str, coverage: float, prede_old: float) -> dict:
     return {"fit_set": [name], "prede_old": prede_old, "prede_new": 0.005,
             "interval_coverage": coverage,
             "interval_coverage_by_distribution": {"old": coverage, "new": coverage},
-            "final_halfwidth": {"old": 0.01, "new": 0.02}}  # fmt: skip
+            "final_halfwidth": {"old": 0.01, "new": 0.02}, "interpolating_folds": int(coverage < 0.95)}  # fmt: skip
 
 
 def test_summary_counts_sets_in_over_and_under_the_target_range():
@@ -33,6 +33,10 @@ def test_summary_counts_sets_in_over_and_under_the_target_range():
     assert out["coverage"]["median"] == pytest.approx(0.9)
     assert out["designed"]["fit_set"] == ["c"]
     assert cpt_law_bands.summary(rows, ["z"])["designed"] is None
+    # "a" has no interpolating fold, the others one
+    assert out["without"]["sets"] == 1 and out["without"]["share_over"] == 1.0
+    assert out["with_interpolating_fold"]["sets"] == 3
+    assert out["with_interpolating_fold"]["median_prede"]["old"] == pytest.approx(0.005)
 
 
 @pytest.mark.slow  # trains the toy grid, then two bootstrap fits
@@ -44,4 +48,5 @@ def test_toy_bands_benchmark_writes_its_keys(tmp_path):
         assert 0 <= row["interval_coverage"] <= 1 and row["prede_old"] > 0
         assert row["final_halfwidth"]["old"] > 0
         assert row["band"] is not None
+        assert 0 <= row["interpolating_folds"] <= 3
     assert "same_runs_as" not in strong  # --toy compares with no results file
