@@ -41,6 +41,20 @@ def test_band_quantiles_by_hand() -> None:
         band_from_draws(draws, None, 1.5)
 
 
+def test_a_resample_predicting_a_non_positive_loss_is_left_out_not_a_nan_band() -> None:
+    # a refit far from its data can predict a loss below zero, which has no log: before, the
+    # whole band turned NaN and every measured point counted as outside it
+    draws = np.array([[1.0, 1.0], [np.e, np.e], [-0.2, np.e**2]])
+    with pytest.warns(UserWarning, match="1 of 3 bootstrap resamples predict a non-positive"):
+        lower, upper = band_from_draws(draws, None, 0.5)
+    assert np.isfinite(lower).all() and np.isfinite(upper).all()
+    # point 0: the bad draw left out, the band of the other two; point 1: all three kept
+    assert lower[0] == pytest.approx(np.exp(0.25)) and upper[0] == pytest.approx(np.exp(0.75))
+    assert lower[1] == pytest.approx(np.exp(0.5)) and upper[1] == pytest.approx(np.exp(1.5))
+    with pytest.raises(LawError, match="every bootstrap resample predicts a non-positive"):
+        band_from_draws(np.array([[-1.0], [0.0]]), None, 0.5)
+
+
 @pytest.fixture(scope="module")
 def boot_annealing():
     curves = make_curves(AnnealingLaw(ANNEALING_TRUE, warmup="as-is"), noise=NOISE, seed=1)

@@ -12,8 +12,10 @@ from evertrain.laws.curves import LawError
 from evertrain.laws.intervals import (
     BAND_BOOTSTRAP_ONLY,
     BAND_WITH_CV,
+    _log_scale,
     conformal_quantile,
     cv_quantile,
+    cv_scores,
 )
 
 from .cpt_synth import make_runs, true_law
@@ -53,6 +55,26 @@ def test_conformal_quantile_by_hand() -> None:
     assert conformal_quantile([1.0, 2.0], 0.9) == 2.0  # rank 3 > n: the largest
     with pytest.raises(LawError, match="level"):
         conformal_quantile(scores, 1.5)
+    with pytest.raises(LawError, match="not finite"):
+        conformal_quantile([1.0, float("nan")], 0.9)  # a NaN would sort last, unseen
+
+
+def test_log_scale_leaves_out_non_positive_draws_and_never_returns_nan() -> None:
+    draws = np.array([[1.0, 1.0, -1.0], [np.e, np.e, 2.0], [-0.5, np.e, 0.0]])
+    scale = _log_scale(draws, 0.0)
+    # column 0: logs {0, 1} (the -0.5 draw left out), population sd 0.5; column 1: {0, 1, 1}
+    assert scale[0] == pytest.approx(0.5)
+    assert scale[1] == pytest.approx(np.std([0.0, 1.0, 1.0]))
+    assert scale[2] == np.inf  # one positive draw: no spread to measure, unknown, not NaN
+    assert _log_scale(np.array([[1.0], [1.0]]), 0.01)[0] == pytest.approx(0.01)  # noise floor
+
+
+def test_a_fold_left_unscored_is_skipped_when_choosing_the_scores() -> None:
+    # "far" had no point with a measurable spread (every resample non-positive there)
+    cv = {"scores": {"old": {"near": [1.0, 2.0], "far": []}}, "reduced": {}, "extrapolated": {}}
+    assert cv_scores(cv, "old") == [1.0, 2.0]
+    cv["extrapolated"] = {"near": ["peak outside"]}
+    assert cv_scores(cv, "old") == [1.0, 2.0]  # the fallback to every fold skips it too
 
 
 @pytest.mark.usefixtures("few_cpt_starts")

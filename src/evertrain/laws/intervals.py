@@ -114,18 +114,43 @@ def bootstrap_record(n: int, blocks: Any, seed: int, draws: Any, quantiles: Any)
     }
 
 
+def log_draws(draws: np.ndarray) -> np.ndarray:
+    """``log(draws)``, NaN where a resample predicts a loss that is not positive and finite:
+    a refit far from its data (a leave-one-run-out fold extrapolating a replay ratio) can put
+    the loss below zero, which a band in log space cannot hold; such a draw is left out at
+    that point instead of turning the whole band into NaN."""
+    draws = np.asarray(draws, dtype=np.float64)
+    valid = np.isfinite(draws) & (draws > 0)
+    return np.where(valid, np.log(np.where(valid, draws, 1.0)), np.nan)
+
+
 def band_from_draws(
     draws: np.ndarray, residual_quantiles: Sequence[float] | None, level: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper band from ``draws`` (resamples x points) and pooled residual quantiles
-    (``None``: a confidence band of the curve itself)."""
+    (``None``: a confidence band of the curve itself). Resamples predicting a non-positive loss
+    are left out where they do (with a warning naming how many); a point where every one does
+    is a :class:`LawError`."""
     level = check_level(level)
-    log_draws = np.log(np.asarray(draws, dtype=np.float64))
+    logs = log_draws(draws)
+    invalid = ~np.isfinite(logs)
+    if invalid.all(axis=0).any():
+        raise LawError(
+            "every bootstrap resample predicts a non-positive loss at some point of this "
+            "curve: it lies far outside what the law was fitted on; fit on runs nearer to it"
+        )
+    if invalid.any():
+        warnings.warn(
+            f"{int(invalid.any(axis=1).sum())} of {len(logs)} bootstrap resamples predict a "
+            "non-positive loss somewhere on this curve (a refit far from its data); the band "
+            "leaves them out there",
+            stacklevel=2,
+        )
     if residual_quantiles is not None and len(residual_quantiles):
         noise = np.asarray(residual_quantiles, dtype=np.float64)
-        log_draws = (log_draws[:, None, :] + noise[None, :, None]).reshape(-1, log_draws.shape[1])
+        logs = (logs[:, None, :] + noise[None, :, None]).reshape(-1, logs.shape[1])
     tail = (1.0 - level) / 2.0
-    lower, upper = np.quantile(log_draws, [tail, 1.0 - tail], axis=0)
+    lower, upper = np.nanquantile(logs, [tail, 1.0 - tail], axis=0)
     return np.exp(lower), np.exp(upper)
 
 
@@ -256,6 +281,9 @@ def conformal_quantile(scores: Sequence[float] | np.ndarray, level: float) -> fl
     ordered = np.sort(np.abs(np.asarray(scores, dtype=np.float64)))
     if len(ordered) == 0:
         raise LawError("no cross-validated residuals to take a quantile of")
+    if not np.isfinite(ordered).all():
+        # a NaN sorts last and would become the band's width unseen
+        raise LawError("a cross-validated score is not finite: refit the law (a bug if it repeats)")
     rank = math.ceil((len(ordered) + 1) * level)
     return float(ordered[min(rank, len(ordered)) - 1])
 
@@ -263,8 +291,16 @@ def conformal_quantile(scores: Sequence[float] | np.ndarray, level: float) -> fl
 def _log_scale(draws: np.ndarray, noise: float) -> np.ndarray:
     """The local scale of a CPT prediction's error in log space: the bootstrap spread of the
     predicted curve (grows where the law extrapolates, and along the stage) with the fit's
-    residual noise as its floor."""
-    return np.sqrt(np.log(draws).std(axis=0) ** 2 + noise**2)
+    residual noise as its floor. Resamples predicting a non-positive loss are left out where
+    they do (:func:`log_draws`); a point with fewer than two left has no measurable spread,
+    and its scale is infinite (unknown), never NaN."""
+    logs = log_draws(draws)
+    valid = np.isfinite(logs)
+    count = valid.sum(axis=0)
+    filled = np.where(valid, logs, 0.0)
+    mean = filled.sum(axis=0) / np.maximum(count, 1)
+    variance = (np.where(valid, logs - mean, 0.0) ** 2).sum(axis=0) / np.maximum(count, 1)
+    return np.where(count >= 2, np.sqrt(variance + noise**2), np.inf)
 
 
 def _draws(law: CPTLaw, recipe: Recipe, steps: np.ndarray, stage_lr: np.ndarray) -> list[Any]:
@@ -298,6 +334,7 @@ def cross_validate_cpt(
     scores: dict[str, dict[str, list[float]]] = {d: {} for d in DISTRIBUTIONS}
     reduced: dict[str, str] = {}
     extrapolated: dict[str, list[str]] = {}
+    unscored: dict[str, dict[str, int]] = {}
     for index, held in enumerate(runs):
         others = [run for run in runs if run is not held]
         fold = CPTLaw(
@@ -323,8 +360,13 @@ def cross_validate_cpt(
         for d in DISTRIBUTIONS:
             error = np.log(held.loss[d]) - np.log(pred.loss[d])
             scale = _log_scale(np.array([row[d] for row in draws]), _noise(fold, d))
-            residuals[d][held.name] = error.tolist()
-            scores[d][held.name] = (np.abs(error) / scale).tolist()
+            residuals[d][held.name] = [float(e) if np.isfinite(e) else None for e in error]
+            # a point where the fold's spread is unknown (infinite) says nothing about the
+            # law's error in units of it: left unscored, and counted
+            scored = np.isfinite(scale) & np.isfinite(error)
+            scores[d][held.name] = (np.abs(error[scored]) / scale[scored]).tolist()
+            if not scored.all():
+                unscored.setdefault(d, {})[held.name] = int((~scored).sum())
     return {
         "method": "leave-one-run-out refits (base always kept), scores |residual| / fold's scale",
         "held_out": [run.name for run in runs],
@@ -333,6 +375,9 @@ def cross_validate_cpt(
         "reduced": reduced,
         "extrapolated": extrapolated,
         "fold_bootstrap": n_bootstrap,
+        # points of a held-out run where fewer than two of the fold's resamples predicted a
+        # positive loss (no spread to score against), per distribution and run
+        "unscored": unscored,
         "noise": {d: _noise(law, d) for d in DISTRIBUTIONS},
         "residuals": residuals,
         "scores": scores,
@@ -370,7 +415,7 @@ def cv_scores(cv: Mapping[str, Any], d: str, *, interpolating: bool = True) -> l
     such a fold (three runs that span the axes: each one held out is an extreme), the folds
     that fit the full law's parameters, and failing those, every fold: then the band is
     knowingly conservative. A recipe outside the fitted ranges takes every fold's scores."""
-    names = list(cv["scores"][d])
+    names = [name for name in cv["scores"][d] if cv["scores"][d][name]]  # a fold left unscored
     kept = names
     if interpolating:
         reduced = cv.get("reduced") or {}
@@ -385,9 +430,8 @@ def cv_quantile(law: CPTLaw, d: str, level: float, *, interpolating: bool = True
     the law has none): its band reaches ``Q x scale`` in log space on each side; the scores
     are :func:`cv_scores`' for a recipe inside (``interpolating``) or outside the fitted ranges."""
     cv = (law.bootstrap or {}).get("cross_validation")
-    if not cv:
-        return None
-    return conformal_quantile(cv_scores(cv, d, interpolating=interpolating), level)
+    scores = cv_scores(cv, d, interpolating=interpolating) if cv else []
+    return conformal_quantile(scores, level) if scores else None
 
 
 def cpt_band(
