@@ -1,6 +1,6 @@
 """Do the CPT law's 90 % bands hold over every three-run set the design rule admits (issue 13)?
 
-    python benchmarks/cpt_law_bands.py                  # ~45 min on 2 cores, cpt_law.py's grid
+    python benchmarks/cpt_law_bands.py                  # ~17-22 min, 2 cores, cpt_law.py's grid
     python benchmarks/cpt_law_bands.py --base-seed 1    # that base: cpt_law_bands_seed1.json
     python benchmarks/cpt_law_bands.py --tables         # the docs' table, every base seed
     python benchmarks/cpt_law_bands.py --toy            # tiny sizes, prints the JSON (a test)
