@@ -133,11 +133,9 @@ def main() -> None:
     started = time.perf_counter()
     scale, peaks, replays, continual_out, shifts = cpt_law_runs.grid_scale(args)
     designed = {n: cpt_law.designed_fit_set(peaks, replays, runs=n) for n in (3, 4)}
-    specs, out, grid_keys, stem = cpt_law_runs.grid_plan(args, scale, continual_out, peaks, replays)
     payload: dict[str, Any] = {"shifts": {}}
-    for shift in shifts:
-        print(f"{shift}:", flush=True)
-        _, _, base, runs = cpt_law.grid_runs(shift, scale, specs, out, args.workers, grid_keys)
+    grids = cpt_law_runs.grid_shifts(args, scale, continual_out, peaks, replays, shifts)
+    for shift, base, runs, same_runs_as in grids:
         sets = families(list(runs), designed[3], designed[4])
         if args.toy:  # the first few of each family, and the rule's picks where they belong
             picks = {tuple(sorted(fit_set)) for fit_set in designed.values()}
@@ -151,9 +149,7 @@ def main() -> None:
         entry: dict[str, Any] = {"families": spreads}
         entry.update({f"designed_{n}": named(spreads, fit_set) for n, fit_set in designed.items()})
         if not args.toy:
-            entry["same_runs_as"] = cpt_law_runs.same_runs_as(
-                cpt_law.RESULTS.with_name(f"{stem}.json"), shift, runs
-            )
+            entry["same_runs_as"] = same_runs_as
         payload["shifts"][shift] = entry
     payload["method"] = (
         "per shift, on cpt_law.py's grid: every fit set of each family (module docstring) "

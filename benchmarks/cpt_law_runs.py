@@ -36,6 +36,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -215,6 +216,20 @@ def grid_plan(args: argparse.Namespace, scale: bench.Scale, continual_out: Path,
     grid_keys = [(s, p, r) for s in cpt_law.SCHEDULES for p in peaks for r in replays]
     stem = "cpt_law" + (f"_seed{cpt_law.SEED}" if cpt_law.SEED else "")
     return specs, Path(args.out), grid_keys, stem
+
+
+def grid_shifts(args: argparse.Namespace, scale: bench.Scale, continual_out: Path,
+                peaks: tuple[float, ...], replays: tuple[float, ...], shifts: tuple[str, ...]
+                ) -> Iterator[tuple[str, Any, dict[cpt_law.Key, Any], dict[str, Any] | None]]:  # fmt: skip
+    """Each shift's base and grid runs (trained first where missing), as the scripts that only
+    read the grid take them, with :func:`same_runs_as` against the ``cpt_law*.json`` of the
+    same base (``None`` under ``--toy``, which has no such file)."""
+    specs, out, grid_keys, stem = grid_plan(args, scale, continual_out, peaks, replays)
+    for shift in shifts:
+        print(f"{shift}:", flush=True)
+        _, _, base, runs = cpt_law.grid_runs(shift, scale, specs, out, args.workers, grid_keys)
+        compared = cpt_law.RESULTS.with_name(f"{stem}.json")
+        yield shift, base, runs, None if args.toy else same_runs_as(compared, shift, runs)
 
 
 def finish(payload: dict[str, Any], args: argparse.Namespace, script: str, started: float,

@@ -135,11 +135,9 @@ def main() -> None:
     started = time.perf_counter()
     scale, peaks, replays, continual_out, shifts = cpt_law_runs.grid_scale(args)
     designed = cpt_law.TOY_FIT_SET_DESIGNED if args.toy else cpt_law.FIT_SET_DESIGNED
-    specs, out, grid_keys, stem = cpt_law_runs.grid_plan(args, scale, continual_out, peaks, replays)
     payload: dict[str, Any] = {"shifts": {}}
-    for shift in shifts:
-        print(f"{shift}:", flush=True)
-        _, _, base, runs = cpt_law.grid_runs(shift, scale, specs, out, args.workers, grid_keys)
+    grids = cpt_law_runs.grid_shifts(args, scale, continual_out, peaks, replays, shifts)
+    for shift, base, runs, same_runs_as in grids:
         sets = cpt_law.spanning_designs(list(runs), designed)
         if args.toy:
             sets = sets[: cpt_law.TOY_SPANNING]
@@ -149,9 +147,7 @@ def main() -> None:
             "rows": rows,
         }
         if not args.toy:
-            entry["same_runs_as"] = cpt_law_runs.same_runs_as(
-                cpt_law.RESULTS.with_name(f"{stem}.json"), shift, runs
-            )
+            entry["same_runs_as"] = same_runs_as
         payload["shifts"][shift] = entry
     payload["method"] = (
         "per shift, on cpt_law.py's grid and its spanning 3-run fit sets: free = CPTLaw() "
