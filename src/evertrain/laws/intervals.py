@@ -129,29 +129,27 @@ def band_from_draws(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper band from ``draws`` (resamples x points) and pooled residual quantiles
     (``None``: a confidence band of the curve itself). Resamples predicting a non-positive loss
-    are left out where they do (with a warning naming how many); a point where every one does
-    is a :class:`LawError`."""
+    are left out where they do (with a warning naming how many); at a point where every one
+    does the band is unknown, ``[0, inf)``, never NaN."""
     level = check_level(level)
     logs = log_draws(draws)
     invalid = ~np.isfinite(logs)
-    if invalid.all(axis=0).any():
-        raise LawError(
-            "every bootstrap resample predicts a non-positive loss at some point of this "
-            "curve: it lies far outside what the law was fitted on; fit on runs nearer to it"
-        )
+    unknown = invalid.all(axis=0)
     if invalid.any():
         warnings.warn(
             f"{int(invalid.any(axis=1).sum())} of {len(logs)} bootstrap resamples predict a "
             "non-positive loss somewhere on this curve (a refit far from its data); the band "
-            "leaves them out there",
+            f"leaves them out there{'' if not unknown.any() else ' and is unbounded where all do'}"
+            "; fit on runs nearer to this curve for a tighter band",
             stacklevel=2,
         )
+    logs = np.where(unknown, 0.0, logs)  # filled, then set to [0, inf) below
     if residual_quantiles is not None and len(residual_quantiles):
         noise = np.asarray(residual_quantiles, dtype=np.float64)
         logs = (logs[:, None, :] + noise[None, :, None]).reshape(-1, logs.shape[1])
     tail = (1.0 - level) / 2.0
     lower, upper = np.nanquantile(logs, [tail, 1.0 - tail], axis=0)
-    return np.exp(lower), np.exp(upper)
+    return np.where(unknown, 0.0, np.exp(lower)), np.where(unknown, np.inf, np.exp(upper))
 
 
 # --------------------------------------------------------------------------------------------
