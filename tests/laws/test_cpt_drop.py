@@ -64,6 +64,25 @@ def test_loss_drop_gradients_stay_finite_when_the_lr_reaches_zero() -> None:
         assert np.all(np.isfinite(values))
 
 
+def test_prediction_at_a_stage_first_lr_zero_step_is_finite_for_steep_drops() -> None:
+    """A stage warming up from LR 0 has a drop to 0 with no LR area after it at stage step 0;
+    with gamma_drop > 1 that point was NaN, and a band over whole curves dropped every such
+    bootstrap draw there as if it had predicted a non-positive loss."""
+    base, runs = make_drop_runs()
+    law = CPTLaw().fit(base, runs[:1])
+    for d in law.params:
+        law.params[d]["gamma_drop"] = 1.5
+    stage = law.predict(Recipe("cosine:peak=1e-3,total=200,warmup=10,floor=1e-4", 0.0, 200),
+                        np.arange(200))  # fmt: skip
+    assert stage.lr[0] == 0.0
+    at_branch = law.predict_base([law.offset - 1])
+    for d in ("old", "new"):
+        assert np.all(np.isfinite(stage.loss[d])) and np.all(stage.loss[d] > 0)
+        # stage step 0 trained at LR 0: no stage area, so no shift and no drop credited yet;
+        # the loss is the base's at its last update
+        assert stage.loss[d][0] == pytest.approx(at_branch[d][0], rel=1e-12)
+
+
 def test_fit_recovers_known_parameters_to_one_percent() -> None:
     """From its grid starts the fit finds the law the curves were drawn from (noise-free)."""
     base, runs = make_drop_runs()

@@ -8,7 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evertrain.laws import MultiPowerLaw, multi_power_ld, multi_power_ld_naive
-from evertrain.laws._ld import change_points, coarse_pairs, exact_pairs, ld_sum
+from evertrain.laws._ld import (
+    change_points,
+    coarse_pairs,
+    exact_pairs,
+    ld_sum,
+    ld_sum_and_grads,
+)
 
 
 def test_hand_computed_ld_and_law():
@@ -31,6 +37,22 @@ def test_hand_computed_ld_and_law():
     )
     # L(3) = 1 + 2 * S1^-1 - LD with S1 = 3
     assert law.predict_lr(lr, [3])[0] == pytest.approx(1 + 2 / 3 - 1 / 3, rel=1e-15)
+
+
+@pytest.mark.parametrize("gamma", [0.5, 1.0, 1.5, 3.0])
+def test_a_drop_to_lr_zero_counts_nothing_until_lr_area_follows(gamma):
+    # lr = [1, 0, 1]: a drop of 1 at k=1 to LR 0, then a rise of 1 at k=2. At t=1 no LR area
+    # follows the drop (S_1(1) = 0: nothing has trained yet), so G = 0 and LD = 0 whatever
+    # gamma; the LR floor alone gave 1e-300^-gamma = inf for gamma > ~1.03 and inf * 0 = NaN.
+    # At t=2, S_1(2) = 1 after an LR of 0: x = inf, G = 1 for the drop; the rise (weight -1,
+    # eta = 1, S_2(2) = 1) has x = 1, G = 1/2: LD = 1 - 1/2.
+    lr = np.array([1.0, 0.0, 1.0])
+    for ld in (multi_power_ld(lr, [1, 2], B=1.0, C=1.0, beta=1.0, gamma=gamma),
+               multi_power_ld_naive(lr, [1, 2], B=1.0, C=1.0, beta=1.0, gamma=gamma)):  # fmt: skip
+        assert ld.tolist() == [0.0, 0.5]
+    value, *grads = ld_sum_and_grads(exact_pairs(lr, np.array([1, 2])), 1.0, 1.0, gamma)
+    assert value.tolist() == [0.0, 0.5]
+    assert all(np.all(np.isfinite(g)) for g in grads)
 
 
 def test_warmup_area_shifts_s1():

@@ -26,9 +26,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# eta_k = 0 would make eta_k^-gamma infinite; a floor keeps G's limit (G -> 1 when S_k(t) > 0,
-# G = 0 when the LR stayed 0 from k to t) without producing inf * 0 = NaN.
+# eta_k = 0 would make eta_k^-gamma infinite; a floor keeps G's limit G -> 1 when S_k(t) > 0.
+# Where the LR stayed 0 from k to t (S_k(t) = 0: a stage's first, LR-0 warmup step) G is 0, set
+# by _drop_x: the floor alone gave 1e-300^-gamma = inf for gamma > ~1.03 and inf * 0 = NaN.
 _ETA_FLOOR = 1e-300
+
+
+def _drop_x(C: float, gamma: float, log_eta: np.ndarray, area: np.ndarray) -> np.ndarray:
+    """``x = C eta_k^-gamma S_k(t)``: inf where eta_k = 0 after some LR area (G = 1), 0 where
+    no LR area followed the drop yet (no update has moved the loss: G = 0)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = C * np.exp(-gamma * log_eta) * area
+    return np.where(area > 0, x, 0.0)
 
 
 @dataclass
@@ -160,8 +169,7 @@ def _coarse_block(lr: np.ndarray, steps: np.ndarray, near: int, rel: float) -> L
 
 def ld_sum(pairs: LDPairs, C: float, beta: float, gamma: float) -> np.ndarray:
     """``sum_k (eta_{k-1}-eta_k) G(eta_k^-gamma S_k(t))`` per point (LD without the factor B)."""
-    with np.errstate(over="ignore"):  # an LR of 0 (a schedule ending at 0): x = inf, G = 1
-        x = C * np.exp(-gamma * pairs.log_eta) * pairs.area
+    x = _drop_x(C, gamma, pairs.log_eta, pairs.area)  # an LR of 0 then some area: G = 1
     # G = 1 - (1+x)^-beta = -expm1(-beta log1p(x)): no cancellation when x is tiny
     g = -np.expm1(-beta * np.log1p(x))
     return np.bincount(pairs.point, weights=pairs.weight * g, minlength=pairs.n_points)
@@ -175,8 +183,7 @@ def ld_sum_and_grads(
     With x = C eta^-gamma S, u = (1+x)^-beta, G = 1 - u:
     dG/dlogC = beta u x/(1+x),  dG/dbeta = u log(1+x),  dG/dgamma = -beta u x/(1+x) log eta.
     """
-    with np.errstate(over="ignore"):  # an LR of 0 (a schedule ending at 0): x = inf, G = 1
-        x = C * np.exp(-gamma * pairs.log_eta) * pairs.area
+    x = _drop_x(C, gamma, pairs.log_eta, pairs.area)  # an LR of 0 then some area: G = 1
     log1p_x = np.log1p(x)
     u = np.exp(-beta * log1p_x)
     g = -np.expm1(-beta * log1p_x)
@@ -239,6 +246,6 @@ def multi_power_ld_naive(
         k = np.arange(1, t + 1)
         drop = lr[k - 1] - lr[k]
         area = prefix[t] - prefix[k - 1]
-        eta = np.maximum(lr[k], _ETA_FLOOR)
-        out[i] = B * np.sum(drop * (1.0 - (C * eta**-gamma * area + 1.0) ** -beta))
+        x = _drop_x(C, gamma, np.log(np.maximum(lr[k], _ETA_FLOOR)), area)
+        out[i] = B * np.sum(drop * (1.0 - (x + 1.0) ** -beta))
     return out
