@@ -77,6 +77,53 @@ def test_report_embeds_the_laws_predicted_curves_and_bands(tmp_path, make_run, l
     assert '"class": "band"' in page.read_text() and '"class": "predicted"' in page.read_text()
 
 
+def test_a_law_of_other_data_or_another_base_draws_nothing_and_says_why(
+    tmp_path, make_run, law_path
+):
+    """A law records what it was fitted on; on a run of another shift or base the report draws
+    no predicted curve for that run, with one warning naming both values, and still draws the
+    runs it does describe."""
+    from evertrain.laws import load_cpt_law
+
+    law = load_cpt_law(law_path)
+    law.fitted_on = {"old": ["D0"], "new": ["D1"], "data": {"D1": "sha-d1"},
+                     "base": {"name": "base", "fingerprint": "f-base"}, "offset_tokens": None}  # fmt: skip
+    base = tmp_path / "base"
+    (base / "checkpoints" / "final").mkdir(parents=True)
+    (base / "continual.json").write_text(json.dumps({"fingerprint": "f-base"}))
+    other = tmp_path / "other-base"
+    (other / "checkpoints" / "final").mkdir(parents=True)
+    (other / "continual.json").write_text(json.dumps({"fingerprint": "f-other"}))
+    lr = 1e-3 * (0.55 + 0.45 * np.cos(np.pi * np.arange(STAGE_STEPS) / STAGE_STEPS))
+
+    def stage(name, new, start, sha="sha-d1"):
+        train = [((i + 1) * 100, float(lr[i]), {"D0": 25 * (i + 1), new: 75 * (i + 1)})
+                 for i in range(STAGE_STEPS)]  # fmt: skip
+        evals = [(t, {"D0": 2.5, new: 3.0}) for t in (2000, 4000, 6000)]
+        inputs = {"config": {"init_from": str(start / "checkpoints" / "final")},
+                  "data": {"eval": {new: {"shards_sha256": {"val": sha}}}}}  # fmt: skip
+        meta = {"name": name, "recipe": "rewarm+replay", "old": ["D0"], "new": [new],
+                "inputs": inputs}  # fmt: skip
+        config = {"data": {"train": {"D0": "d0", new: "n"}, "mixture": {"D0": 0.25, new: 0.75}}}
+        return make_run(tmp_path, name, evals=evals, train=train, meta=meta, config=config)
+
+    runs = [stage("same", "D1", base), stage("shift", "D2", base), stage("rebased", "D1", other),
+            stage("redata", "D1", base, sha="sha-changed")]  # fmt: skip
+    with pytest.warns(UserWarning) as caught:
+        page = write_report(runs, tmp_path / "report", baseline=None, law=law)
+    said = [str(w.message) for w in caught if "no predicted curve" in str(w.message)]
+    assert len(said) == 3, said
+    assert "shift: no predicted curve drawn" in said[0]
+    assert "its new data is D2, the law's is D1" in said[0]
+    assert "its base run has fingerprint f-other, the law's base base has f-base" in said[1]
+    assert "D1 validation shards (sha256 sha-changed) are not the law's (sha-d1)" in said[2]
+    assert all("fit a law on this run's shift and base" in m for m in said)
+    panels = {p["id"]: p for p in embedded_data(page.read_text())["curves"]["panels"]}
+    predicted = panels["loss:D1"]["predicted"]
+    assert predicted[0] is not None and predicted[2] is None and predicted[3] is None
+    assert "predicted" not in panels.get("loss:D2", {})
+
+
 def test_report_without_a_law_has_no_predicted_series(tmp_path, make_run):
     stage, _ = _stage(tmp_path, make_run)
     page = write_report([stage], tmp_path / "report", baseline=None)

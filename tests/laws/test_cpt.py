@@ -267,6 +267,57 @@ def test_read_run_folders(run_folders) -> None:
     assert runs[0].steps[0] == 99  # record step 100 is update 99
 
 
+def _branched_folders(run_folders, root):
+    """``run_folders`` copied under ``root`` as `evertrain continual` leaves them: the base's
+    continual.json records its inputs hash, each stage's its start checkpoint in the base and
+    its validation shards' hashes."""
+    import shutil
+
+    shutil.copytree(run_folders, root)
+    (root / "base" / "continual.json").write_text(json.dumps({"fingerprint": "base-f0"}))
+    (root / "base" / "checkpoints" / "final").mkdir(parents=True)
+    for name in STAGES:
+        meta = json.loads((root / name / "continual.json").read_text())
+        meta["inputs"] = {
+            "config": {"init_from": str(root / "base" / "checkpoints" / "final")},
+            "data": {"eval": {"web": {"shards_sha256": {"val": "sha-web"}},
+                              "code": {"shards_sha256": {"val": "sha-code"}}}},
+        }  # fmt: skip
+        (root / name / "continual.json").write_text(json.dumps(meta))
+    return root
+
+
+def test_a_law_records_the_data_and_base_it_was_fitted_on(run_folders, tmp_path) -> None:
+    root = _branched_folders(run_folders, tmp_path / "runs")
+    base, runs = read_cpt_runs(root / "base", [root / n for n in STAGES])
+    expected = {"old": ["web"], "new": ["code"], "data": {"web": "sha-web", "code": "sha-code"},
+                "base": {"name": "base", "fingerprint": "base-f0"},
+                "offset_tokens": OFFSET * TOKENS_PER_STEP}  # fmt: skip
+    assert base.fitted_on == expected
+    law = CPTLaw(annealing="annealing").fit(base, runs[:1], n_starts=1)
+    assert law.fitted_on == expected
+    assert load_cpt_law(law.save(tmp_path / "law.json")).fitted_on == expected
+    # a law from arrays (or CSV) knows nothing of its data, and says so with None
+    plain_base, plain_runs = make_runs()
+    assert CPTLaw(annealing="annealing").fit(plain_base, plain_runs[:1], n_starts=1).fitted_on is None
+
+
+def test_runs_of_another_base_or_another_shift_are_refused(run_folders, tmp_path) -> None:
+    import shutil
+
+    root = _branched_folders(run_folders, tmp_path / "runs")
+    shutil.copytree(root / "base", tmp_path / "other-base")
+    stages = [root / n for n in STAGES]
+    with pytest.raises(LawError, match=r"continued from .*final, not from the base run .*other-base"
+                                       r" given first: give the base run it branched from"):  # fmt: skip
+        read_cpt_runs(tmp_path / "other-base", stages)
+    meta = json.loads((stages[1] / "continual.json").read_text())
+    (stages[1] / "continual.json").write_text(json.dumps({**meta, "new": ["docs"]}))
+    with pytest.raises(LawError, match=r"continues on new data docs, the other runs on code: fit "
+                                       r"one law per shift"):  # fmt: skip
+        read_cpt_runs(root / "base", stages)
+
+
 @pytest.mark.usefixtures("few_cpt_starts")
 def test_cli_fit_predict_optimize(run_folders, tmp_path) -> None:
     cli = CliRunner()

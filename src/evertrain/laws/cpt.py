@@ -113,6 +113,11 @@ class BaseRun:
     steps: np.ndarray
     loss: dict[str, np.ndarray]
     tokens_per_step: float | None = None
+    #: what the law is fitted on, kept in its JSON so that it is never applied to runs of other
+    #: data or another base unsaid (:func:`read_cpt_runs` fills it from run folders): ``old`` /
+    #: ``new`` (dataset names), ``data`` (name -> its validation shards' sha256), ``base``
+    #: (``name``, ``fingerprint``: the base run's inputs hash), ``offset_tokens``
+    fitted_on: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.lr = np.asarray(self.lr, dtype=np.float64)
@@ -344,6 +349,7 @@ class CPTLaw:
         fitted_steps: Sequence[int] = (),
         bootstrap: Mapping[str, Any] | None = None,
         annealing: str | None = None,
+        fitted_on: Mapping[str, Any] | None = None,
     ) -> None:
         if annealing is None:  # the parameters given say which; none given: the default
             drop = params is not None and any("B_drop" in (p or {}) for p in params.values())
@@ -380,6 +386,9 @@ class CPTLaw:
         self.fitted_peaks = [float(p) for p in fitted_peaks]
         self.fitted_steps = [int(s) for s in fitted_steps]
         self.bootstrap = dict(bootstrap) if bootstrap else None
+        #: the data and base the law was fitted on (:attr:`BaseRun.fitted_on`); None: unknown
+        #: (fitted from CSV or arrays, or a law file written before it was recorded)
+        self.fitted_on = dict(fitted_on) if fitted_on else None
         self.fit_report: dict[str, Any] = {}
 
     # ---- prediction ---------------------------------------------------------------------------
@@ -518,6 +527,7 @@ class CPTLaw:
             warmup_length(self.base_lr) if self.warmup_steps is None else self.warmup_steps
         )
         self.tokens_per_step = base.tokens_per_step or self.tokens_per_step
+        self.fitted_on = dict(base.fitted_on) if base.fitted_on else None
         replays = sorted({r.replay for r in runs})
         self.kappa_fitted = len(replays) >= 2
         self.fitted_replays = [r.replay for r in runs]
@@ -728,6 +738,7 @@ class CPTLaw:
                 "fitted_peaks": self.fitted_peaks,
                 "fitted_steps": self.fitted_steps,
                 "annealing": self.annealing,
+                "fitted_on": self.fitted_on,
             },
             "base_lr": self.base_lr.tolist(),
             "fit": {k: v for k, v in self.fit_report.items()},
@@ -1118,6 +1129,57 @@ def _continual_meta(path: Path) -> dict[str, Any]:
     return payload if isinstance(payload, dict) else {}
 
 
+def _init_from(path: Path, meta: Mapping[str, Any]) -> str | None:
+    """The checkpoint a run folder started from (its config's ``init_from``), if recorded."""
+    inputs = meta.get("inputs")
+    config = inputs.get("config") if isinstance(inputs, dict) else None
+    if isinstance(config, dict) and config.get("init_from"):
+        return str(config["init_from"])
+    from evertrain import _yaml
+
+    try:
+        loaded = _yaml.load((path / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = loaded.get("init_from") if isinstance(loaded, dict) else None
+    return str(value) if value else None
+
+
+def _check_branched_from(path: Path, meta: Mapping[str, Any], base: Path) -> None:
+    """A run that started from a checkpoint of another run folder than ``base`` would be fitted
+    against the wrong base curve: an error naming both (unchecked where the checkpoint moved)."""
+    start = _init_from(path, meta)
+    if start is None or not Path(start).exists():
+        return
+    start_path, base_path = Path(start).resolve(), base.resolve()
+    if base_path != start_path and base_path not in start_path.parents:
+        raise LawError(
+            f"run {path} continued from {start}, not from the base run {base} given first: give "
+            "the base run it branched from"
+        )
+
+
+def _fitted_on(base: Path, metas: Sequence[Mapping[str, Any]],
+               names: Mapping[str, list[str]]) -> dict[str, Any]:  # fmt: skip
+    """What a law fitted on these run folders is fitted on (:attr:`BaseRun.fitted_on`)."""
+    data: dict[str, str] = {}
+    for meta in metas:
+        inputs = meta.get("inputs") if isinstance(meta.get("inputs"), dict) else {}
+        evals = ((inputs.get("data") or {}).get("eval") or {}) if isinstance(inputs, dict) else {}
+        for name in [*names["old"], *names["new"]]:
+            sha = ((evals.get(name) or {}).get("shards_sha256") or {}).get("val")
+            if sha and name not in data:
+                data[name] = str(sha)
+    offsets = sorted({int(m["offset_tokens"]) for m in metas if "offset_tokens" in m})
+    return {
+        "old": list(names["old"]),
+        "new": list(names["new"]),
+        "data": data,
+        "base": {"name": base.name, "fingerprint": _continual_meta(base).get("fingerprint")},
+        "offset_tokens": offsets[0] if len(offsets) == 1 else None,
+    }
+
+
 def _replay_ratio(path: Path, old: list[str]) -> float:
     """The share of the stage's sampling weight on the old data (``data.mixture`` of the config)."""
     from evertrain import _yaml
@@ -1209,10 +1271,22 @@ def read_cpt_runs(
                 f"no {d}-data name: the runs have no continual.json naming it; give --{d} NAME "
                 "(an eval name of data.eval)"
             )
+    if old is None and new is None:  # names read from the runs: one law is one shift
+        for path, meta in zip(paths, metas, strict=True):
+            for d in DISTRIBUTIONS:
+                if meta.get(d) and list(meta[d]) != names[d]:
+                    raise LawError(
+                        f"run {path} continues on {d} data {', '.join(meta[d])}, the other runs "
+                        f"on {', '.join(names[d])}: fit one law per shift (or name the data "
+                        "with --old/--new)"
+                    )
+    for path, meta in zip(paths, metas, strict=True):
+        _check_branched_from(path, meta, base_path)
     tokens_per_step = _tokens_per_step(base_path)
     base_steps, base_loss = _per_distribution(base_path, names)
     base_lr = _folder_lr(base_path)
-    base_run = BaseRun(base_path.name, base_lr, base_steps, base_loss, tokens_per_step)
+    base_run = BaseRun(base_path.name, base_lr, base_steps, base_loss, tokens_per_step,
+                       fitted_on=_fitted_on(base_path, metas, names))  # fmt: skip
     out = []
     for index, (path, meta) in enumerate(zip(paths, metas, strict=True)):
         steps, loss = _per_distribution(path, names)
