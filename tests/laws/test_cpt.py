@@ -427,3 +427,15 @@ def test_csv_runs(tmp_path) -> None:
         read_cpt_runs(tmp_path / "base.csv", [tmp_path / "s.csv"])
     b, r = read_cpt_runs(tmp_path / "base.csv", [tmp_path / "s.csv"], replay=[0.0])
     assert r[0].offset == OFFSET and not math.isnan(b.loss["old"][0])
+
+
+def test_a_recipe_longer_than_its_schedule_warns_with_both_lengths() -> None:
+    law = true_law()
+    spec = "cosine:peak=1e-3,total=200,warmup=10,floor=1e-4"
+    with pytest.warns(UserWarning, match=r"300 steps run past its schedule's end \(total 200\), "
+                                         r"so the last 100 hold its final LR"):  # fmt: skip
+        law.predict(Recipe(spec, 0.25, 300), steps=[299])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the schedule's own length, or shorter: nothing to say
+        law.predict(Recipe(spec, 0.25, 200), steps=[199])
+        law.predict(Recipe(spec, 0.25, 150), steps=[149])

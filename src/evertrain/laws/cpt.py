@@ -470,6 +470,15 @@ class CPTLaw:
     def _check_recipe(self, recipe: Recipe) -> None:
         if not 0.0 <= recipe.replay < 1.0:
             raise LawError(f"recipe {recipe.label()!r}: replay={recipe.replay} must be in [0, 1)")
+        if not isinstance(recipe.schedule, np.ndarray | list | tuple):
+            total = schedule_total(recipe.schedule, tokens_per_step=self.tokens_per_step)
+            if total is not None and recipe.steps > total:
+                warnings.warn(
+                    f"recipe {recipe.label()!r}: {recipe.steps} steps run past its schedule's end "
+                    f"(total {total}), so the last {recipe.steps - total} hold its final LR: "
+                    f"set the schedule's total to the stage length, or steps={total}",
+                    stacklevel=3,
+                )
         if (
             not self.kappa_fitted
             and self.fitted_replays
