@@ -316,6 +316,12 @@ def test_runs_of_another_base_or_another_shift_are_refused(run_folders, tmp_path
     with pytest.raises(LawError, match=r"continues on new data docs, the other runs on code: fit "
                                        r"one law per shift"):  # fmt: skip
         read_cpt_runs(root / "base", stages)
+    (stages[1] / "continual.json").write_text(json.dumps(meta))
+    meta["inputs"]["data"]["eval"]["code"]["shards_sha256"]["val"] = "sha-code-retokenized"
+    (stages[2] / "continual.json").write_text(json.dumps(meta))
+    with pytest.raises(LawError, match=r"the runs' code validation shards differ \(sha256 sha-code and "
+                                       r"sha-code-ret\)"):  # fmt: skip
+        read_cpt_runs(root / "base", stages)
 
 
 @pytest.mark.usefixtures("few_cpt_starts")

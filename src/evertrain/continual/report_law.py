@@ -38,7 +38,7 @@ def _base_fingerprint(run: Run) -> str | None:
     start = config.get("init_from") if isinstance(config, dict) else None
     if not start:
         return None
-    for folder in Path(start).parents:
+    for folder in list(Path(start).parents)[:2]:  # RUN/checkpoints/NAME: the run folder only
         meta = folder / "continual.json"
         if meta.is_file():
             try:

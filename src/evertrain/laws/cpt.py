@@ -1177,8 +1177,12 @@ def _fitted_on(base: Path, metas: Sequence[Mapping[str, Any]],
         evals = ((inputs.get("data") or {}).get("eval") or {}) if isinstance(inputs, dict) else {}
         for name in [*names["old"], *names["new"]]:
             sha = ((evals.get(name) or {}).get("shards_sha256") or {}).get("val")
-            if sha and name not in data:
-                data[name] = str(sha)
+            if sha and data.setdefault(name, str(sha)) != str(sha):
+                raise LawError(
+                    f"the runs' {name} validation shards differ (sha256 {data[name][:12]} and "
+                    f"{str(sha)[:12]}): one law is fitted on one tokenized dataset, so fit the "
+                    "runs of each apart"
+                )
     offsets = sorted({int(m["offset_tokens"]) for m in metas if "offset_tokens" in m})
     return {
         "old": list(names["old"]),
