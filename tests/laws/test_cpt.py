@@ -208,6 +208,13 @@ def test_parse_recipe_forms(tmp_path) -> None:
     assert r.steps == 32
     with pytest.raises(LawError, match="replay"):
         parse_recipe("schedule=cosine:peak=3e-4,total=10;replay=1.5")
+    # a stage too short to predict says where its length came from
+    spec = "cosine:peak=3e-4,total=200,warmup=0,unit=tokens"
+    with pytest.raises(LawError, match=r"steps=1 \(the schedule's total in tokens over 256 tokens "
+                                       r"per step\) must be >= 2"):  # fmt: skip
+        parse_recipe(f"schedule={spec};replay=0.1", tokens_per_step=256)
+    with pytest.raises(LawError, match=r"steps=1 \(300 tokens at 256 tokens per step\)"):
+        parse_recipe("schedule=cosine:peak=3e-4,total=10;replay=0.1;tokens=300", tokens_per_step=256)
 
 
 # --------------------------------------------------------------------------------------------

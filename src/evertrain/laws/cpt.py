@@ -74,7 +74,7 @@ import numpy as np
 from evertrain._atomic import atomic_write_json
 from evertrain.laws.annealing import AnnealingLaw
 from evertrain.laws.base import HUBER_DELTA
-from evertrain.laws.curves import LawError, lr_array, schedule_label, schedule_total
+from evertrain.laws.curves import LawError, _as_schedule, lr_array, schedule_label, schedule_total
 
 DISTRIBUTIONS = ("old", "new")
 PARAM_NAMES = ("L0", "A", "alpha", "C", "lam", "B", "E", "beta", "kappa", "gamma")
@@ -1057,8 +1057,15 @@ def parse_recipe(text: str, *, default_steps: int | None = None,
                 f"recipe {text!r}: tokens= needs the law's tokens_per_step (not recorded): give steps="
             )
         steps = round(float(mapping["tokens"]) / tokens_per_step)
-    if steps is None:
+        source = f" ({mapping['tokens']} tokens at {tokens_per_step:g} tokens per step)"
+    elif steps is None:
         steps = schedule_total(schedule, tokens_per_step=tokens_per_step) or default_steps
+        source = " (the schedule's total"
+        if tokens_per_step and getattr(_as_schedule(schedule), "unit", "steps") == "tokens":
+            source += f" in tokens over {tokens_per_step:g} tokens per step"
+        source += ")"
+    else:
+        source = ""
     try:
         steps = int(float(steps))
     except (TypeError, ValueError):
@@ -1066,7 +1073,8 @@ def parse_recipe(text: str, *, default_steps: int | None = None,
     if not 0.0 <= replay < 1.0:
         raise LawError(f"recipe {text!r}: replay={replay} must be in [0, 1)")
     if steps < 2:
-        raise LawError(f"recipe {text!r}: steps={steps} must be >= 2")
+        raise LawError(f"recipe {text!r}: steps={steps}{source} must be >= 2: give steps=N or a "
+                       "longer schedule")  # fmt: skip
     return Recipe(schedule=schedule, replay=replay, steps=steps, name=str(mapping.get("name", "")))
 
 
