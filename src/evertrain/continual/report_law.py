@@ -9,9 +9,7 @@ per-dataset panels of the PNG and the page. The laws are used through their publ
 
 from __future__ import annotations
 
-import json
 import warnings
-from pathlib import Path
 from typing import Any
 
 from evertrain.continual.runs import Run
@@ -30,50 +28,6 @@ def load_law(law: Any) -> Any:
         return load_cpt_law(law)
     except (LawError, OSError) as error:
         raise ValueError(f"--law {law}: {error}") from None
-
-
-def _base_fingerprint(run: Run) -> str | None:
-    """The recorded inputs hash of the base run whose checkpoint ``run`` started from."""
-    config = (run.meta.get("inputs") or {}).get("config") or run.config
-    start = config.get("init_from") if isinstance(config, dict) else None
-    if not start:
-        return None
-    for folder in list(Path(start).parents)[:2]:  # RUN/checkpoints/NAME: the run folder only
-        meta = folder / "continual.json"
-        if meta.is_file():
-            try:
-                return json.loads(meta.read_text()).get("fingerprint")
-            except (OSError, ValueError, AttributeError):
-                return None
-    return None
-
-
-def mismatch(law: Any, run: Run) -> str | None:
-    """Why ``law`` does not describe ``run`` (other data, another base, another branch point),
-    naming both values; None where it does or where the law records nothing to compare."""
-    fitted = law.fitted_on
-    if not fitted:
-        return None
-    for role in ("old", "new"):
-        have = list(run.meta.get(role) or [])
-        if fitted.get(role) and have != list(fitted[role]):
-            return (f"its {role} data is {', '.join(have) or 'none'}, the law's is "
-                    f"{', '.join(fitted[role])}")  # fmt: skip
-    evals = ((run.meta.get("inputs") or {}).get("data") or {}).get("eval") or {}
-    for name, sha in (fitted.get("data") or {}).items():
-        have = ((evals.get(name) or {}).get("shards_sha256") or {}).get("val")
-        if have and have != sha:
-            return (f"its {name} validation shards (sha256 {have[:12]}) are not the law's "
-                    f"({sha[:12]})")  # fmt: skip
-    want = (fitted.get("base") or {}).get("fingerprint")
-    have = _base_fingerprint(run)
-    if want and have and have != want:
-        name = (fitted.get("base") or {}).get("name")
-        return f"its base run has fingerprint {have}, the law's base {name} has {want}"
-    at, offset = run.meta.get("offset_tokens"), fitted.get("offset_tokens")
-    if at is not None and offset is not None and int(at) != int(offset):
-        return f"it branched at {int(at):,} tokens into the base, the law's runs at {int(offset):,}"
-    return None
 
 
 def _replay(run: Run, old: list[str]) -> float:
@@ -102,7 +56,7 @@ def run_predictions(
     old, new = list(run.meta.get("old") or []), list(run.meta.get("new") or [])
     if len(old) != 1 or len(new) != 1 or not run.train_records:
         return {}
-    why = mismatch(law, run)
+    why = law.mismatch(run.path)
     if why is not None:
         warnings.warn(
             f"run {run.path}: no predicted curve drawn, the CPT law was fitted on other runs "

@@ -678,6 +678,33 @@ class CPTLaw:
             "extrapolates": list(self._outside({**best, "steps": steps}).values()),
         }
 
+    def mismatch(self, run: str | Path) -> str | None:
+        """Why this law does not describe the run folder ``run`` (other data, another base,
+        another branch point), naming both values; None where it does, or where the law or the
+        run records nothing to compare (:attr:`fitted_on`, :func:`run_provenance`)."""
+        fitted = self.fitted_on
+        if not fitted:
+            return None
+        have = run_provenance(run)
+        for role in DISTRIBUTIONS:
+            if fitted.get(role) and have[role] != list(fitted[role]):
+                return (f"its {role} data is {', '.join(have[role]) or 'none'}, the law's is "
+                        f"{', '.join(fitted[role])}")  # fmt: skip
+        for name, sha in (fitted.get("data") or {}).items():
+            theirs = have["data"].get(name)
+            if theirs and theirs != sha:
+                return (f"its {name} validation shards (sha256 {theirs[:12]}) are not the law's "
+                        f"({sha[:12]})")  # fmt: skip
+        base = fitted.get("base") or {}
+        if base.get("fingerprint") and have["base_fingerprint"] not in (None, base["fingerprint"]):
+            return (f"its base run has fingerprint {have['base_fingerprint']}, the law's base "
+                    f"{base.get('name')} has {base['fingerprint']}")  # fmt: skip
+        at, offset = have["offset_tokens"], fitted.get("offset_tokens")
+        if at is not None and offset is not None and int(at) != int(offset):
+            return (f"it branched at {int(at):,} tokens into the base, the law's runs at "
+                    f"{int(offset):,}")  # fmt: skip
+        return None
+
     def extrapolation(self, recipe: Recipe, stage_lr: np.ndarray | None = None) -> list[str]:
         """What about ``recipe`` lies outside the fitted runs: its peak LR, replay ratio or
         length (one note each; empty when the law interpolates)."""
@@ -1146,26 +1173,45 @@ def _continual_meta(path: Path) -> dict[str, Any]:
     return payload if isinstance(payload, dict) else {}
 
 
-def _init_from(path: Path, meta: Mapping[str, Any]) -> str | None:
-    """The checkpoint a run folder started from (its config's ``init_from``), if recorded."""
-    inputs = meta.get("inputs")
-    config = inputs.get("config") if isinstance(inputs, dict) else None
-    if isinstance(config, dict) and config.get("init_from"):
-        return str(config["init_from"])
-    from evertrain import _yaml
+def run_provenance(path: str | Path) -> dict[str, Any]:
+    """What an evertrain run folder records of its data and its start, as :attr:`CPTLaw.fitted_on`
+    compares it: ``old`` / ``new`` (its ``continual.json`` names), ``data`` (eval name -> its
+    validation shards' sha256), ``init_from`` (the checkpoint it started from), ``offset_tokens``
+    and ``base_fingerprint`` (the inputs hash of the run folder that checkpoint lies in). Absent
+    records are empty or None."""
+    path = Path(path)
+    meta = _continual_meta(path)
+    inputs = meta.get("inputs") if isinstance(meta.get("inputs"), dict) else {}
+    evals = (inputs.get("data") or {}).get("eval") or {}
+    data = {str(name): str(entry["shards_sha256"]["val"]) for name, entry in evals.items()
+            if isinstance(entry, dict) and (entry.get("shards_sha256") or {}).get("val")}  # fmt: skip
+    config = inputs.get("config") if isinstance(inputs.get("config"), dict) else None
+    if config is None:
+        from evertrain import _yaml
 
-    try:
-        loaded = _yaml.load((path / "config.yaml").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    value = loaded.get("init_from") if isinstance(loaded, dict) else None
-    return str(value) if value else None
+        try:
+            config = _yaml.load((path / "config.yaml").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            config = None
+    start = config.get("init_from") if isinstance(config, dict) else None
+    fingerprint = None
+    for folder in list(Path(start).parents)[:2] if start else []:  # RUN/checkpoints/NAME
+        if (folder / "continual.json").is_file():
+            fingerprint = _continual_meta(folder).get("fingerprint")
+            break
+    return {
+        "old": list(meta.get("old") or []),
+        "new": list(meta.get("new") or []),
+        "data": data,
+        "init_from": str(start) if start else None,
+        "offset_tokens": meta.get("offset_tokens"),
+        "base_fingerprint": fingerprint,
+    }
 
 
-def _check_branched_from(path: Path, meta: Mapping[str, Any], base: Path) -> None:
+def _check_branched_from(path: Path, start: str | None, base: Path) -> None:
     """A run that started from a checkpoint of another run folder than ``base`` would be fitted
     against the wrong base curve: an error naming both (unchecked where the checkpoint moved)."""
-    start = _init_from(path, meta)
     if start is None or not Path(start).exists():
         return
     start_path, base_path = Path(start).resolve(), base.resolve()
@@ -1176,22 +1222,21 @@ def _check_branched_from(path: Path, meta: Mapping[str, Any], base: Path) -> Non
         )
 
 
-def _fitted_on(base: Path, metas: Sequence[Mapping[str, Any]],
+def _fitted_on(base: Path, runs: Sequence[Mapping[str, Any]],
                names: Mapping[str, list[str]]) -> dict[str, Any]:  # fmt: skip
-    """What a law fitted on these run folders is fitted on (:attr:`BaseRun.fitted_on`)."""
+    """What a law fitted on run folders of these provenances is fitted on
+    (:attr:`BaseRun.fitted_on`)."""
     data: dict[str, str] = {}
-    for meta in metas:
-        inputs = meta.get("inputs") if isinstance(meta.get("inputs"), dict) else {}
-        evals = ((inputs.get("data") or {}).get("eval") or {}) if isinstance(inputs, dict) else {}
+    for run in runs:
         for name in [*names["old"], *names["new"]]:
-            sha = ((evals.get(name) or {}).get("shards_sha256") or {}).get("val")
-            if sha and data.setdefault(name, str(sha)) != str(sha):
+            sha = run["data"].get(name)
+            if sha and data.setdefault(name, sha) != sha:
                 raise LawError(
                     f"the runs' {name} validation shards differ (sha256 {data[name][:12]} and "
-                    f"{str(sha)[:12]}): one law is fitted on one tokenized dataset, so fit the "
-                    "runs of each apart"
+                    f"{sha[:12]}): one law is fitted on one tokenized dataset, so fit the runs "
+                    "of each apart"
                 )
-    offsets = sorted({int(m["offset_tokens"]) for m in metas if "offset_tokens" in m})
+    offsets = sorted({int(r["offset_tokens"]) for r in runs if r["offset_tokens"] is not None})
     return {
         "old": list(names["old"]),
         "new": list(names["new"]),
@@ -1301,13 +1346,14 @@ def read_cpt_runs(
                         f"on {', '.join(names[d])}: fit one law per shift (or name the data "
                         "with --old/--new)"
                     )
-    for path, meta in zip(paths, metas, strict=True):
-        _check_branched_from(path, meta, base_path)
+    provenances = [run_provenance(p) for p in paths]
+    for path, provenance in zip(paths, provenances, strict=True):
+        _check_branched_from(path, provenance["init_from"], base_path)
     tokens_per_step = _tokens_per_step(base_path)
     base_steps, base_loss = _per_distribution(base_path, names)
     base_lr = _folder_lr(base_path)
     base_run = BaseRun(base_path.name, base_lr, base_steps, base_loss, tokens_per_step,
-                       fitted_on=_fitted_on(base_path, metas, names))  # fmt: skip
+                       fitted_on=_fitted_on(base_path, provenances, names))  # fmt: skip
     out = []
     for index, (path, meta) in enumerate(zip(paths, metas, strict=True)):
         steps, loss = _per_distribution(path, names)
