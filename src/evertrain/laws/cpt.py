@@ -1084,15 +1084,12 @@ def parse_recipe(text: str, *, default_steps: int | None = None,
                 f"recipe {text!r}: tokens= needs the law's tokens_per_step (not recorded): give steps="
             )
         steps = round(float(mapping["tokens"]) / tokens_per_step)
-        source = f" ({mapping['tokens']} tokens at {tokens_per_step:g} tokens per step)"
+        origin = "tokens"
     elif steps is None:
         steps = schedule_total(schedule, tokens_per_step=tokens_per_step) or default_steps
-        source = " (the schedule's total"
-        if tokens_per_step and getattr(_as_schedule(schedule), "unit", "steps") == "tokens":
-            source += f" in tokens over {tokens_per_step:g} tokens per step"
-        source += ")"
+        origin = "schedule"
     else:
-        source = ""
+        origin = "steps"
     try:
         steps = int(float(steps))
     except (TypeError, ValueError):
@@ -1100,6 +1097,13 @@ def parse_recipe(text: str, *, default_steps: int | None = None,
     if not 0.0 <= replay < 1.0:
         raise LawError(f"recipe {text!r}: replay={replay} must be in [0, 1)")
     if steps < 2:
+        source = ""  # say where a too-short length came from
+        if origin == "tokens":
+            source = f" ({mapping['tokens']} tokens at {tokens_per_step:g} tokens per step)"
+        elif origin == "schedule":
+            source = " (the schedule's total)"
+            if tokens_per_step and getattr(_as_schedule(schedule), "unit", "steps") == "tokens":
+                source = f" (the schedule's total in tokens over {tokens_per_step:g} tokens per step)"
         raise LawError(f"recipe {text!r}: steps={steps}{source} must be >= 2: give steps=N or a "
                        "longer schedule")  # fmt: skip
     return Recipe(schedule=schedule, replay=replay, steps=steps, name=str(mapping.get("name", "")))
@@ -1326,10 +1330,10 @@ def read_cpt_runs(
                 f"run {path} is not an evertrain run folder (no log.jsonl): give run folders, or "
                 "CSV files (step, lr, loss_old, loss_new) for every run"
             )
-    metas = [_continual_meta(p) for p in paths]
+    provenances = [run_provenance(p) for p in paths]  # each run's continual.json, read once
     names = {
-        "old": list(old or next((m["old"] for m in metas if m.get("old")), [])),
-        "new": list(new or next((m["new"] for m in metas if m.get("new")), [])),
+        "old": list(old or next((p["old"] for p in provenances if p["old"]), [])),
+        "new": list(new or next((p["new"] for p in provenances if p["new"]), [])),
     }
     for d in DISTRIBUTIONS:
         if not names[d]:
@@ -1338,15 +1342,14 @@ def read_cpt_runs(
                 "(an eval name of data.eval)"
             )
     if old is None and new is None:  # names read from the runs: one law is one shift
-        for path, meta in zip(paths, metas, strict=True):
+        for path, provenance in zip(paths, provenances, strict=True):
             for d in DISTRIBUTIONS:
-                if meta.get(d) and list(meta[d]) != names[d]:
+                if provenance[d] and provenance[d] != names[d]:
                     raise LawError(
-                        f"run {path} continues on {d} data {', '.join(meta[d])}, the other runs "
+                        f"run {path} continues on {d} data {', '.join(provenance[d])}, the other runs "
                         f"on {', '.join(names[d])}: fit one law per shift (or name the data "
                         "with --old/--new)"
                     )
-    provenances = [run_provenance(p) for p in paths]
     for path, provenance in zip(paths, provenances, strict=True):
         _check_branched_from(path, provenance["init_from"], base_path)
     tokens_per_step = _tokens_per_step(base_path)
@@ -1355,11 +1358,11 @@ def read_cpt_runs(
     base_run = BaseRun(base_path.name, base_lr, base_steps, base_loss, tokens_per_step,
                        fitted_on=_fitted_on(base_path, provenances, names))  # fmt: skip
     out = []
-    for index, (path, meta) in enumerate(zip(paths, metas, strict=True)):
+    for index, (path, provenance) in enumerate(zip(paths, provenances, strict=True)):
         steps, loss = _per_distribution(path, names)
         ratio = float(replay[index]) if replay else _replay_ratio(path, names["old"])
-        if "offset_tokens" in meta and tokens_per_step:
-            offset = round(float(meta["offset_tokens"]) / tokens_per_step)
+        if provenance["offset_tokens"] is not None and tokens_per_step:
+            offset = round(float(provenance["offset_tokens"]) / tokens_per_step)
         else:
             offset = len(base_lr)
         out.append(ContinualRun(path.name, _folder_lr(path), ratio, offset, steps, loss))
