@@ -167,3 +167,65 @@ def test_module_entry_point_defaults_to_run(
     assert exit_info.value.code == 0
     # log_interval=2: a train record every second step (and always the last).
     assert [r["step"] for r in history(tmp_path / "run")] == [2, 4, 5]
+
+
+def test_stop_at_step_pauses_and_resume_ends_where_one_run_does(
+    cli_run: tuple[Path, Path], tiny_data: dict[str, str]
+) -> None:
+    """A CPT law's probe: the first steps of a run, its schedule unchanged; --resume finishes it
+    with the same LR at every step as the run trained in one go."""
+    root, whole = cli_run
+    config = write_config(root / "probe.yaml", make_config(root / "probe", tiny_data))
+    args = ["train", "run", str(config), "--set", "budget_tokens=2048", "--set",
+            "schedule.total=2048", "--no-progress"]  # fmt: skip
+    paused = runner.invoke(app, [*args, "--stop-at-step", "3"])
+    assert paused.exit_code == 0, paused.output
+    assert "paused at step 3 of 8 (--resume trains on): 768 tokens" in paused.output
+    records = [json.loads(line) for line in (root / "probe" / "log.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in records if r["kind"] == "train") == 3
+    assert any(r["kind"] == "eval" and r["step"] == 3 for r in records)  # an eval where it stops
+    done = runner.invoke(app, [*args, "--resume"])
+    assert done.exit_code == 0, done.output
+    assert "done: 8 steps, 2,048 tokens" in done.output
+
+    def lrs(folder: Path) -> dict[int, float]:
+        lines = (folder / "log.jsonl").read_text().splitlines()
+        return {r["step"]: r["lr"] for r in map(json.loads, lines) if r["kind"] == "train"}
+
+    assert lrs(root / "probe") == lrs(whole)
+
+
+@pytest.mark.parametrize("step", ["0", "8", "20"])
+def test_stop_at_step_outside_the_run_is_one_line_exit_2(
+    cli_run: tuple[Path, Path], tiny_data: dict[str, str], step: str
+) -> None:
+    root, _ = cli_run
+    config = write_config(root / f"bad{step}.yaml", make_config(root / f"bad{step}", tiny_data))
+    result = runner.invoke(app, ["train", "run", str(config), "--set", "budget_tokens=2048",
+                                 "--set", "schedule.total=2048", "--stop-at-step", step])  # fmt: skip
+    assert result.exit_code == 2
+    assert f"--stop-at-step {step} must be in [1, 8)" in result.output
+    assert not (root / f"bad{step}" / "log.jsonl").exists()  # checked before any work
+
+
+def test_a_paused_fork_resumes_with_its_own_command(cli_run: tuple[Path, Path]) -> None:
+    root, run_dir = cli_run
+    checkpoint = str(run_dir / "checkpoints" / "step_00000004")
+
+    def fork(out: str, *extra: str):
+        return runner.invoke(app, ["train", "fork", checkpoint, f"--out_dir={root / out}",
+                                   "--no-progress", *extra])  # fmt: skip
+
+    whole = fork("fork-whole")
+    assert whole.exit_code == 0, whole.output
+    paused = fork("fork-probe", "--stop-at-step", "2")
+    assert paused.exit_code == 0 and "paused at step 2 of 8" in paused.output, paused.output
+    done = fork("fork-probe", "--resume")
+    assert done.exit_code == 0, done.output
+    assert "done: 8 steps" in done.output and "changed config" not in done.output
+
+    def lrs(folder: Path) -> dict[int, float]:
+        lines = (folder / "log.jsonl").read_text().splitlines()
+        return {r["step"]: r["lr"] for r in map(json.loads, lines) if r["kind"] == "train"}
+
+    assert lrs(root / "fork-probe") == lrs(root / "fork-whole")

@@ -42,6 +42,7 @@ def _train(
     init_from: str | None,
     progress: bool,
     start_over_if_corrupt: bool = False,
+    stop_at_step: int | None = None,
 ) -> None:
     from evertrain.train.checkpoint import CheckpointError
     from evertrain.train.config import TrainConfig
@@ -55,8 +56,19 @@ def _train(
         else:
             assert config is not None
             cfg = TrainConfig.from_yaml(config, overrides)
+        stop_at_tokens = None
+        if stop_at_step is not None:  # checked before any work: a pause past the end is a typo
+            if not 1 <= stop_at_step < cfg.total_steps:
+                fail(f"--stop-at-step {stop_at_step} must be in [1, {cfg.total_steps}), the run's "
+                     "steps (budget_tokens / tokens per step): lower it, or drop it to train to "
+                     "the end")  # fmt: skip
+            stop_at_tokens = stop_at_step * cfg.tokens_per_step
         result = run(
-            cfg, resume=resume, progress=progress, start_over_if_corrupt=start_over_if_corrupt
+            cfg,
+            resume=resume,
+            progress=progress,
+            start_over_if_corrupt=start_over_if_corrupt,
+            stop_at_tokens=stop_at_tokens,
         )
     except NonFiniteLossError as error:
         typer.echo(f"error: {error}", err=True)
@@ -77,8 +89,14 @@ def _train(
         fail(error)
     if result.final_eval is not None and os.environ.get("RANK", "0") == "0":  # one per run
         losses = ", ".join(f"{name}={loss:.4f}" for name, loss in result.final_eval.items())
+        paused = stop_at_step is not None and result.steps < cfg.total_steps
         typer.echo(
-            f"done: {result.steps} steps, {result.tokens:,} tokens in {result.wall_seconds:.1f}s; "
+            (
+                f"paused at step {result.steps} of {cfg.total_steps} (--resume trains on): "
+                if paused
+                else f"done: {result.steps} steps, "
+            )
+            + f"{result.tokens:,} tokens in {result.wall_seconds:.1f}s; "
             f"eval {losses}; last checkpoint {result.last_checkpoint}"
         )
 
@@ -133,6 +151,12 @@ def run_command(
         help="With --resume: when every checkpoint is corrupt, train from step 0 (the bad ones "
         "are kept as .corrupt-<name>) instead of refusing.",
     ),
+    stop_at_step: int | None = typer.Option(
+        None,
+        "--stop-at-step",
+        help="Pause after this optimizer step (eval and checkpoint there), budget and schedule "
+        "unchanged; --resume trains on to the end (a CPT law's probe: docs/laws.md).",
+    ),
 ) -> None:
     """Train a GPT as the config says; works unchanged under torchrun (DDP)."""
     if start_over_if_corrupt and not resume:
@@ -140,7 +164,8 @@ def run_command(
     config_path, dotted = _config_and_overrides(config, ctx.args)
     if config_path is None:
         fail("missing CONFIG: pass the YAML training config, e.g. evertrain train run config.yaml")
-    _train(config_path, [*set_, *dotted], resume, None, progress, start_over_if_corrupt)
+    _train(config_path, [*set_, *dotted], resume, None, progress, start_over_if_corrupt,
+           stop_at_step)  # fmt: skip
 
 
 @app.command("fork", context_settings=_DOTTED)
@@ -158,6 +183,18 @@ def fork_command(
         [], "--set", help="Override a field, e.g. --set out_dir=runs/branch (or --out_dir=...)"
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue the fork from the newest valid checkpoint in its out_dir (same "
+        "CHECKPOINT and changes as when it started).",
+    ),
+    stop_at_step: int | None = typer.Option(
+        None,
+        "--stop-at-step",
+        help="Pause after this optimizer step, as `train run --stop-at-step`; the same command "
+        "with --resume trains on.",
+    ),
 ) -> None:
     """Start a new run from CHECKPOINT's weights and optimizer state; the manifest records the parent.
 
@@ -165,7 +202,7 @@ def fork_command(
     (CONFIG, then --set); it needs its own out_dir.
     """
     config_path, dotted = _config_and_overrides(config, ctx.args)
-    _train(config_path, [*set_, *dotted], False, checkpoint, progress)
+    _train(config_path, [*set_, *dotted], resume, checkpoint, progress, stop_at_step=stop_at_step)
 
 
 @app.command("checkpoints")
