@@ -165,12 +165,9 @@ def table(payloads: list[dict[str, Any]]) -> str:
 
 
 def main() -> None:
-    args = cpt_law_runs.grid_args(__doc__, RESULTS)
-    if args.tables:
-        print(table(cpt_law_runs.seed_payloads(RESULTS)))
-        return
-    started = time.perf_counter()
-    scale, peaks, replays, continual_out, shifts = cpt_law_runs.grid_scale(args)
+    if (start := cpt_law_runs.grid_start(__doc__, RESULTS, table)) is None:
+        return  # --tables: printed
+    args, started, scale, peaks, replays, continual_out, shifts = start
     designed = cpt_law.designed_fit_set(peaks, replays)
     bootstrap = cpt_law.TOY_BOOTSTRAP if args.toy else cpt_law.BOOTSTRAP
     payload: dict[str, Any] = {"shifts": {}}

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import itertools
 import sys
-import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -126,12 +125,9 @@ def table(payloads: list[dict[str, Any]]) -> str:
 
 
 def main() -> None:
-    args = cpt_law_runs.grid_args(__doc__, RESULTS)
-    if args.tables:
-        print(table(cpt_law_runs.seed_payloads(RESULTS)))
-        return
-    started = time.perf_counter()
-    scale, peaks, replays, continual_out, shifts = cpt_law_runs.grid_scale(args)
+    if (start := cpt_law_runs.grid_start(__doc__, RESULTS, table)) is None:
+        return  # --tables: printed
+    args, started, scale, peaks, replays, continual_out, shifts = start
     designed = {n: cpt_law.designed_fit_set(peaks, replays, runs=n) for n in (3, 4)}
     payload: dict[str, Any] = {"shifts": {}}
     grids = cpt_law_runs.grid_shifts(args, scale, continual_out, peaks, replays, shifts)

@@ -206,6 +206,18 @@ def grid_scale(args: argparse.Namespace
     return scale, cpt_law.PEAKS, cpt_law.REPLAYS, Path(args.continual_out), ("strong", "weak")
 
 
+def grid_start(doc: str, results: Path, tables: Any) -> tuple[Any, ...] | None:
+    """The start every script that scores laws on ``cpt_law.py``'s grid shares: its checked
+    command line (:func:`grid_args`); with ``--tables``, ``tables`` of every base's results
+    printed and ``None`` (nothing more to do); else ``(args, started, scale, peaks, replays,
+    continual_out, shifts)`` (the clock started, :func:`grid_scale`'s grid)."""
+    args = grid_args(doc, results)
+    if args.tables:
+        print(tables(seed_payloads(results)))
+        return None
+    return (args, time.perf_counter(), *grid_scale(args))
+
+
 def grid_plan(args: argparse.Namespace, scale: bench.Scale, continual_out: Path,
               peaks: tuple[float, ...], replays: tuple[float, ...]
               ) -> tuple[dict[str, dict], Path, list[cpt_law.Key], str]:  # fmt: skip
@@ -250,12 +262,9 @@ def finish(payload: dict[str, Any], args: argparse.Namespace, script: str, start
 
 
 def main() -> None:
-    args = grid_args(__doc__, RESULTS)
-    if args.tables:
-        print(table(seed_payloads(RESULTS)))
-        return
-    started = time.perf_counter()
-    scale, peaks, replays, continual_out, shifts = grid_scale(args)
+    if (start := grid_start(__doc__, RESULTS, table)) is None:
+        return  # --tables: printed
+    args, started, scale, peaks, replays, continual_out, shifts = start
     if args.toy:
         counts, full, n_random = TOY_RUN_COUNTS, TOY_FULL_COUNTS, TOY_RANDOM
         bootstrap = cpt_law.TOY_BOOTSTRAP

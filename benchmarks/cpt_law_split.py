@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -128,12 +127,9 @@ def table(payloads: list[dict[str, Any]]) -> str:
 
 
 def main() -> None:
-    args = cpt_law_runs.grid_args(__doc__, RESULTS)
-    if args.tables:
-        print(table(cpt_law_runs.seed_payloads(RESULTS)))
-        return
-    started = time.perf_counter()
-    scale, peaks, replays, continual_out, shifts = cpt_law_runs.grid_scale(args)
+    if (start := cpt_law_runs.grid_start(__doc__, RESULTS, table)) is None:
+        return  # --tables: printed
+    args, started, scale, peaks, replays, continual_out, shifts = start
     designed = cpt_law.TOY_FIT_SET_DESIGNED if args.toy else cpt_law.FIT_SET_DESIGNED
     payload: dict[str, Any] = {"shifts": {}}
     grids = cpt_law_runs.grid_shifts(args, scale, continual_out, peaks, replays, shifts)
