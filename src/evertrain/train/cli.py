@@ -131,6 +131,15 @@ def _dotted_overrides(extra: list[str]) -> list[str]:
     return overrides
 
 
+#: one option for `train run` and `train fork`: a pause, not an end (docs/train.md)
+_STOP_AT_STEP = typer.Option(
+    None,
+    "--stop-at-step",
+    help="Pause after this optimizer step (eval and checkpoint there), budget and schedule "
+    "unchanged; the same command with --resume trains on (a CPT law's probe: docs/laws.md).",
+)
+
+
 @app.command("run", context_settings=_DOTTED)
 def run_command(
     ctx: typer.Context,
@@ -151,12 +160,7 @@ def run_command(
         help="With --resume: when every checkpoint is corrupt, train from step 0 (the bad ones "
         "are kept as .corrupt-<name>) instead of refusing.",
     ),
-    stop_at_step: int | None = typer.Option(
-        None,
-        "--stop-at-step",
-        help="Pause after this optimizer step (eval and checkpoint there), budget and schedule "
-        "unchanged; --resume trains on to the end (a CPT law's probe: docs/laws.md).",
-    ),
+    stop_at_step: int | None = _STOP_AT_STEP,
 ) -> None:
     """Train a GPT as the config says; works unchanged under torchrun (DDP)."""
     if start_over_if_corrupt and not resume:
@@ -189,12 +193,7 @@ def fork_command(
         help="Continue the fork from the newest valid checkpoint in its out_dir (same "
         "CHECKPOINT and changes as when it started).",
     ),
-    stop_at_step: int | None = typer.Option(
-        None,
-        "--stop-at-step",
-        help="Pause after this optimizer step, as `train run --stop-at-step`; the same command "
-        "with --resume trains on.",
-    ),
+    stop_at_step: int | None = _STOP_AT_STEP,
 ) -> None:
     """Start a new run from CHECKPOINT's weights and optimizer state; the manifest records the parent.
 
