@@ -183,10 +183,12 @@ def measured_final(run: Any) -> dict[str, float]:
 
 
 def band_rows(
-    law: CPTLaw, runs: dict[Key, Any], fit_keys: tuple[Key, ...]
+    law: CPTLaw, runs: dict[Key, Any], fit_keys: tuple[Key, ...], probed: tuple[Key, ...] = ()
 ) -> tuple[dict[str, Any], dict[str, list[float]], dict[str, list[float]]]:
     """Every run predicted by ``law`` with its band at :data:`LEVEL`: per-run rows, the held-out
-    runs' final and whole-curve relative errors, and whether each held-out point is inside."""
+    runs' final and whole-curve relative errors, and whether each held-out point is inside.
+    ``probed``: runs whose first evals the law was fitted on (``cpt_law_probes.py``), held out
+    of the scores as the fitted runs are."""
     rows: dict[str, Any] = {}
     held: dict[str, list[float]] = {"final_old": [], "final_new": [], "curve_old": [],
                                     "curve_new": []}  # fmt: skip
@@ -198,6 +200,8 @@ def band_rows(
             pred = law.predict(recipe, steps=run.steps, interval=LEVEL)
         row: dict[str, Any] = {"schedule": key[0], "peak": key[1], "replay": key[2],
                                "in_fit": key in fit_keys}  # fmt: skip
+        if probed:
+            row["probed"] = key in probed
         for d in ("old", "new"):
             measured = run.loss[d]
             rel = np.abs(pred.loss[d] - measured) / measured
@@ -210,7 +214,7 @@ def band_rows(
                 "curve_rel_error": float(rel.mean()),
                 "inside_band": float(inside.mean()),
             }
-            if key not in fit_keys:
+            if key not in fit_keys and key not in probed:
                 held[f"final_{d}"].append(float(rel[-1]))
                 held[f"curve_{d}"].append(float(rel.mean()))
                 inside_by[d].extend(inside.astype(float).tolist())
@@ -228,14 +232,17 @@ def evaluate(
     peaks: tuple[float, ...],
     replays: tuple[float, ...],
     bootstrap: int,
+    probes: dict[Key, Any] | None = None,
 ) -> tuple[dict[str, Any], CPTLaw, dict[str, Any]]:
-    """Fit on ``fit_keys``, predict every other run; the law's choice for ``goal``."""
+    """Fit on ``fit_keys`` (and the ``probes``' short runs), predict every other run; the law's
+    choice for ``goal``."""
+    probes = probes or {}
     started = time.perf_counter()
     law = CPTLaw(annealing=ANNEALING).fit(
-        base, [runs[k] for k in fit_keys], bootstrap=bootstrap, seed=0
+        base, [runs[k] for k in fit_keys] + list(probes.values()), bootstrap=bootstrap, seed=0
     )
     fit_seconds = time.perf_counter() - started
-    rows, held, inside_by = band_rows(law, runs, fit_keys)
+    rows, held, inside_by = band_rows(law, runs, fit_keys, tuple(probes))
     objective = parse_goal(goal)
     reference = law.reference_losses()
     grid_objective = {
@@ -253,7 +260,8 @@ def evaluate(
     inside_all = inside_by["old"] + inside_by["new"]
     result = {
         "fit_set": [key_name(k) for k in fit_keys],
-        "held_out": len(runs) - len(fit_keys),
+        **({"probes": [key_name(k) for k in probes]} if probes else {}),
+        "held_out": len(runs) - len(fit_keys) - len(probes),
         "prede_old": statistics.fmean(held["final_old"]),
         "prede_new": statistics.fmean(held["final_new"]),
         "prede_old_curve": statistics.fmean(held["curve_old"]),
@@ -454,6 +462,46 @@ def grid_runs(
     return cells, base_dir, base, dict(zip(cells, read, strict=True))
 
 
+def measure_choice(
+    result: dict[str, Any],
+    law: CPTLaw,
+    chosen_key: Key,
+    shift: str,
+    scale: bench.Scale,
+    specs: dict[str, dict],
+    out: Path,
+    workers: int,
+    runs: dict[Key, Any],
+    base_dir: Path,
+) -> None:
+    """The law's choice measured (its grid run, else trained here) and its gap to the grid's
+    best run, into ``result`` (``evaluate``'s)."""
+    in_grid = close_key(chosen_key, runs)
+    objective = parse_goal(GOAL)
+    if in_grid is not None:
+        measured = measured_final(runs[in_grid])
+        source = f"grid run {key_name(in_grid)}"
+    else:
+        spec = run_spec(specs, shift, chosen_key, out, scale)
+        spec = {**spec, "label": "chosen-" + key_name(chosen_key),
+                "out_dir": str(Path(spec["out_dir"]).with_name("chosen-" + key_name(chosen_key)))}  # fmt: skip
+        train_missing({f"{shift}/chosen-{key_name(chosen_key)}": spec}, specs, workers, shift)
+        _, (chosen_run,) = read_cpt_runs(base_dir, [spec["out_dir"]])
+        measured = measured_final(chosen_run)
+        source = f"trained: {spec['out_dir']}"
+    measured_objective = objective(measured, law.reference_losses())[0]
+    best = result["best_grid_objective"]
+    result["chosen"].update(
+        {
+            "in_grid": in_grid is not None,
+            "measured_from": source,
+            "measured_final": measured,
+            "measured_objective": measured_objective,
+        }
+    )
+    result["chosen_vs_best_gap"] = (measured_objective - best) / best
+
+
 def run_shift(
     shift: str,
     scale: bench.Scale,
@@ -481,31 +529,8 @@ def run_shift(
         result, law, extra = evaluate(
             base, runs, fit_keys, GOAL, steps, warmup, peaks, replays, bootstrap
         )
-        chosen_key = extra["key"]
-        in_grid = close_key(chosen_key, runs)
-        objective = parse_goal(GOAL)
-        if in_grid is not None:
-            measured = measured_final(runs[in_grid])
-            source = f"grid run {key_name(in_grid)}"
-        else:
-            spec = run_spec(specs, shift, chosen_key, out, scale)
-            spec = {**spec, "label": "chosen-" + key_name(chosen_key),
-                    "out_dir": str(Path(spec["out_dir"]).with_name("chosen-" + key_name(chosen_key)))}  # fmt: skip
-            train_missing({f"{shift}/chosen-{key_name(chosen_key)}": spec}, specs, workers, shift)
-            _, (chosen_run,) = read_cpt_runs(base_dir, [spec["out_dir"]])
-            measured = measured_final(chosen_run)
-            source = f"trained: {spec['out_dir']}"
-        measured_objective = objective(measured, law.reference_losses())[0]
-        best = result["best_grid_objective"]
-        result["chosen"].update(
-            {
-                "in_grid": in_grid is not None,
-                "measured_from": source,
-                "measured_final": measured,
-                "measured_objective": measured_objective,
-            }
-        )
-        result["chosen_vs_best_gap"] = (measured_objective - best) / best
+        measure_choice(result, law, extra["key"], shift, scale, specs, out, workers, runs,
+                       base_dir)  # fmt: skip
         entry[label] = result
         print(f"{shift} {label}: fitted in {result['fit_seconds']:.0f} s; prede old "
               f"{result['prede_old']:.4f} new {result['prede_new']:.4f}", flush=True)  # fmt: skip

@@ -141,6 +141,30 @@ def test_a_recipe_outside_the_fitted_runs_warns_once_naming_what_and_the_fix() -
         law.predict(outside, warn=False)  # the caller reports law.extrapolation itself
 
 
+def test_a_probe_the_first_fifth_of_a_run_fits_beside_full_runs() -> None:
+    """`law cpt design --probes`: a run stopped early (its schedule unchanged) is one more
+    continual run to the fit; its peak and replay count as fitted, its short length does not
+    make full-length recipes extrapolate, and with two full runs it recovers the law."""
+    from evertrain.laws.cpt import ContinualRun
+
+    base, runs = make_runs()
+    full = runs[2]  # cos50: peak 2e-3, replay 0.5, 2000 steps
+    n = round(0.2 * len(full.lr))
+    keep = full.steps < n
+    probe = ContinualRun("cos50-probe", full.lr[:n], full.replay, full.offset, full.steps[keep],
+                         {d: v[keep] for d, v in full.loss.items()})  # fmt: skip
+    law = CPTLaw(annealing="annealing").fit(base, [runs[0], runs[1], probe])
+    assert law.gamma_fitted and law.kappa_fitted and law.fitted_steps == [2000, 2000, 400]
+    for d in ("old", "new"):
+        for name in ("kappa", "gamma"):
+            assert law.params[d][name] == pytest.approx(CPT_TRUE[d][name], rel=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # peak, replay and length all inside the fitted runs
+        pred = law.predict(Recipe(STAGES["cos50"][0], 0.5, 2000), steps=full.steps)
+    for d in ("old", "new"):
+        np.testing.assert_allclose(pred.loss[d], full.loss[d], rtol=1e-3)
+
+
 def test_gamma_is_fitted_only_when_the_runs_span_two_or_more_peaks(tmp_path) -> None:
     base, runs = make_runs()
     law = CPTLaw(annealing="annealing").fit(base, runs)  # peaks 1e-3, 5e-4, 2e-3

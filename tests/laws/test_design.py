@@ -12,7 +12,14 @@ from typer.testing import CliRunner
 
 import evertrain.laws.design as design_module
 from evertrain.cli import app
-from evertrain.laws import FitRun, LawError, design_fit_runs, lr_array, parse_recipe
+from evertrain.laws import (
+    FitRun,
+    LawError,
+    design_fit_runs,
+    lr_array,
+    parse_recipe,
+    probe_runs,
+)
 
 GRID = {"peaks": (1e-2, 3e-3), "replays": (0.0, 0.05, 0.1, 0.25, 0.5)}
 
@@ -107,14 +114,14 @@ def test_cli_prints_recipes_that_predict_and_fit_read(tmp_path):
 
 def test_the_docs_show_what_the_command_prints(tmp_path, monkeypatch):
     page = (Path(__file__).resolve().parents[2] / "docs" / "laws.md").read_text()
-    command = next(
-        line for line in page.splitlines() if line.startswith("evertrain law cpt design")
-    )
-    shown = page.split(command, 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    commands = [line for line in page.splitlines() if line.startswith("evertrain law cpt design")]
+    assert len(commands) == 2  # the three runs; with --probes
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, command.split()[1:])
-    assert result.exit_code == 0, result.output
-    assert result.output == shown
+    for command in commands:
+        shown = page.split(command, 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+        result = CliRunner().invoke(app, command.split()[1:])
+        assert result.exit_code == 0, result.output
+        assert result.output == shown
 
 
 def test_cli_says_what_a_one_peak_design_cannot_fit():
@@ -160,3 +167,42 @@ def test_recipe_spec_refuses_a_family_it_cannot_build():
     assert recipe_spec("wsd", 1e-2, 100, 2, 0.1)["name"] == "wsd"
     with pytest.raises(LawError, match="schedule family 'linear': choose from cosine, wsd"):
         recipe_spec("linear", 1e-2, 100, 2, 0.1)  # was: silently a WSD
+
+
+def test_probes_show_each_fitted_replay_ratio_at_the_other_peak():
+    runs = design_fit_runs(peaks=(1e-2, 3e-3), replays=(0.0, 0.05, 0.1, 0.25, 0.5), runs=3)
+    assert probe_runs(runs, (1e-2, 3e-3)) == [
+        FitRun("cosine", 3e-3, 0.0), FitRun("cosine", 1e-2, 0.25), FitRun("wsd", 3e-3, 0.5)
+    ]  # fmt: skip
+    # three peaks: the farthest in log (from the middle one, a tie goes to the higher)
+    three = [FitRun("cosine", 1e-2, 0.0), FitRun("cosine", 1e-3, 0.25),
+             FitRun("wsd", 10**-2.5, 0.5)]  # fmt: skip
+    assert probe_runs(three, (1e-2, 10**-2.5, 1e-3)) == [
+        FitRun("cosine", 1e-3, 0.0), FitRun("cosine", 1e-2, 0.25), FitRun("wsd", 1e-2, 0.5)
+    ]  # fmt: skip
+
+
+def test_probes_skip_fitted_and_repeated_recipes_and_need_two_peaks():
+    runs = [FitRun("cosine", 1e-2, 0.0), FitRun("cosine", 3e-3, 0.0), FitRun("wsd", 1e-2, 0.5),
+            FitRun("wsd", 1e-2, 0.5)]  # fmt: skip
+    assert probe_runs(runs, (1e-2, 3e-3)) == [FitRun("wsd", 3e-3, 0.5)]
+    assert probe_runs(runs, (1e-2,)) == []
+
+
+def test_cli_probes_name_the_stop_step_and_the_json_keeps_them(tmp_path):
+    out = tmp_path / "design.json"
+    result = CliRunner().invoke(app, ["law", "cpt", "design", "--peaks", "1e-2,3e-3", "--steps",
+                                      "500", "--probes", "-o", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "train these 3 continual runs and 3 probes" in result.output
+    assert "train each only to step 100 of 500" in result.output
+    assert "--stop-at-step 100" in result.output
+    payload = json.loads(out.read_text())
+    assert [(r["family"], r["peak"], r["replay"]) for r in payload["probes"]] == [
+        ("cosine", 3e-3, 0.0), ("cosine", 1e-2, 0.25), ("wsd", 3e-3, 0.5)
+    ]  # fmt: skip
+    assert {r["stop_at_step"] for r in payload["probes"]} == {100}
+    for row in payload["probes"]:  # the whole recipe: a probe is the start of that run
+        assert parse_recipe(row["recipe"]).steps == 500 and row["recipe"] in result.output
+    one_peak = CliRunner().invoke(app, ["law", "cpt", "design", "--peaks", "1e-2", "--probes"])
+    assert one_peak.exit_code == 0 and "no probes: they need two or more peaks" in one_peak.output

@@ -47,7 +47,7 @@ from evertrain.laws.curves import (
     shared_curve_lr,
     shared_curves_dir,
 )
-from evertrain.laws.design import FitRun, design_fit_runs
+from evertrain.laws.design import PROBE_FRACTION, FitRun, design_fit_runs, probe_runs
 from evertrain.laws.intervals import Band, bootstrap_law, coverage, law_band
 from evertrain.laws.mpl import MultiPowerLaw
 
@@ -61,6 +61,8 @@ __all__ = [
     "FitRun",
     "Recipe",
     "design_fit_runs",
+    "probe_runs",
+    "PROBE_FRACTION",
     "bootstrap_law",
     "coverage",
     "law_band",

@@ -41,6 +41,9 @@ from evertrain.laws.curves import LawError
 
 #: exhaustive search up to this many candidate sets; beyond it, greedy maximin
 EXHAUSTIVE_LIMIT = 200_000
+#: a probe trains the first fifth of its recipe (same schedule, stopped early): on the CPT
+#: benchmark's stages that held two of each run's evals (docs/laws.md, "Probes")
+PROBE_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
@@ -178,3 +181,26 @@ def _greedy(grid: list[FitRun], distance: np.ndarray, runs: int, caps: dict[str,
         chosen.append(max(rest, key=lambda i: (round(distance[i, chosen].min(), 12),
                                                round(distance[i, chosen].sum(), 12), -i)))  # fmt: skip
     return sorted(chosen)
+
+
+def probe_runs(fit_runs: Sequence[FitRun], peaks: Sequence[float]) -> list[FitRun]:
+    """Short runs to train beside ``fit_runs`` (each only its first :data:`PROBE_FRACTION`, its
+    schedule unchanged): for every fitted run, the same family and replay ratio at the peak of
+    ``peaks`` farthest from its own (in log; ties: the higher), unless that recipe is fitted or
+    probed already. Why: three runs that span the axes see each replay ratio at one peak, so
+    the fit trades ``kappa`` (replay) against ``gamma`` (LR level); a probe shows the same
+    ratio at another peak. Where the old data's loss jumps early in the stage (a strong
+    shift), the probe's first evals carry that level; on the CPT benchmark's strong shift they
+    lowered the old-data error on most three-run sets for half a run's compute, and changed
+    nothing on its weak shift (``docs/laws.md``, "Probes"). Empty with fewer than two peaks."""
+    levels = sorted({float(p) for p in peaks}, reverse=True)
+    if len(levels) < 2:
+        return []
+    fitted = {(r.family, r.peak, r.replay) for r in fit_runs}
+    out: list[FitRun] = []
+    for run in fit_runs:
+        other = max(levels, key=lambda p: (round(abs(math.log(p / run.peak)), 12), p))
+        probe = FitRun(run.family, other, run.replay)
+        if (probe.family, probe.peak, probe.replay) not in fitted and probe not in out:
+            out.append(probe)
+    return out
