@@ -191,7 +191,7 @@ def probe_runs(fit_runs: Sequence[FitRun], peaks: Sequence[float]) -> list[FitRu
     the fit trades ``kappa`` (replay) against ``gamma`` (LR level); a probe shows the same
     ratio at another peak. Where the old data's loss jumps early in the stage (a strong
     shift), the probe's first evals carry that level; on the CPT benchmark's strong shift they
-    lowered the old-data error on most three-run sets for half a run's compute, and changed
+    lowered the old-data error on most three-run sets for 0.6 of a run, and changed
     nothing on its weak shift (``docs/laws.md``, "Probes"). Empty with fewer than two peaks."""
     levels = sorted({float(p) for p in peaks}, reverse=True)
     if len(levels) < 2:
