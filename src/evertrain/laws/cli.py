@@ -568,8 +568,8 @@ def cpt_design(
             typer.echo(f"  {row['recipe']}")
         if probe_rows:
             typer.echo(f"  probes: train each only to step {stop} of {steps}, its schedule "
-                       f"unchanged (`evertrain train run CONFIG --stop-at-step {stop}`; --resume "
-                       "finishes one later):")  # fmt: skip
+                       "unchanged, with two or more evals by then (`evertrain train run CONFIG "
+                       f"--stop-at-step {stop}`; --resume finishes one later):")  # fmt: skip
         for row in probe_rows:
             typer.echo(f"  {row['recipe']}")
         if probes and not probe_rows:
