@@ -339,3 +339,33 @@ def test_average_panel_uses_the_datasets_every_run_measured(tmp_path, make_run):
     by_label = {s["label"]: s["y"] for s in avg["series"]}
     assert by_label["stage"] == [pytest.approx(3.5)] * 2
     assert by_label["base"] == [pytest.approx(3.5)] * 2
+
+
+def test_a_run_stopped_short_is_said_marked_and_kept_out_of_the_headline(tmp_path, make_run):
+    """A probe (`--stop-at-step`) or a preempted run: its last eval is mid-recipe, so the report
+    warns once naming both token counts, marks its row, and never calls it the best recipe."""
+    runs = _scenario(tmp_path, make_run)
+    probe = make_run(
+        tmp_path,
+        "probe",
+        evals=[(200, {"d0": 1.5, "d1": 1.5})],  # better than every run: mid-recipe, not best
+        train=[(t, 1e-3, {"d0": t // 4, "d1": t - t // 4}) for t in range(100, 201, 100)],
+        meta={"name": "probe", "recipe": "rewarm+replay-probe", "old": ["d0"], "new": ["d1"],
+              "offset_tokens": BASE_TOKENS},  # fmt: skip
+        parent={"checkpoint": str(runs["base"] / "checkpoints" / "final"), "run": str(runs["base"])},
+        config={"budget_tokens": 1000},
+    )
+    with pytest.warns(UserWarning) as caught:
+        path = write_report([*runs.values(), probe], tmp_path / "report")
+    said = [str(w.message) for w in caught if "stopped at" in str(w.message)]
+    assert said == [
+        f"run probe ({probe}) stopped at 200 of its 1,000 tokens (paused, preempted or still "
+        "running): its row shows where it stopped, not its recipe's end; `--resume` it to "
+        "compare it whole"
+    ]
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    flags = {row["run"]: row["stopped_short"] for row in report["runs"]}
+    assert flags == {"base": False, "finetune": False, "rewarm+replay": False, "retrain": False,
+                     "probe": True}  # fmt: skip
+    assert report["headline"].startswith("Best replay recipe: rewarm+replay reaches")
+    assert "200 (stopped short)" in path.read_text()

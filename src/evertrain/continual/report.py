@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -603,7 +604,9 @@ def headline(rows: list[dict[str, Any]], baseline: str | None) -> str:
     candidates = [
         r
         for r in rows
-        if "replay" in str(r["recipe"]) and r.get("loss_gap_vs_baseline") is not None
+        if "replay" in str(r["recipe"])
+        and r.get("loss_gap_vs_baseline") is not None
+        and not r.get("stopped_short")
     ]
     if not candidates:
         return ""
@@ -690,6 +693,17 @@ def write_report(
     try:
         loaded = [load(path) for path in runs]
         labels = _unique_labels(loaded)
+        for run, label in zip(loaded, labels, strict=True):
+            # its "final" losses are mid-recipe: said here, and kept out of the headline
+            if run.stopped_short:
+                warnings.warn(
+                    f"run {label} ({run.path}) stopped at {run.tokens:,} of its "
+                    f"{run.budget_tokens:,} tokens (paused, preempted or still running): its row "
+                    "shows where it stopped, not its recipe's end; `--resume` it to compare it "
+                    "whole",
+                    UserWarning,
+                    stacklevel=2,
+                )
         views = [view_of(run, label, load) for run, label in zip(loaded, labels, strict=True)]
     except RunError as error:
         raise ReportError(str(error)) from None
@@ -715,6 +729,7 @@ def write_report(
         row["path"] = str(view.run.path)
         row["label"] = view.label
         row["evals"] = len(view.run.eval_records)
+        row["stopped_short"] = view.run.stopped_short
     sentence = headline(rows, baseline)
     context = describe_runs(views, curves["datasets"])
     atomic_write_json(

@@ -112,7 +112,9 @@ def _table(rows: list[dict[str, Any]], baseline: str | None) -> str:
             f"<td>{_fmt(row['forgetting'], '+.4f')}</td>",
             f"<td>{_fmt(row['peak_forgetting'], '+.4f')}</td>",
             f"<td>{_fmt(row['adaptation'], '+.4f')}</td>",
-            f"<td>{row['tokens']:,}</td>",
+            f"<td>{row['tokens']:,}"
+            + (" (stopped short)" if row.get("stopped_short") else "")
+            + "</td>",
             f"<td>{_fmt(row.get('evals'))}</td>",
             f"<td>{_fmt(row['wall_seconds'], '.1f')}</td>",
             f"<td>{_fmt(row.get('tokens_vs_baseline'), '.0%')}</td>",

@@ -53,6 +53,18 @@ class Run:
         return max(candidates, default=0)
 
     @property
+    def budget_tokens(self) -> int | None:
+        """The token budget its config trains to (None when the config names none)."""
+        value = self.config.get("budget_tokens")
+        return int(value) if value else None
+
+    @property
+    def stopped_short(self) -> bool:
+        """Trained fewer tokens than its budget: paused (``--stop-at-step``, a CPT law's probe),
+        preempted, or still running. Its last eval is where it stopped, not its recipe's end."""
+        return self.budget_tokens is not None and self.tokens < self.budget_tokens
+
+    @property
     def wall_seconds(self) -> float | None:
         value = self.meta.get("wall_seconds")
         return float(value) if value is not None else None
