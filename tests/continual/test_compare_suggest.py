@@ -71,6 +71,7 @@ def test_suggest_prints_the_laws_recipe_with_bands_and_saves_the_law(toy, tmp_pa
     assert "goal weighted:0.5" in out
     # both runs re-warm to one peak: the law says what it cannot fit and what to train
     assert "share one peak LR" in out and "`evertrain law cpt design`" in out
+    assert "probe each replay ratio at another peak" in out
     lines = {line.split()[0]: line for line in out.splitlines() if "-data loss" in line}
     for d in ("old-data", "new-data"):
         # "old-data loss 5.12345 [5.1, 5.2]  (base at the stage start ...)": value inside its band

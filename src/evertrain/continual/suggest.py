@@ -99,7 +99,8 @@ def suggest(
         notes.append(
             "the compared runs share one peak LR, so the law's LR-level term (gamma) was not "
             "fitted and every other peak is extrapolated: `evertrain law cpt design` names the "
-            "runs to add"
+            "runs to add, or probe each replay ratio at another peak for a fifth of the stage "
+            "(docs/laws.md, 'Probes')"
         )
     # the law's own warnings (e.g. a replay outside the fitted ones), once each
     notes += sorted({str(w.message) for w in caught if issubclass(w.category, UserWarning)})
