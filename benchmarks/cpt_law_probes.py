@@ -23,6 +23,10 @@ point more than this). Per shift:
 * ``designed`` / ``designed_probes``: ``cpt_law.py``'s whole evaluation (90 % bands, the law's
   choice for the goal, measured) on the designed set without / with its probes, scored on
   the same held-out runs;
+* ``one_peak``: ``cpt_law.py``'s ``main`` set (replay 0, 0.25, 0.5 at one peak, the fit set that
+  misses most, since it cannot see the LR level) point-fitted alone and with its probes, each
+  replay ratio at the other peak: what probes buy a user who has trained a replay sweep at one
+  peak; the same held-out runs for both;
 * ``same_runs_as``: the largest difference of a final loss between these runs and those the
   matching ``cpt_law*.json`` was measured on (CPU training is not bitwise the same on another
   machine).
@@ -93,6 +97,23 @@ def spanning(base: Any, runs: dict[cpt_law.Key, Any], designed_keys: tuple[cpt_l
     return out
 
 
+def one_peak(base: Any, runs: dict[cpt_law.Key, Any], fit_keys: tuple[cpt_law.Key, ...],
+             peaks: tuple[float, ...]) -> dict[str, Any]:  # fmt: skip
+    """``cpt_law.py``'s ``main`` set (a replay sweep at one peak, the case that misses most),
+    point-fitted alone and with its probes (each replay at the other peak), scored alike."""
+    probed = probe_keys(fit_keys, peaks)
+    held = {k: r for k, r in runs.items() if k not in fit_keys and k not in probed}
+    fits = {"runs": [runs[k] for k in fit_keys]}
+    fits["probes"] = fits["runs"] + [prefix(runs[k]) for k in probed]
+    out: dict[str, Any] = {"fit_set": [cpt_law.key_name(k) for k in fit_keys],
+                           "probed": [cpt_law.key_name(k) for k in probed], "held_out": len(held)}  # fmt: skip
+    for label, fit_runs in fits.items():
+        errors = cpt_law.final_errors(CPTLaw(annealing=cpt_law.ANNEALING).fit(base, fit_runs), held)
+        out[label] = {**{f"prede_{d}": statistics.fmean(v) for d, v in errors.items()},
+                      **{f"worst_{d}": max(v) for d, v in errors.items()}}  # fmt: skip
+    return out
+
+
 def held_out_view(result: dict[str, Any], skip: list[str]) -> dict[str, Any]:
     """``cpt_law.evaluate``'s figures over its held-out rows less ``skip`` (each run has the
     same evals, so the mean of the runs' coverage is the points' coverage)."""
@@ -160,6 +181,14 @@ def table(payloads: list[dict[str, Any]]) -> str:
                     f"{a[f'prede_{d}']:.4f}, {a['interval_coverage']:.2f} -> "
                     f"{b[f'prede_{d}']:.4f}, {b['interval_coverage']:.2f} |"
                 )
+    lines += ["", "| shift | one peak (main): prede_old (bases 0 / 1 / 2), 3 runs -> + probes | "
+              "prede_new | worst old | worst new |", "|---|---|---|---|---|"]  # fmt: skip
+    for shift in ("strong", "weak"):
+        views = [p["shifts"][shift]["one_peak"] for p in payloads if shift in p["shifts"]]
+        lines.append(f"| {shift} | " + " | ".join(
+            " / ".join(f"{v['runs'][key]:.4f}" for v in views) + " -> "
+            + " / ".join(f"{v['probes'][key]:.4f}" for v in views)
+            for key in ("prede_old", "prede_new", "worst_old", "worst_new")) + " |")  # fmt: skip
     lines += ["", "| shift | fit set | prede_old (bases 0 / 1 / 2) | prede_new | coverage (90 % band) "
               "| chosen_vs_best_gap |", "|---|---|---|---|---|---|"]  # fmt: skip
     for shift in ("strong", "weak"):
@@ -196,6 +225,12 @@ def main() -> None:
             print(f"  {d}: {s['runs']['designs']} sets, median {s['runs'][f'prede_{d}']['median']:.4f}"
                   f" -> {s['probes'][f'prede_{d}']['median']:.4f} with probes (lower on "
                   f"{s['paired'][d]['lower']}, higher on {s['paired'][d]['higher']})", flush=True)  # fmt: skip
+        main_keys = cpt_law.TOY_FIT_SET if args.toy else cpt_law.FIT_SET
+        entry["one_peak"] = one_peak(base, runs, main_keys, peaks)
+        print(f"  one peak: {entry['one_peak']['runs']['prede_old']:.4f} / "
+              f"{entry['one_peak']['runs']['prede_new']:.4f} -> "
+              f"{entry['one_peak']['probes']['prede_old']:.4f} / "
+              f"{entry['one_peak']['probes']['prede_new']:.4f} with probes", flush=True)  # fmt: skip
         entry["designed"] = designed(shift, scale, specs, out, args.workers, runs, base, base_dir,
                                      fit_keys, peaks, replays, bootstrap)  # fmt: skip
         if not args.toy:  # these runs against those the same base's cpt_law*.json scored
@@ -213,7 +248,8 @@ def main() -> None:
         f"both), paired = sets where probes' error is lower / higher by more than {TIE}; "
         f"designed(_probes) = cpt_law.evaluate (bootstrap={bootstrap}, 90 % bands, goal "
         f"{cpt_law.GOAL!r}) on the designed set without / with its probes, over the same "
-        "held-out runs"
+        "held-out runs; one_peak = cpt_law.py's main set (one peak) point-fitted without / with "
+        "its probes (each replay at the other peak), over the runs neither fitted nor probed"
     )
     payload["probe_fraction"] = PROBE_FRACTION
     payload["scale"] = {"seed": cpt_law.SEED, "peaks": list(peaks), "replays": list(replays),

@@ -36,4 +36,9 @@ def test_toy_probe_benchmark_writes_its_keys(tmp_path):
         assert view["held_out"] == 12 - 3 - 3  # scored on the same runs, with or without probes
         assert 0.0 <= view["interval_coverage"] <= 1.0 and "chosen_vs_best_gap" in view
         assert view["prede_old"] > 0 and view["prede_new"] > 0
+    one_peak = strong["one_peak"]  # a replay sweep at one peak, with each replay at the other
+    assert one_peak["probed"] == ["cosine-peak0.005-replay0", "cosine-peak0.005-replay0.25",
+                                  "cosine-peak0.005-replay0.5"]  # fmt: skip
+    assert one_peak["held_out"] == 6
+    assert all(one_peak[k][f"prede_{d}"] > 0 for k in ("runs", "probes") for d in ("old", "new"))
     assert "same_runs_as" not in strong  # --toy compares with no results file
